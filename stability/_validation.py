@@ -32,7 +32,9 @@ def check_scalar(name, value, *, low=None, high=None, low_open=False, high_open=
     if low is not None and (x < low or (low_open and x == low)):
         raise ValueError(f"{name}: must be {'>' if low_open else '>='} {low}, got {x}")
     if high is not None and (x > high or (high_open and x == high)):
-        raise ValueError(f"{name}: must be {'<' if high_open else '<='} {high}, got {x}")
+        raise ValueError(
+            f"{name}: must be {'<' if high_open else '<='} {high}, got {x}"
+        )
     return x
 
 
@@ -51,7 +53,9 @@ def check_betas(name, values):
     try:
         seq = tuple(values)
     except TypeError as err:
-        raise ValueError(f"{name}: expected a sequence of decays, got {values!r}") from err
+        raise ValueError(
+            f"{name}: expected a sequence of decays, got {values!r}"
+        ) from err
     if not seq:
         raise ValueError(f"{name}: needs at least one decay")
     return tuple(check_beta(f"{name}[{i}]", b) for i, b in enumerate(seq))

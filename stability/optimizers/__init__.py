@@ -1,0 +1,12 @@
+"""Hand-designed optimizers (optax) and their closed-form per-mode blocks."""
+
+from stability.optimizers import modes as modes
+from stability.optimizers.linear import AdamAggMoState as AdamAggMoState
+from stability.optimizers.linear import MomentumState as MomentumState
+from stability.optimizers.linear import adam_aggmo as adam_aggmo
+from stability.optimizers.linear import aggmo as aggmo
+from stability.optimizers.linear import ema_momentum as ema_momentum
+from stability.optimizers.linear import gd as gd
+from stability.optimizers.linear import heavy_ball as heavy_ball
+from stability.optimizers.linear import nominal_linear as nominal_linear
+from stability.optimizers.linear import preconditioned as preconditioned

@@ -1,0 +1,12 @@
+"""Noisy quadratics: problems, spectra, sampled simulation and exact moments."""
+
+from stability.problems import spectra as spectra
+from stability.problems.moments import expected_losses as expected_losses
+from stability.problems.moments import modal_blocks as modal_blocks
+from stability.problems.moments import stationary_loss as stationary_loss
+from stability.problems.quadratic import NoisyQuadratic as NoisyQuadratic
+from stability.problems.quadratic import noisy_quadratic as noisy_quadratic
+from stability.problems.quadratic import random_rotation as random_rotation
+from stability.problems.quadratic import rotated as rotated
+from stability.problems.simulate import SimulationRecord as SimulationRecord
+from stability.problems.simulate import simulate as simulate

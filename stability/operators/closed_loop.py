@@ -1,0 +1,151 @@
+"""Closed-loop update operators: one optimizer step on a noisy quadratic, as a linear
+map of the joint state ``z = (params, optimizer state)`` and the noise ``xi``.
+
+``closed_loop`` takes the Jacobian of the *real* ``init``/``update`` functions with
+``jax.jacfwd``, so one code path serves every optax optimizer: exact for linear ones,
+a linearisation at a point for nonlinear or learned ones (STAR included).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.sparse.linalg
+from jax.flatten_util import ravel_pytree
+
+from stability._validation import check_lr, check_spd, check_square
+from stability.problems.quadratic import NoisyQuadratic
+
+
+class ClosedLoop(NamedTuple):
+    """``z' = transition @ z + noise_gain @ xi``.
+
+    ``transition`` has shape ``(d, d)`` over the joint state, whose first ``n``
+    coordinates are the parameters; ``noise_gain`` has shape ``(d, n)``.
+    """
+
+    transition: jax.Array
+    noise_gain: jax.Array
+
+    @property
+    def num_params(self) -> int:
+        return self.noise_gain.shape[-1]
+
+    @property
+    def parameter_block(self) -> jax.Array:
+        """The parameter-to-parameter block: what a non-joint analysis would look at."""
+        n = self.num_params
+        return self.transition[:n, :n]
+
+
+def _split_state(state):
+    """Inexact (floating) leaves of the state, and a function rebuilding the state
+    from new values of those leaves; integer leaves (step counters) are held fixed."""
+    leaves, treedef = jax.tree.flatten(state)
+    is_float = [jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact) for x in leaves]
+    floats = [x for x, f in zip(leaves, is_float, strict=True) if f]
+
+    def rebuild(new_floats):
+        it = iter(new_floats)
+        return jax.tree.unflatten(
+            treedef,
+            [next(it) if f else x for x, f in zip(leaves, is_float, strict=True)],
+        )
+
+    def select(s):
+        return [x for x, f in zip(jax.tree.leaves(s), is_float, strict=True) if f]
+
+    return floats, rebuild, select
+
+
+def step_function(
+    optimizer: optax.GradientTransformation,
+    problem: NoisyQuadratic,
+    params=None,
+    state=None,
+):
+    """The closed-loop step ``(z, xi) -> z'`` on raveled joint states, and the point
+    ``z`` of ``(params, state)``.
+
+    Returns ``(step, z)``. Integer leaves of ``state`` are frozen at their given value.
+    """
+    n = problem.dim
+    dtype = jnp.zeros(()).dtype
+    params = jnp.zeros(n, dtype) if params is None else jnp.asarray(params)
+    if params.shape != (n,):
+        raise ValueError(f"params: expected shape ({n},), got {params.shape}")
+    state = optimizer.init(params) if state is None else state
+    floats, rebuild, select = _split_state(state)
+    z, unravel = ravel_pytree((params, floats))
+    h = jnp.asarray(problem.hessian, params.dtype)
+
+    def step(z, xi):
+        p, fl = unravel(z)
+        updates, new_state = optimizer.update(h @ (p - xi), rebuild(fl), p)
+        return ravel_pytree((optax.apply_updates(p, updates), select(new_state)))[0]
+
+    return step, z
+
+
+def closed_loop(
+    optimizer: optax.GradientTransformation,
+    problem: NoisyQuadratic,
+    params=None,
+    state=None,
+) -> ClosedLoop:
+    """Jacobian of one optimizer step on ``problem`` over the joint state.
+
+    Args:
+      optimizer: any optax ``GradientTransformation`` (``update(grads, state,
+        params)``).
+      problem: the noisy quadratic; parameters are a vector of shape ``(n,)``.
+      params: linearisation point (default zeros).
+      state: optimizer state at that point (default ``optimizer.init(params)``).
+
+    Returns:
+      :class:`ClosedLoop` taken at zero noise; exact for linear optimizers.
+
+    >>> from stability.optimizers import heavy_ball
+    >>> from stability.problems import NoisyQuadratic
+    >>> loop = closed_loop(heavy_ball(0.1, 0.9), NoisyQuadratic.from_eigenvalues([2.0]))
+    >>> loop.transition.shape, loop.noise_gain.shape
+    ((2, 2), (2, 1))
+    """
+    step, z = step_function(optimizer, problem, params, state)
+    xi = jnp.zeros(problem.dim, z.dtype)
+    transition, noise_gain = jax.jacfwd(step, argnums=(0, 1))(z, xi)
+    return ClosedLoop(transition, noise_gain)
+
+
+def nominal_closed_loop(hessian, P, alpha, preconditioner=None) -> ClosedLoop:
+    """The explicit ``A = I - C (alpha I + P) H`` of the nominal + linear update, with
+    noise gain ``I - A`` (``C = I`` when no preconditioner)."""
+    h = check_spd("hessian", hessian)
+    n = h.shape[0]
+    p = check_square("P", P, n=n)
+    alpha = check_lr("alpha", alpha)
+    c = (
+        np.eye(n)
+        if preconditioner is None
+        else check_square("preconditioner", preconditioner, n=n)
+    )
+    gain = c @ (alpha * np.eye(n) + p) @ h
+    return ClosedLoop(np.eye(n) - gain, gain)
+
+
+def linear_operator(fn, z) -> scipy.sparse.linalg.LinearOperator:
+    """The Jacobian of ``fn`` at ``z`` as a SciPy ``LinearOperator`` built from
+    Jacobian-vector products (``jax.linearize``): no dense matrix is formed. For
+    Arnoldi on large step maps."""
+    z = jnp.asarray(z)
+    _, jvp = jax.linearize(fn, z)
+    jvp = jax.jit(jvp)
+    d = z.size
+
+    def matvec(v):
+        v = jnp.asarray(np.asarray(v).reshape(z.shape), z.dtype)
+        return np.asarray(jvp(v), dtype=np.float64).reshape(-1)
+
+    return scipy.sparse.linalg.LinearOperator((d, d), matvec=matvec, dtype=np.float64)

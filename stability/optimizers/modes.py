@@ -1,0 +1,114 @@
+r"""Closed-form per-mode blocks of the linear optimizers on a quadratic.
+
+On an eigen-direction of H with curvature ``h`` every linear optimizer here is a small
+linear system in ``x = lr * h`` (momenta are scaled by ``lr`` so that nothing else
+enters). State ``(phi, lr m_1, ..., lr m_k)``; the block maps it one step and the
+noise gain maps the step's noise draw ``xi`` in:
+
+==============  =============================================  =======================
+family          block                                          stable iff
+==============  =============================================  =======================
+gd              ``[1 - x]``                                    ``0 < x < 2``
+heavy_ball      ``[[1 - x, -b], [x, b]]``                      ``|b|<1, 0<x<2(1+b)``
+ema_momentum    ``[[1 - (1-b) x, -b], [(1-b) x, b]]``          ``0<(1-b)x<2(1+b)``
+aggmo           ``u_i' = b_i u_i + (1-b_i) x phi``,            ``0 < x < x*``
+                ``phi' = phi - mean_i u_i'``
+==============  =============================================  =======================
+
+Every function broadcasts over its array arguments (``x`` and ``beta`` may be grids).
+The eigenvalues of these blocks equal those of the Jacobian that
+:func:`stability.operators.closed_loop` takes of the real optax optimizer (the two
+are similar through ``diag(1, lr, ..., lr)``).
+"""
+
+import jax.numpy as jnp
+
+FAMILIES = ("gd", "heavy_ball", "ema_momentum", "aggmo")
+
+
+def _stack(rows):
+    return jnp.stack([jnp.stack(r, axis=-1) for r in rows], axis=-2)
+
+
+def gd_block(x):
+    """``(..., 1, 1)`` block and ``(..., 1)`` noise gain of gradient descent."""
+    x = jnp.asarray(x)
+    return (1 - x)[..., None, None], x[..., None]
+
+
+def heavy_ball_block(x, beta):
+    """``(..., 2, 2)`` block and ``(..., 2)`` noise gain of heavy ball."""
+    x, beta = jnp.broadcast_arrays(jnp.asarray(x), jnp.asarray(beta, dtype=float))
+    block = _stack([[1 - x, -beta], [x, beta]])
+    return block, jnp.stack([x, -x], axis=-1)
+
+
+def ema_momentum_block(x, beta):
+    """``(..., 2, 2)`` block and ``(..., 2)`` noise gain of EMA momentum."""
+    x, beta = jnp.broadcast_arrays(jnp.asarray(x), jnp.asarray(beta, dtype=float))
+    y = (1 - beta) * x
+    return _stack([[1 - y, -beta], [y, beta]]), jnp.stack([y, -y], axis=-1)
+
+
+def aggmo_block(x, betas):
+    """``(..., k+1, k+1)`` block and ``(..., k+1)`` noise gain of the mean of ``k``
+    EMA momenta with decays ``betas`` (a sequence of scalars or broadcastable arrays).
+    """
+    x = jnp.asarray(x)
+    betas = [jnp.asarray(b, dtype=float) for b in betas]
+    k = len(betas)
+    shape = jnp.broadcast_shapes(x.shape, *(b.shape for b in betas))
+    x = jnp.broadcast_to(x, shape)
+    betas = [jnp.broadcast_to(b, shape) for b in betas]
+    zero = jnp.zeros(shape, x.dtype)
+    ys = [(1 - b) * x for b in betas]
+    # phi' = phi - mean_i (b_i u_i + y_i phi)
+    first = [1 - sum(ys) / k] + [-b / k for b in betas]
+    rows = [first]
+    for i, (b, y) in enumerate(zip(betas, ys, strict=True)):
+        rows.append([y] + [b if j == i else zero for j in range(k)])
+    gain = jnp.stack([sum(ys) / k] + [-y for y in ys], axis=-1)
+    return _stack(rows), gain
+
+
+def block(family: str, x, **params):
+    """Dispatch on ``family`` in :data:`FAMILIES`; ``params`` holds ``beta`` or
+    ``betas``."""
+    if family == "gd":
+        return gd_block(x)
+    if family == "heavy_ball":
+        return heavy_ball_block(x, params["beta"])
+    if family == "ema_momentum":
+        return ema_momentum_block(x, params["beta"])
+    if family == "aggmo":
+        return aggmo_block(x, params["betas"])
+    raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}")
+
+
+def quadratic_radius(s, q, xp=jnp):
+    r"""Largest root modulus of :math:`z^2 - s z + q` (real ``s``, ``q``), elementwise.
+
+    Real roots: :math:`(|s| + \sqrt{s^2 - 4q}) / 2`; complex pair: :math:`\sqrt{q}`.
+    The form with ``|s|`` avoids cancellation; at the discriminant's zero both agree.
+    Square roots are guarded so that gradients stay finite in both branches. ``xp``
+    is ``jax.numpy`` (default) or ``numpy``.
+    """
+    disc = s * s - 4 * q
+    real = disc >= 0
+    sq_disc = xp.sqrt(xp.where(real, disc, 1.0))
+    sq_q = xp.sqrt(xp.where(real | (q == 0), 1.0, xp.abs(q)))
+    return xp.where(real, 0.5 * (xp.abs(s) + sq_disc), sq_q)
+
+
+def gd_radius(x):
+    return jnp.abs(1 - jnp.asarray(x))
+
+
+def heavy_ball_radius(x, beta):
+    """Spectral radius of the heavy-ball block: ``z^2 - (1 + b - x) z + b``."""
+    return quadratic_radius(1 + beta - x, beta)
+
+
+def ema_momentum_radius(x, beta):
+    """Spectral radius of the EMA block: ``z^2 - (1 + b - (1-b) x) z + b``."""
+    return quadratic_radius(1 + beta - (1 - beta) * x, beta)

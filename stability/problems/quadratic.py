@@ -1,0 +1,111 @@
+"""The noisy quadratic model (NQM).
+
+Per-step loss :math:`l_t(\\phi) = \\tfrac12 (\\phi - \\xi_t)^T H (\\phi - \\xi_t)` with
+:math:`\\xi_t \\sim N(0, \\Sigma_\\xi)` drawn fresh each step, the stand-in for minibatch
+noise. The gradient is :math:`H(\\phi - \\xi_t)`.
+"""
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from stability._validation import as_float_array, check_psd, check_spd
+
+
+class NoisyQuadratic(NamedTuple):
+    """A noisy quadratic problem; build it with :func:`noisy_quadratic` or
+    :meth:`NoisyQuadratic.from_eigenvalues`, which validate their inputs.
+
+    Attributes:
+      hessian: symmetric positive definite ``H``, shape ``(n, n)``.
+      noise_cov: covariance of the optimum's noise ``xi``, shape ``(n, n)``.
+      x0: initial parameters, shape ``(n,)``.
+    """
+
+    hessian: np.ndarray
+    noise_cov: np.ndarray
+    x0: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        return self.hessian.shape[0]
+
+    @property
+    def is_diagonal(self) -> bool:
+        """True when H and the noise covariance are both diagonal (the per-mode case)."""
+        off = ~np.eye(self.dim, dtype=bool)
+        return not (np.any(self.hessian[off]) or np.any(self.noise_cov[off]))
+
+    @classmethod
+    def from_eigenvalues(cls, eigenvalues, noise_var=0.0, x0=None):
+        """The diagonal problem ``H = diag(eigenvalues)``, noise variances ``noise_var``
+        (a scalar or one per coordinate), and ``x0`` (default all ones)."""
+        lam = as_float_array("eigenvalues", eigenvalues, ndim=1)
+        if lam.size == 0 or np.any(lam <= 0):
+            raise ValueError(
+                "eigenvalues: must be a non-empty vector of positive values"
+            )
+        var = np.broadcast_to(as_float_array("noise_var", noise_var), lam.shape)
+        if np.any(var < 0):
+            raise ValueError("noise_var: variances must be non-negative")
+        x0 = np.ones_like(lam) if x0 is None else x0
+        return noisy_quadratic(np.diag(lam), var, x0)
+
+    def loss(self, params, xi):
+        """The per-step loss at ``params`` for one noise draw ``xi``."""
+        d = params - xi
+        return 0.5 * d @ (jnp.asarray(self.hessian, d.dtype) @ d)
+
+    def grad(self, params, xi):
+        return jnp.asarray(self.hessian, params.dtype) @ (params - xi)
+
+    def noise_factor(self) -> np.ndarray:
+        """``F`` with ``F F^T = noise_cov``, for sampling ``xi = F e``, ``e ~ N(0, I)``."""
+        lam, vec = np.linalg.eigh(self.noise_cov)
+        return vec * np.sqrt(np.clip(lam, 0.0, None))
+
+
+def noisy_quadratic(hessian, noise_cov=0.0, x0=None) -> NoisyQuadratic:
+    """A validated :class:`NoisyQuadratic`.
+
+    Args:
+      hessian: symmetric positive definite matrix, shape ``(n, n)``.
+      noise_cov: dense covariance ``(n, n)``, a vector of variances ``(n,)`` or a scalar
+        variance; must be positive semidefinite.
+      x0: initial parameters ``(n,)``; default all ones.
+
+    >>> p = noisy_quadratic([[2.0, 0.5], [0.5, 1.0]], [0.1, 0.2])
+    >>> p.dim, float(p.noise_cov[1, 1])
+    (2, 0.2)
+    """
+    h = check_spd("hessian", hessian)
+    n = h.shape[0]
+    cov = as_float_array("noise_cov", noise_cov)
+    if cov.ndim <= 1:
+        cov = np.broadcast_to(cov, (n,)) if cov.ndim == 0 else cov
+        if cov.shape != (n,):
+            raise ValueError(
+                f"noise_cov: expected {n} variances, got shape {cov.shape}"
+            )
+        if np.any(cov < 0):
+            raise ValueError("noise_cov: variances must be non-negative")
+        cov = np.diag(cov)
+    else:
+        cov = check_psd("noise_cov", cov, n=n)
+    x0 = np.ones(n) if x0 is None else as_float_array("x0", x0, shape=(n,))
+    return NoisyQuadratic(h, np.array(cov), np.array(x0))
+
+
+def random_rotation(n, seed=0) -> np.ndarray:
+    """A Haar-random orthogonal matrix, shape ``(n, n)``, from a NumPy seed."""
+    q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, n)))
+    return q * np.sign(np.diag(r))
+
+
+def rotated(problem: NoisyQuadratic, q) -> NoisyQuadratic:
+    """The same problem in a rotated basis: ``H -> Q H Q^T`` (dense, non-diagonal)."""
+    q = np.asarray(q, float)
+    return noisy_quadratic(
+        q @ problem.hessian @ q.T, q @ problem.noise_cov @ q.T, q @ problem.x0
+    )

@@ -1,0 +1,90 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stability import analyses, operators, optimizers
+from stability.problems import NoisyQuadratic
+
+
+def test_spectral_radius_methods_agree():
+    rng = np.random.default_rng(0)
+    m = rng.standard_normal((50, 2, 2))
+    ref = np.max(np.abs(np.linalg.eigvals(m)), -1)
+    np.testing.assert_allclose(analyses.spectral_radius(m), ref, rtol=1e-12)
+    np.testing.assert_allclose(
+        analyses.spectral_radius(jnp.asarray(m), method="eig"), ref, rtol=1e-12
+    )
+    big = rng.standard_normal((4, 5, 5))
+    np.testing.assert_allclose(
+        analyses.spectral_radius(big), np.max(np.abs(np.linalg.eigvals(big)), -1)
+    )
+    with pytest.raises(ValueError, match="method"):
+        analyses.spectral_radius(big, method="closed_form")
+    with pytest.raises(ValueError, match="m: expected shape"):
+        analyses.spectral_radius(np.ones((2, 3)))
+
+
+def test_closed_form_radius_is_differentiable():
+    def rho(a):
+        return analyses.spectral_radius(jnp.array([[1 - a, -0.5], [a, 0.5]]))
+
+    a = 0.3
+    fd = (rho(a + 1e-6) - rho(a - 1e-6)) / 2e-6
+    np.testing.assert_allclose(jax.grad(rho)(a), fd, rtol=1e-6)
+
+
+def test_arnoldi_on_a_large_jvp_operator():
+    """A 400-dim heavy-ball loop given only by Jacobian-vector products."""
+    h = np.geomspace(1.0, 1e-3, 200)
+    prob = NoisyQuadratic.from_eigenvalues(h)
+    opt = optimizers.heavy_ball(1.0, 0.9)
+    step, z = operators.step_function(opt, prob)
+    op = operators.linear_operator(lambda z: step(z, jnp.zeros(200)), z)
+    dense = operators.closed_loop(opt, prob).transition
+    ref = float(np.max(np.abs(np.linalg.eigvals(np.asarray(dense)))))
+    assert abs(analyses.spectral_radius(op) - ref) < 1e-8
+
+
+def test_region_record_and_boundary():
+    lrs = np.linspace(0.01, 5.0, 500)
+    region = analyses.stability_region(
+        "heavy_ball", lr=lrs, curvature=1.0, beta=np.array([0.0, 0.5, 0.9])
+    )
+    assert region.rho.shape == (500, 3) and list(region.axes) == ["lr", "beta"]
+    last_stable = lrs[region.stable.sum(0) - 1]
+    np.testing.assert_allclose(
+        last_stable, 2 * (1 + np.array([0.0, 0.5, 0.9])), atol=0.011
+    )
+
+
+def test_nominal_region_is_shifted_and_preconditioned():
+    p = np.linspace(-1, 3, 401)
+    plain = analyses.stability_region("nominal", alpha=0.5, p=p, curvature=4.0)
+    pre = analyses.stability_region(
+        "nominal", alpha=0.5, p=p, curvature=4.0, precondition=True
+    )
+    # -alpha < p < 2/h - alpha, and 2/sqrt(h) - alpha with the preconditioner
+    np.testing.assert_array_equal(plain.stable, (p > -0.5) & (p < 0.5 - 0.5))
+    np.testing.assert_array_equal(pre.stable, (p > -0.5) & (p < 1.0 - 0.5))
+
+
+def test_is_stable_and_rate():
+    m = np.diag([0.5, -0.9])
+    assert analyses.is_stable(m) and not analyses.is_stable(m, tol=0.2)
+    np.testing.assert_allclose(analyses.convergence_rate(m), -np.log(0.9))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(family="sgd", lr=1.0, curvature=1.0), "family"),
+        (dict(family="gd", lr=1.0), "missing"),
+        (dict(family="heavy_ball", lr=1.0, curvature=1.0, beta=1.5), "beta"),
+        (dict(family="gd", lr=np.ones((2, 2)), curvature=1.0), "lr: expected"),
+        (dict(family="gd", lr=[np.nan], curvature=1.0), "lr: contains non-finite"),
+    ],
+)
+def test_region_bad_inputs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        analyses.stability_region(**kwargs)

@@ -1,0 +1,169 @@
+import jax.numpy as jnp
+import mpmath
+import numpy as np
+import optax
+import pytest
+from helpers import LINEAR_OPTIMIZERS
+
+from stability import analyses, operators, optimizers
+from stability.optimizers import modes
+from stability.problems import NoisyQuadratic, noisy_quadratic
+
+
+@pytest.mark.parametrize("name", list(LINEAR_OPTIMIZERS))
+def test_mode_block_equals_jacfwd_operator(name):
+    """The closed-form block equals the jacfwd Jacobian of the real optax optimizer
+    (through the similarity diag(1, lr, ..., lr)), and both have the eigenvalues of
+    numpy's eigvals to 1e-10."""
+    make, family, params = LINEAR_OPTIMIZERS[name]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        lr, h = rng.uniform(0.05, 2.0), rng.uniform(0.1, 3.0)
+        loop = operators.closed_loop(make(lr), NoisyQuadratic.from_eigenvalues([h]))
+        block, gain = modes.block(family, lr * h, **params)
+        k = block.shape[0]
+        scale = np.diag([1.0] + [lr] * (k - 1))
+        np.testing.assert_allclose(
+            scale @ loop.transition @ np.linalg.inv(scale),
+            block,
+            rtol=1e-12,
+            atol=1e-14,
+        )
+        np.testing.assert_allclose(scale @ loop.noise_gain[:, 0], gain, atol=1e-14)
+        ours = np.sort_complex(np.linalg.eigvals(np.asarray(loop.transition)))
+        ref = np.sort_complex(np.linalg.eigvals(np.asarray(block)))
+        np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "family, params", [("heavy_ball", "beta"), ("ema_momentum", "beta"), ("gd", None)]
+)
+def test_closed_form_radius_matches_eig(family, params):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.0, 6.0, 2000)
+    beta = rng.uniform(-0.95, 0.95, 2000)
+    kw = {"beta": beta} if params else {}
+    block, _ = modes.block(family, x, **kw)
+    ref = np.max(np.abs(np.linalg.eigvals(np.asarray(block))), axis=-1)
+    got = analyses.mode_radius(
+        family, lr=x, curvature=1.0, **({"beta": beta} if params else {})
+    )
+    # away from critical damping (repeated roots), eig itself is accurate to 1e-10
+    if params:
+        disc = (1 + beta - (x if family == "heavy_ball" else (1 - beta) * x)) ** 2
+        keep = np.abs(disc - 4 * beta) > 1e-3
+    else:
+        keep = np.ones_like(x, bool)
+    np.testing.assert_allclose(np.asarray(got)[keep], ref[keep], rtol=1e-10)
+
+
+def test_radius_near_critical_damping_against_mpmath():
+    """At a double root eig is only ~1e-8 accurate; the closed form is checked against
+    50-digit roots of the characteristic polynomial instead."""
+    beta = 0.81
+    x_crit = (1 - np.sqrt(beta)) ** 2  # s^2 = 4q for heavy ball
+    mpmath.mp.dps = 50
+    for dx in (0.0, 1e-12, -1e-12, 1e-9, -1e-9, 1e-6):
+        x = x_crit + dx
+        s = 1 + beta - x
+        roots = mpmath.polyroots([1, -mpmath.mpf(s), mpmath.mpf(beta)], maxsteps=200)
+        ref = float(max(abs(r) for r in roots))
+        got = float(modes.heavy_ball_radius(x, beta))
+        assert abs(got - ref) <= 1e-10 * ref, (dx, got, ref)
+
+
+@pytest.mark.parametrize(
+    "family, params, exact",
+    [
+        ("gd", {}, 2.0),
+        ("heavy_ball", {"beta": 0.9}, 2 * 1.9),
+        ("heavy_ball", {"beta": 0.3}, 2 * 1.3),
+        ("ema_momentum", {"beta": 0.9}, 2 * 1.9 / 0.1),
+        ("ema_momentum", {"beta": 0.5}, 2 * 1.5 / 0.5),
+        ("aggmo", {"betas": (0.9, 0.99, 0.999)}, 6 / (1 / 19 + 1 / 199 + 1 / 1999)),
+    ],
+)
+def test_boundaries(family, params, exact):
+    for h in (0.5, 1.0, 3.0):
+        got = analyses.max_stable_learning_rate(family, h, **params) * h
+        assert abs(got - exact) <= 1e-12 * exact, (h, got, exact)
+
+
+def test_aggmo_boundary_digits():
+    """x* = 2k / sum_i (1 - b_i)/(1 + b_i) from p(-1) = 0 (see analyses.symbolic)."""
+    got = analyses.max_stable_learning_rate("aggmo", 1.0, betas=(0.9, 0.99, 0.999))
+    assert f"{got:.6f}" == "103.169088"
+
+
+@pytest.mark.parametrize(
+    "factory, match",
+    [
+        (lambda: optimizers.gd(-0.1), "lr: must be >= 0"),
+        (lambda: optimizers.gd(float("nan")), "lr: must be finite"),
+        (lambda: optimizers.heavy_ball(0.1, 1.0), "beta: must be < 1"),
+        (lambda: optimizers.ema_momentum(0.1, -1.0), "beta: must be > -1"),
+        (lambda: optimizers.aggmo(0.1, (0.9, 1.2)), r"betas\[1\]"),
+        (lambda: optimizers.aggmo(0.1, ()), "betas: needs at least one"),
+        (lambda: optimizers.adam_aggmo(0.1, beta2=1.0), "beta2"),
+        (lambda: optimizers.adam_aggmo(0.1, eps=-1.0), "eps"),
+        (lambda: optimizers.nominal_linear(0.1, np.ones((2, 3))), "P: must be square"),
+        (lambda: optimizers.nominal_linear(-0.1, np.eye(2)), "alpha"),
+        (
+            lambda: optimizers.preconditioned(0.1, np.eye(2), np.eye(3)),
+            "preconditioner: expected shape",
+        ),
+    ],
+)
+def test_bad_hyperparameters(factory, match):
+    with pytest.raises(ValueError, match=match):
+        factory()
+
+
+def test_matrix_optimizer_rejects_wrong_parameter_shape():
+    opt = optimizers.nominal_linear(0.1, np.eye(3))
+    with pytest.raises(
+        ValueError, match=r"P: acts on a parameter vector of shape \(3,\)"
+    ):
+        opt.update(jnp.ones(2), opt.init(jnp.ones(2)))
+
+
+def test_nominal_and_preconditioned_operators():
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((3, 3))
+    h = a @ a.T + np.eye(3)
+    p_mat = 0.1 * rng.standard_normal((3, 3))
+    c = np.diag([0.5, 1.0, 2.0])
+    prob = noisy_quadratic(h)
+    for opt, pre in [
+        (optimizers.nominal_linear(0.05, p_mat), None),
+        (optimizers.preconditioned(0.05, p_mat, c), c),
+    ]:
+        loop = operators.closed_loop(opt, prob)
+        ref = operators.nominal_closed_loop(h, p_mat, 0.05, preconditioner=pre)
+        np.testing.assert_allclose(loop.transition, ref.transition, atol=1e-14)
+        np.testing.assert_allclose(loop.noise_gain, ref.noise_gain, atol=1e-14)
+
+
+def test_adam_aggmo_matches_formula_and_keeps_float32():
+    opt = optimizers.adam_aggmo(0.1, betas=(0.5, 0.9), beta2=0.99, eps=1e-6)
+    g = jnp.array([1.0, -3.0], jnp.float32)
+    u, state = opt.update(g, opt.init(jnp.zeros(2, jnp.float32)))
+    u, state = opt.update(g, state)
+    m1, m2 = 0.5 * 0.5 * g + 0.5 * g, 0.9 * 0.1 * g + 0.1 * g
+    v = 0.99 * 0.01 * g**2 + 0.01 * g**2
+    np.testing.assert_allclose(u, -0.1 * (m1 + m2) / 2 / np.sqrt(v + 1e-6), rtol=1e-6)
+    assert u.dtype == jnp.float32
+    assert all(x.dtype == jnp.float32 for x in jax_leaves(state))
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree.leaves(tree)
+
+
+def test_optimizers_compose_with_optax():
+    opt = optax.chain(optimizers.heavy_ball(0.1, 0.5), optax.clip(1.0))
+    params = jnp.ones(3)
+    updates, _ = opt.update(jnp.full(3, 100.0), opt.init(params), params)
+    assert float(jnp.max(jnp.abs(updates))) <= 1.0

@@ -1,0 +1,126 @@
+import jax
+import numpy as np
+import pytest
+
+from stability import operators, optimizers, problems
+from stability.problems import NoisyQuadratic, noisy_quadratic
+
+
+def dense_problem(n=4, seed=0, noise=0.05):
+    rng = np.random.default_rng(seed)
+    q = problems.random_rotation(n, seed)
+    h = q @ np.diag(problems.spectra.log_uniform(n, 0.05, 1.0)) @ q.T
+    a = rng.standard_normal((n, n))
+    return noisy_quadratic(h, noise * (a @ a.T) / n, rng.standard_normal(n))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(hessian=np.ones((2, 3))), "hessian: must be square"),
+        (dict(hessian=[[1.0, 2.0], [0.0, 1.0]]), "hessian: must be symmetric"),
+        (dict(hessian=[[1.0, 0.0], [0.0, -1.0]]), "hessian: must be positive definite"),
+        (dict(hessian=[[np.nan, 0.0], [0.0, 1.0]]), "hessian: contains non-finite"),
+        (dict(hessian=np.eye(2), noise_cov=[1.0, 2.0, 3.0]), "noise_cov: expected 2"),
+        (dict(hessian=np.eye(2), noise_cov=[1.0, -2.0]), "noise_cov: variances"),
+        (
+            dict(hessian=np.eye(2), noise_cov=[[1.0, 2.0], [2.0, 1.0]]),
+            "noise_cov: must",
+        ),
+        (dict(hessian=np.eye(2), noise_cov=np.eye(3)), "noise_cov: expected shape"),
+        (dict(hessian=np.eye(2), x0=[1.0]), "x0: expected shape"),
+    ],
+)
+def test_bad_problem_inputs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        noisy_quadratic(**kwargs)
+
+
+def test_from_eigenvalues_and_spectra():
+    p = NoisyQuadratic.from_eigenvalues(problems.spectra.power_law(5), 0.1)
+    assert p.is_diagonal and p.dim == 5
+    np.testing.assert_allclose(np.diag(p.hessian), 1 / np.arange(1, 6))
+    assert problems.spectra.two_level(4, 1.0, 0.01).tolist() == [1, 1, 0.01, 0.01]
+    lu = problems.spectra.log_uniform(10, 1e-3, 1.0, seed=1)
+    assert lu.min() >= 1e-3 and lu.max() <= 1 and np.all(np.diff(lu) <= 0)
+    with pytest.raises(ValueError, match="eigenvalues"):
+        NoisyQuadratic.from_eigenvalues([1.0, 0.0])
+    with pytest.raises(ValueError, match="n: must be a positive integer"):
+        problems.spectra.uniform(0)
+
+
+def test_simulate_shapes_and_determinism():
+    p = dense_problem()
+    opt = optimizers.heavy_ball(0.5, 0.5)
+    a = problems.simulate(p, opt, 30, key=jax.random.key(3), num_seeds=5)
+    b = problems.simulate(p, opt, 30, key=jax.random.key(3), num_seeds=5)
+    assert a.losses.shape == (5, 30) and a.final_params.shape == (5, 4)
+    np.testing.assert_array_equal(a.losses, b.losses)
+    with pytest.raises(ValueError, match="num_steps"):
+        problems.simulate(p, opt, 0, key=jax.random.key(0))
+
+
+@pytest.mark.parametrize(
+    "opt",
+    [optimizers.gd(0.9), optimizers.heavy_ball(0.3, 0.8), optimizers.aggmo(0.5)],
+    ids=["gd", "heavy_ball", "aggmo"],
+)
+def test_expected_losses_match_monte_carlo(opt):
+    """Joint criterion: max |z-score| over all T steps below 4.5."""
+    p = dense_problem()
+    num_steps, num_seeds = 60, 4000
+    loop = operators.closed_loop(opt, p)
+    exact = np.asarray(problems.expected_losses(p, loop, num_steps))
+    rec = problems.simulate(
+        p, opt, num_steps, key=jax.random.key(0), num_seeds=num_seeds
+    )
+    losses = np.asarray(rec.losses)
+    z = (losses.mean(0) - exact) / (losses.std(0, ddof=1) / np.sqrt(num_seeds))
+    assert np.max(np.abs(z)) < 4.5
+
+
+@pytest.mark.parametrize("name", ["gd", "heavy_ball", "ema_momentum", "aggmo"])
+def test_modal_fast_path_equals_dense(name):
+    from helpers import LINEAR_OPTIMIZERS
+
+    make, _, _ = LINEAR_OPTIMIZERS[name]
+    p = NoisyQuadratic.from_eigenvalues(
+        problems.spectra.log_uniform(6, 0.01, 1.0),
+        [0.1, 0.2, 0.0, 0.3, 0.05, 1.0],
+        x0=np.linspace(-1, 2, 6),
+    )
+    loop = operators.closed_loop(make(0.7), p)
+    assert problems.modal_blocks(p, loop) is not None
+    dense = problems.expected_losses(p, loop, 200, method="dense")
+    modal = problems.expected_losses(p, loop, 200, method="modal")
+    np.testing.assert_allclose(modal, dense, rtol=1e-12, atol=1e-14)
+
+
+def test_modal_blocks_refuses_dense_problem():
+    p = dense_problem()
+    loop = operators.closed_loop(optimizers.gd(0.1), p)
+    assert problems.modal_blocks(p, loop) is None
+    with pytest.raises(ValueError, match="method"):
+        problems.expected_losses(p, loop, 10, method="modal")
+
+
+def test_stationary_loss_is_the_limit():
+    p = dense_problem(noise=0.3)
+    loop = operators.closed_loop(optimizers.ema_momentum(1.0, 0.5), p)
+    limit = problems.stationary_loss(p, loop)
+    tail = problems.expected_losses(p, loop, 3000)[-1]
+    np.testing.assert_allclose(tail, limit, rtol=1e-10)
+    unstable = operators.closed_loop(optimizers.gd(100.0), p)
+    assert problems.stationary_loss(p, unstable) == float("inf")
+
+
+def test_expected_losses_gd_closed_form():
+    """1-D GD: m_t = (1-x)^t x0, var_{t+1} = (1-x)^2 var_t + x^2 s."""
+    h, a, s, x0 = 2.0, 0.3, 0.5, 1.5
+    p = NoisyQuadratic.from_eigenvalues([h], s, [x0])
+    got = problems.expected_losses(p, operators.closed_loop(optimizers.gd(a), p), 5)
+    x, var, want = a * h, 0.0, []
+    for t in range(5):
+        want.append(0.5 * h * (((1 - x) ** t * x0) ** 2 + var + s))
+        var = (1 - x) ** 2 * var + x**2 * s
+    np.testing.assert_allclose(got, want, rtol=1e-14)
