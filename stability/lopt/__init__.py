@@ -1,0 +1,18 @@
+"""Learned optimizers: STAR and the small_fc_lopt baseline, their meta-parameters.
+
+Submodules: :mod:`~stability.lopt.theta` (meta-parameter layout, initialisation,
+validation, conversion from learned_optimization) and :mod:`~stability.lopt.star`
+(the optimizers as optax transformations). Tasks and meta-training live in their own
+submodules and are imported explicitly.
+"""
+
+from stability.lopt.star import NOMINAL_ESTIMATORS as NOMINAL_ESTIMATORS
+from stability.lopt.star import LOptState as LOptState
+from stability.lopt.star import small_fc_lopt as small_fc_lopt
+from stability.lopt.star import star as star
+from stability.lopt.theta import from_learned_optimization as from_learned_optimization
+from stability.lopt.theta import init_theta as init_theta
+from stability.lopt.theta import num_params as num_params
+from stability.lopt.theta import theta_shapes as theta_shapes
+from stability.lopt.theta import validate_theta as validate_theta
+from stability.lopt.theta import zero_output_layer as zero_output_layer

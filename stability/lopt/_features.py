@@ -1,0 +1,244 @@
+r"""Per-tensor kernels shared by STAR and small_fc_lopt.
+
+One call of :func:`leaf_step` updates the accumulators of one parameter tensor, builds
+its 28 normalised accumulator features and 11 time features, runs the 39-4-4-heads MLP
+on every element and returns the heads. Two evaluations of the MLP's first layer give
+the same numbers (up to floating-point reassociation):
+
+* :func:`dense_heads` — the direct port: broadcast every feature to the tensor's shape,
+  stack them into an ``(*shape, 39)`` array, normalise each channel, multiply by
+  ``w0``. Memory traffic is 39 tensors' worth; kept as the reference and the
+  benchmark's "naive" row.
+* :func:`fused_heads` — never builds the stack. A channel's normalisation is a scalar
+  :math:`s_c = (10^{-5} + \mathrm{mean}(x_c^2))^{-1/2}`; the mean of a broadcast
+  channel (a row or column accumulator tiled along one axis) is the mean over the
+  small accumulator itself. The scalars fold into the first layer,
+  :math:`h_j = b_j + \sum_k w_{28+k,j}\,\tau_k + \sum_c (s_c w_{cj})\, x_c`, where the
+  time terms are per-tensor constants, the row/column terms are summed at their own
+  (small) shape and broadcast once, and the remaining 16 channels are accumulated
+  elementwise. The hidden and output layers are written as scalar arithmetic on the 4
+  hidden arrays, so XLA fuses the whole MLP into one elementwise loop per tensor.
+
+The compute dtype follows the parameter: float64 parameters are computed in float64,
+every other float dtype (float32, bfloat16, float16) in float32. Accumulators are
+stored in the compute dtype; the returned heads are in the compute dtype.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+NUM_ACCUMULATOR_FEATURES = 28
+TIME_SCALES = (1, 3, 10, 30, 100, 300, 1e3, 3e3, 1e4, 3e4, 1e5)
+
+
+class Decays(NamedTuple):
+    """Decays of one step, in the compute dtype (second moment/Adafactor clipped)."""
+
+    momentum: jax.Array  # (3,)
+    rms: jax.Array  # ()
+    adafactor: jax.Array  # (3,)
+
+
+class LeafAccumulators(NamedTuple):
+    """Accumulators of one tensor; the unused Adafactor slots have shape ``(3, 0)``."""
+
+    momentum: jax.Array  # (3, *shape)
+    second_moment: jax.Array  # shape
+    row: jax.Array  # (3, *shape without d0) for rank >= 2
+    col: jax.Array  # (3, *shape without d1) for rank >= 2
+    full: jax.Array  # (3, *shape) for rank <= 1
+
+
+class LeafFeatures(NamedTuple):
+    """What the MLP and the update rule need from one tensor after accumulating."""
+
+    channels: list  # 28 arrays, each broadcastable to the (rank >= 1) tensor shape
+    time: jax.Array  # (11,) time features, not normalised
+    grad: jax.Array  # g, shape (rank >= 1)
+    momentum: jax.Array  # (3, *shape)
+    rsqrt_v: jax.Array  # rsqrt(v + 1e-6), shape
+
+
+def compute_dtype(dtype) -> np.dtype:
+    """float64 stays float64; every other float dtype computes in float32."""
+    return (
+        np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype("float32")
+    )
+
+
+def factored_dims(shape: tuple) -> tuple[int, int] | None:
+    """``(d1, d0)``: the second-largest and largest axes (numpy argsort order), or
+    ``None`` for rank <= 1, where the Adafactor accumulators are not factored."""
+    if len(shape) < 2:
+        return None
+    order = np.argsort(shape)
+    return int(order[-2]), int(order[-1])
+
+
+def init_leaf(p: jax.Array) -> LeafAccumulators:
+    """Zero accumulators for one parameter tensor."""
+    dtype = compute_dtype(p.dtype)
+    shape = tuple(p.shape)
+    empty = jnp.zeros((3, 0), dtype)
+    momentum = jnp.zeros((3, *shape), dtype)
+    second = jnp.zeros(shape, dtype)
+    dims = factored_dims(shape)
+    if dims is None:
+        return LeafAccumulators(
+            momentum, second, empty, empty, jnp.zeros((3, *shape), dtype)
+        )
+    d1, d0 = dims
+    row_shape = tuple(np.delete(shape, d0))
+    col_shape = tuple(np.delete(shape, d1))
+    return LeafAccumulators(
+        momentum,
+        second,
+        jnp.zeros((3, *row_shape), dtype),
+        jnp.zeros((3, *col_shape), dtype),
+        empty,
+    )
+
+
+def decays_from_offsets(theta: dict, dtype, init_decays) -> Decays:
+    r"""The step's decays, :math:`\beta = 1 - (1 - \beta_0) e^{10\,\mathrm{offset}}`.
+
+    The initial decays :math:`\beta_0` are rounded to float32 first, as upstream
+    stores them, then cast to ``dtype``: in float64, ``1 - beta_0`` is then
+    ``1 - float32(0.999)`` exactly, which a float64 reference must reproduce.
+    """
+    out = []
+    for name, init, clip in zip(
+        ("momentum_decays", "rms_decays", "adafactor_decays"),
+        init_decays,
+        (False, True, True),
+        strict=True,
+    ):
+        one_minus = 1 - np.asarray(init, np.float32).astype(dtype)
+        d = 1 - one_minus * jnp.exp(10 * jnp.asarray(theta[name]).astype(dtype))
+        out.append(jnp.clip(d, 0, 1) if clip else d)
+    return Decays(out[0], out[1][0], out[2])
+
+
+def time_features(count: jax.Array, dtype) -> jax.Array:
+    r"""``tanh(t / tau - 1)`` for the 11 time scales, ``t`` the step count."""
+    taus = np.asarray(TIME_SCALES, dtype)
+    return jnp.tanh(count.astype(dtype) / taus - 1)
+
+
+def accumulate(
+    p: jax.Array, g: jax.Array, acc: LeafAccumulators, decays: Decays, time: jax.Array
+) -> tuple[LeafAccumulators, LeafFeatures]:
+    """Update one tensor's accumulators with ``g``; return them and the features.
+
+    ``p`` and ``g`` must already be in the compute dtype and of rank >= 1 (scalars
+    are handled by the caller as shape ``(1,)``).
+    """
+    shape = p.shape
+    ndim = p.ndim
+    lead = (3,) + (1,) * ndim
+
+    b_m = decays.momentum.reshape(lead)
+    momentum = b_m * acc.momentum + (1 - b_m) * g
+    b_v = decays.rms
+    second = b_v * acc.second_moment + (1 - b_v) * (g * g)
+    g2 = g * g + 1e-30
+
+    dims = factored_dims(shape)
+    if dims is not None:
+        d1, d0 = dims
+        b_f = decays.adafactor.reshape((3,) + (1,) * (ndim - 1))
+        row = b_f * acc.row + (1 - b_f) * jnp.mean(g2, axis=d0)
+        col = b_f * acc.col + (1 - b_f) * jnp.mean(g2, axis=d1)
+        reduced_d1 = d1 - 1 if d1 > d0 else d1
+        row_mean = jnp.mean(row, axis=1 + reduced_d1, keepdims=True)
+        row_factor = lax.rsqrt(jnp.maximum(row / (row_mean + 1e-9), 1e-9))
+        col_factor = lax.rsqrt(jnp.maximum(col, 1e-9))
+        # Leading axis is the decay index; tensor axis a is axis 1 + a.
+        row_b = jnp.expand_dims(row, 1 + d0)
+        col_b = jnp.expand_dims(col, 1 + d1)
+        factor = jnp.expand_dims(row_factor, 1 + d0) * jnp.expand_dims(
+            col_factor, 1 + d1
+        )
+        fac_g = g * factor
+        fac_m = momentum * factor
+        row_feats = (row_b, col_b, lax.rsqrt(row_b + 1e-8), lax.rsqrt(col_b + 1e-8))
+        new_acc = LeafAccumulators(momentum, second, row, col, acc.full)
+    else:
+        b_f = decays.adafactor.reshape(lead)
+        full = b_f * acc.full + (1 - b_f) * g2
+        fac_g = g * lax.rsqrt(jnp.maximum(full + 1e-9, 1e-9))
+        fac_m = momentum * lax.rsqrt(full + 1e-6)
+        rs_full = lax.rsqrt(full + 1e-8)
+        row_feats = (full, full, rs_full, rs_full)
+        new_acc = LeafAccumulators(momentum, second, acc.row, acc.col, full)
+
+    rsqrt_v = lax.rsqrt(second + 1e-6)
+    adam = momentum * rsqrt_v
+    channels = [g, p, *momentum, second, *adam, rsqrt_v, *fac_g]
+    for block in row_feats:
+        channels.extend(block)
+    channels.extend(fac_m)
+    assert len(channels) == NUM_ACCUMULATOR_FEATURES
+    return new_acc, LeafFeatures(channels, time, g, momentum, rsqrt_v)
+
+
+def _mean_square(x: jax.Array) -> jax.Array:
+    return jnp.mean(x * x)
+
+
+def dense_heads(feats: LeafFeatures, mlp: dict, shape: tuple) -> list:
+    """The MLP as upstream runs it: a materialised ``(*shape, 39)`` feature stack."""
+    stack = jnp.stack([jnp.broadcast_to(c, shape) for c in feats.channels], axis=-1)
+    axes = tuple(range(len(shape)))
+    stack = stack * lax.rsqrt(1e-5 + jnp.mean(stack * stack, axis=axes, keepdims=True))
+    time = jnp.broadcast_to(feats.time, (*shape, feats.time.shape[0]))
+    net = jnp.concatenate([stack, time], axis=-1)
+    net = jnp.maximum(net @ mlp["w0"] + mlp["b0"], 0)
+    net = jnp.maximum(net @ mlp["w1"] + mlp["b1"], 0)
+    net = net @ mlp["w2"] + mlp["b2"]
+    return [net[..., k] for k in range(net.shape[-1])]
+
+
+def fused_heads(feats: LeafFeatures, mlp: dict, shape: tuple) -> list:
+    """The same MLP without the feature stack: normalisation folded into ``w0``."""
+    w0, w1, w2 = mlp["w0"], mlp["w1"], mlp["w2"]
+    hidden = w0.shape[1]
+    n_feat = NUM_ACCUMULATOR_FEATURES
+    # Per-tensor constant: bias plus the (unnormalised) time features.
+    const = mlp["b0"] + feats.time @ w0[n_feat:]
+    scales = jnp.stack(
+        [lax.rsqrt(1e-5 + _mean_square(c)) for c in feats.channels]
+    )  # (28,)
+    w_eff = w0[:n_feat] * scales[:, None]  # (28, hidden)
+
+    # Channels smaller than the tensor (row/column accumulators) are combined at
+    # their own shape, grouped by shape, before being broadcast once.
+    small: dict[tuple, list] = {}
+    full_idx = []
+    for c, x in enumerate(feats.channels):
+        if tuple(x.shape) == tuple(shape):
+            full_idx.append(c)
+        else:
+            small.setdefault(tuple(x.shape), []).append(c)
+    pre = []
+    for j in range(hidden):
+        acc = const[j]
+        for idx in small.values():
+            part = sum(w_eff[c, j] * feats.channels[c] for c in idx)
+            acc = acc + part
+        for c in full_idx:
+            acc = acc + w_eff[c, j] * feats.channels[c]
+        pre.append(jnp.broadcast_to(acc, shape))
+    act = [jnp.maximum(h, 0) for h in pre]
+    act = [
+        jnp.maximum(mlp["b1"][j] + sum(act[i] * w1[i, j] for i in range(hidden)), 0)
+        for j in range(w1.shape[1])
+    ]
+    return [
+        mlp["b2"][k] + sum(act[i] * w2[i, k] for i in range(w1.shape[1]))
+        for k in range(w2.shape[1])
+    ]

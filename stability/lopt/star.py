@@ -1,0 +1,331 @@
+r"""STAR and small_fc_lopt as optax gradient transformations.
+
+Both optimizers share one set of accumulators per parameter tensor :math:`p` with
+gradient :math:`g` (updated before the features are computed; no bias correction):
+
+.. math::
+
+    m_i &\leftarrow b_i m_i + (1 - b_i) g, \quad b = (0.9, 0.99, 0.999) \\
+    v &\leftarrow b_v v + (1 - b_v) g^2, \quad b_v = 0.999
+
+and Adafactor row/column accumulators (decays 0.9, 0.99, 0.999) over the two largest
+axes (a full accumulator for rank <= 1). From them, 28 features per element
+(normalised per tensor by their RMS) and 11 time features ``tanh(t / tau - 1)`` feed an
+MLP 39 -> 4 -> 4 -> heads shared by every scalar. With ``step_mult`` :math:`\mu_s`,
+``exp_mult`` :math:`\mu_e` and ``nominal_stepsize`` :math:`\alpha`, the heads give
+
+* small_fc_lopt: :math:`\Delta p = -\mu_s\, d\, e^{\mu_e m}`;
+* STAR: :math:`\Delta p = -f_b - f_g` with the output-preconditioned blackbox term
+  :math:`f_b = \mu_s\, d\, e^{\mu_e m_b} / \sqrt{v + 10^{-6}}`
+  and the magnitude-controlled nominal term
+  :math:`f_g = \alpha\, e^{\mu_e m_g}\, \hat g`, with
+  :math:`\hat g = \frac13 \sum_i m_i / \sqrt{v + 10^{-6}}` (AdamAggMo) by default.
+
+The exact specification is section 3 of DESIGN.md. Calling pattern::
+
+    theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
+    opt = star(theta, nominal_stepsize=1e-2)
+    state = opt.init(params)
+    updates, state = opt.update(grads, state, params)   # params are required
+    params = optax.apply_updates(params, updates)
+
+``theta`` may be a traced value (``jit``, ``vmap`` over a population, ``grad``): it is
+validated (keys, shapes, finiteness) only where it is concrete.
+
+Dtypes: a float64 parameter is computed in float64, any other float parameter
+(float32, bfloat16, float16) in float32; accumulators are stored in that compute dtype
+and updates are returned in the parameter's dtype. Constants never promote float32 to
+float64 under ``jax_enable_x64``. Upstream keeps its initial decays in float32; so do
+we: ``1 - beta_0`` is ``1 - float32(beta_0)`` also in a float64 computation.
+
+Differences from upstream worth knowing: the ``SGDM`` and ``Adam`` nominal estimators
+use the first momentum (``b = 0.9``) as specified for this package, where upstream's
+code picks the last one (``b = 0.999``); STAR's unused fourth head (weight-decay
+magnitude) is not kept (see :func:`~stability.lopt.theta.from_learned_optimization`).
+
+References:
+  Harrison, Metz & Sohl-Dickstein, "A Closer Look at Learned Optimization:
+  Stability, Robustness, and Inductive Biases", NeurIPS 2022 (arXiv 2209.11208).
+  google/learned_optimization: ``learned_optimizers/adafac_nominal.py``
+  (``MLPNomLOpt``, STAR) and ``learned_optimizers/adafac_mlp_lopt.py``
+  (``AdafacMLPLOpt``, small_fc_lopt).
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from stability._validation import check_scalar
+from stability.lopt import _features
+from stability.lopt.theta import (
+    ADAFACTOR_DECAYS,
+    MOMENTUM_DECAYS,
+    RMS_DECAYS,
+    validate_theta,
+)
+
+__all__ = ["NOMINAL_ESTIMATORS", "LOptState", "small_fc_lopt", "star"]
+
+NOMINAL_ESTIMATORS = ("SGD", "SGDM", "AggMo", "Adam", "AdamAggMo")
+
+
+class LOptState(NamedTuple):
+    """State of STAR and small_fc_lopt.
+
+    Each field but ``count`` is a pytree with the parameters' structure.
+
+    Attributes:
+      count: steps taken so far (int32 scalar); the time features use its value
+        before the step.
+      momentum: ``(3, *shape)`` momenta, one per momentum decay.
+      second_moment: ``shape``, the EMA of :math:`g^2`.
+      row: ``(3, *shape without d0)`` Adafactor row accumulators for rank >= 2
+        (``d0`` the largest axis); shape ``(3, 0)`` for rank <= 1.
+      col: ``(3, *shape without d1)`` Adafactor column accumulators for rank >= 2
+        (``d1`` the second-largest axis); shape ``(3, 0)`` for rank <= 1.
+      full: ``(3, *shape)`` unfactored Adafactor accumulators for rank <= 1; shape
+        ``(3, 0)`` for rank >= 2.
+    """
+
+    count: jax.Array
+    momentum: optax.Updates
+    second_moment: optax.Updates
+    row: optax.Updates
+    col: optax.Updates
+    full: optax.Updates
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    heads: int
+    step_mult: Any
+    exp_mult: Any
+    nominal_stepsize: Any = 0.0
+    precondition: bool = False
+    nominal: bool = False
+    nominal_estimator: str = "AdamAggMo"
+    aggregate_magnitudes: bool = False
+
+
+def small_fc_lopt(
+    theta: dict, *, step_mult: float = 1e-3, exp_mult: float = 1e-3
+) -> optax.GradientTransformationExtraArgs:
+    r"""The small_fc_lopt baseline (upstream ``AdafacMLPLOpt``), 197 meta-parameters.
+
+    Per element, with MLP heads direction :math:`d` and magnitude :math:`m`:
+    :math:`\Delta p = -\mathrm{step\_mult}\, d\, \exp(\mathrm{exp\_mult}\, m)`.
+
+    Args:
+      theta: meta-parameters with 2 heads (see :mod:`stability.lopt.theta`).
+      step_mult: scale of the step.
+      exp_mult: scale of the magnitude head inside the exponential.
+    Returns:
+      an optax transformation; ``update(grads, state, params)`` needs ``params``.
+
+    >>> import jax, jax.numpy as jnp, optax
+    >>> from stability.lopt import init_theta
+    >>> opt = small_fc_lopt(init_theta(jax.random.key(0), heads=2))
+    >>> params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+    >>> state = opt.init(params)
+    >>> updates, state = opt.update(params, state, params)
+    >>> int(state.count), updates["w"].shape
+    (1, (3, 2))
+    """
+    config = _Config(
+        heads=2,
+        step_mult=_check_hyper("step_mult", step_mult),
+        exp_mult=_check_hyper("exp_mult", exp_mult),
+    )
+    return _transformation(theta, config, _features.fused_heads)
+
+
+def star(
+    theta: dict,
+    *,
+    nominal_stepsize: float = 1e-3,
+    step_mult: float = 1e-3,
+    exp_mult: float = 1e-3,
+    precondition: bool = True,
+    nominal_estimator: str = "AdamAggMo",
+    aggregate_magnitudes: bool = False,
+    nominal: bool = True,
+) -> optax.GradientTransformationExtraArgs:
+    r"""STAR: the learned optimizer with a nominal term (upstream ``MLPNomLOpt``).
+
+    Per element, with MLP heads direction :math:`d`, blackbox magnitude :math:`m_b`
+    and nominal magnitude :math:`m_g`:
+
+    .. math::
+
+        \Delta p = -\,\mathrm{step\_mult}\; d\; e^{\mathrm{exp\_mult}\, m_b}\; P
+                   \;-\; \mathrm{nominal\_stepsize}\; e^{\mathrm{exp\_mult}\, m_g}\;
+                   \hat g,
+
+    with :math:`P = (v + 10^{-6})^{-1/2}` (``precondition=True``) or 1, and the
+    nominal gradient estimate :math:`\hat g`, from the accumulators after this step:
+
+    ============  ===============================================
+    ``SGD``       :math:`g`
+    ``SGDM``      :math:`m_1` (EMA, decay 0.9)
+    ``AggMo``     :math:`\frac13\sum_i m_i`
+    ``Adam``      :math:`m_1 (v + 10^{-6})^{-1/2}`
+    ``AdamAggMo`` :math:`\frac13\sum_i m_i (v + 10^{-6})^{-1/2}`
+    ============  ===============================================
+
+    Args:
+      theta: meta-parameters with 3 heads (see :mod:`stability.lopt.theta`).
+      nominal_stepsize: scale of the nominal term (tune it like Adam's lr).
+      step_mult: scale of the blackbox term.
+      exp_mult: scale of the magnitude heads inside the exponentials.
+      precondition: multiply the blackbox term by :math:`(v + 10^{-6})^{-1/2}`.
+      nominal_estimator: one of ``SGD, SGDM, AggMo, Adam, AdamAggMo``.
+      aggregate_magnitudes: replace :math:`m_b` and :math:`m_g` by their means over
+        the tensor before the exponential (per-tensor magnitudes).
+      nominal: include the nominal term (``False`` leaves the blackbox term alone).
+    Returns:
+      an optax transformation; ``update(grads, state, params)`` needs ``params``.
+
+    >>> import jax, jax.numpy as jnp, optax
+    >>> from stability.lopt import init_theta, zero_output_layer
+    >>> theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
+    >>> opt = star(theta, nominal_stepsize=0.1)
+    >>> params = jnp.array([1.0, -2.0])
+    >>> updates, state = opt.update(params, opt.init(params), params)
+    >>> # step one: m_i = (1 - b_i) g, v = 0.001 g^2, so -0.1 * 0.037 g / sqrt(v + 1e-6)
+    >>> [round(float(u), 4) for u in updates]
+    [-0.1169, 0.117]
+    """
+    if nominal_estimator not in NOMINAL_ESTIMATORS:
+        raise ValueError(
+            f"nominal_estimator: expected one of {NOMINAL_ESTIMATORS}, "
+            f"got {nominal_estimator!r}"
+        )
+    config = _Config(
+        heads=3,
+        step_mult=_check_hyper("step_mult", step_mult),
+        exp_mult=_check_hyper("exp_mult", exp_mult),
+        nominal_stepsize=_check_hyper("nominal_stepsize", nominal_stepsize),
+        precondition=bool(precondition),
+        nominal=bool(nominal),
+        nominal_estimator=nominal_estimator,
+        aggregate_magnitudes=bool(aggregate_magnitudes),
+    )
+    return _transformation(theta, config, _features.fused_heads)
+
+
+def _check_hyper(name: str, value):
+    """A finite, non-negative float, unless traced (then it is passed through)."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    return check_scalar(name, value, low=0.0)
+
+
+def _transformation(
+    theta: dict, config: _Config, heads_fn: Callable
+) -> optax.GradientTransformationExtraArgs:
+    """Build the optax transformation; ``heads_fn`` evaluates the MLP on a tensor
+    (:func:`~stability.lopt._features.fused_heads` or ``dense_heads``)."""
+    validate_theta(theta, config.heads)
+
+    def init(params):
+        leaves, treedef = jax.tree.flatten(params)
+        accs = [_features.init_leaf(jnp.asarray(p)) for p in leaves]
+        fields = (
+            [treedef.unflatten(f) for f in zip(*accs, strict=True)]
+            if accs
+            else [treedef.unflatten([]) for _ in range(5)]
+        )
+        return LOptState(jnp.zeros((), jnp.int32), *fields)
+
+    def update(grads, state, params=None, **extra_args):
+        del extra_args
+        if params is None:
+            raise ValueError("params: STAR/small_fc_lopt need the parameters")
+        p_leaves, treedef = jax.tree.flatten(params)
+        g_leaves = treedef.flatten_up_to(grads)
+        acc_leaves = [
+            treedef.flatten_up_to(field)
+            for field in (
+                state.momentum,
+                state.second_moment,
+                state.row,
+                state.col,
+                state.full,
+            )
+        ]
+        updates, new_accs = [], []
+        for i, (p, g) in enumerate(zip(p_leaves, g_leaves, strict=True)):
+            acc = _features.LeafAccumulators(*(a[i] for a in acc_leaves))
+            u, new_acc = _leaf_update(theta, config, heads_fn, state.count, p, g, acc)
+            updates.append(u)
+            new_accs.append(new_acc)
+        fields = (
+            [treedef.unflatten(f) for f in zip(*new_accs, strict=True)]
+            if new_accs
+            else [treedef.unflatten([]) for _ in range(5)]
+        )
+        return treedef.unflatten(updates), LOptState(state.count + 1, *fields)
+
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _leaf_update(theta, config, heads_fn, count, p, g, acc):
+    """One tensor's update (in the parameter's dtype) and new accumulators."""
+    p = jnp.asarray(p)
+    param_dtype = p.dtype
+    dtype = _features.compute_dtype(param_dtype)
+    shape = tuple(p.shape)
+    work_shape = shape or (1,)
+    p_w = p.astype(dtype).reshape(work_shape)
+    g_w = jnp.asarray(g).astype(dtype).reshape(work_shape)
+    acc_w = acc._replace(
+        momentum=acc.momentum.reshape((3, *work_shape)),
+        second_moment=acc.second_moment.reshape(work_shape),
+        full=acc.full.reshape((3, *work_shape)) if not shape else acc.full,
+    )
+    decays = _features.decays_from_offsets(
+        theta, dtype, (MOMENTUM_DECAYS, RMS_DECAYS, ADAFACTOR_DECAYS)
+    )
+    time = _features.time_features(count, dtype)
+    new_acc, feats = _features.accumulate(p_w, g_w, acc_w, decays, time)
+    mlp = {k: jnp.asarray(w).astype(dtype) for k, w in theta["mlp"].items()}
+    heads = heads_fn(feats, mlp, work_shape)
+
+    c = config
+    if c.heads == 2:
+        direction, magnitude = heads
+        step = c.step_mult * direction * jnp.exp(c.exp_mult * magnitude)
+    else:
+        direction, mag_b, mag_g = heads
+        if c.aggregate_magnitudes:
+            mag_b, mag_g = jnp.mean(mag_b), jnp.mean(mag_g)
+        step = c.step_mult * direction * jnp.exp(c.exp_mult * mag_b)
+        if c.precondition:
+            step = step * feats.rsqrt_v
+        if c.nominal:
+            g_hat = _nominal_estimate(c.nominal_estimator, feats)
+            step = step + c.nominal_stepsize * jnp.exp(c.exp_mult * mag_g) * g_hat
+    update = (-step).astype(param_dtype).reshape(shape)
+    new_acc = new_acc._replace(
+        momentum=new_acc.momentum.reshape((3, *shape)),
+        second_moment=new_acc.second_moment.reshape(shape),
+        full=new_acc.full.reshape((3, *shape)) if not shape else new_acc.full,
+    )
+    return update, new_acc
+
+
+def _nominal_estimate(name: str, feats: _features.LeafFeatures) -> jax.Array:
+    m = feats.momentum
+    if name == "SGD":
+        return feats.grad
+    if name == "SGDM":
+        return m[0]
+    if name == "AggMo":
+        return (m[0] + m[1] + m[2]) / 3
+    if name == "Adam":
+        return m[0] * feats.rsqrt_v
+    return (m[0] + m[1] + m[2]) / 3 * feats.rsqrt_v
