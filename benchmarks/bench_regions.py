@@ -1,0 +1,104 @@
+"""Heavy-ball stability region on an N x N (learning rate x momentum) grid, timed side
+by side in one run: our jitted closed form, NumPy's batched ``eigvals`` on the same
+2x2 blocks, and python-control's per-system ``poles`` (on a subsample, extrapolated).
+
+    python benchmarks/bench_regions.py [--n 1000] [--repeats 5] [--control-sample 300]
+
+Prints a Markdown table (mode evaluations per second and ratios) for RESULTS.md.
+"""
+
+import argparse
+import os
+import platform
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from stability.optimizers import modes  # noqa: E402
+
+
+def _cpu():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _best(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--control-sample", type=int, default=300)
+    args = ap.parse_args(argv)
+
+    n = args.n
+    lr = np.linspace(1e-3, 4.0, n)
+    beta = np.linspace(0.0, 0.999, n)
+    x_grid, b_grid = np.meshgrid(lr, beta, indexing="ij")  # curvature 1
+    count = x_grid.size
+
+    xs, bs = jnp.asarray(x_grid), jnp.asarray(b_grid)
+    ours = jax.jit(modes.heavy_ball_radius)
+    rho = ours(xs, bs).block_until_ready()
+    t_ours = _best(lambda: ours(xs, bs).block_until_ready(), args.repeats)
+
+    blocks = np.asarray(modes.heavy_ball_block(xs, bs)[0])
+    t_numpy = _best(lambda: np.linalg.eigvals(blocks), max(1, args.repeats // 2))
+    rho_np = np.max(np.abs(np.linalg.eigvals(blocks)), axis=-1)
+
+    rows = [
+        ("ours: jitted closed form (jax, float64)", t_ours),
+        ("numpy.linalg.eigvals, batched 2x2", t_numpy),
+    ]
+    try:
+        import control
+
+        idx = np.random.default_rng(0).choice(count, args.control_sample, replace=False)
+        flat = blocks.reshape(-1, 2, 2)[idx]
+
+        def run_control():
+            for m in flat:
+                control.ss(m, np.zeros((2, 1)), np.zeros((1, 2)), 0, dt=True).poles()
+
+        t_sample = _best(run_control, 1)
+        rows.append(
+            (
+                f"python-control ss(...).poles(), {args.control_sample} systems, "
+                "extrapolated",
+                t_sample * count / args.control_sample,
+            )
+        )
+    except ImportError:
+        rows.append(("python-control (not installed)", float("nan")))
+
+    agree = np.max(np.abs(np.asarray(rho) - rho_np))
+    print(f"grid {n} x {n} = {count:,} modes; machine: {_cpu()}, "
+          f"{os.cpu_count()} cores, jax {jax.__version__}, numpy {np.__version__}")
+    print(f"max |rho_ours - rho_numpy| = {agree:.2e}")
+    print()
+    print("| method | time (s) | modes/s | ours is faster by |")
+    print("|---|---|---|---|")
+    for name, t in rows:
+        print(f"| {name} | {t:.4g} | {count / t:.3g} | {t / t_ours:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
