@@ -30,7 +30,8 @@ def _scale(lr):
 
 
 def gd(lr: float) -> optax.GradientTransformation:
-    r"""Gradient descent, :math:`\phi' = \phi - a g`; per mode stable iff ``0 < a h < 2``.
+    r"""Gradient descent, :math:`\phi' = \phi - a g`; per mode stable iff
+    ``0 < a h < 2``.
 
     >>> import jax.numpy as jnp
     >>> opt = gd(0.1)

@@ -1,8 +1,8 @@
 """The noisy quadratic model (NQM).
 
 Per-step loss :math:`l_t(\\phi) = \\tfrac12 (\\phi - \\xi_t)^T H (\\phi - \\xi_t)` with
-:math:`\\xi_t \\sim N(0, \\Sigma_\\xi)` drawn fresh each step, the stand-in for minibatch
-noise. The gradient is :math:`H(\\phi - \\xi_t)`.
+:math:`\\xi_t \\sim N(0, \\Sigma_\\xi)` drawn fresh each step, the stand-in for
+minibatch noise. The gradient is :math:`H(\\phi - \\xi_t)`.
 """
 
 from typing import NamedTuple
@@ -33,7 +33,7 @@ class NoisyQuadratic(NamedTuple):
 
     @property
     def is_diagonal(self) -> bool:
-        """True when H and the noise covariance are both diagonal (the per-mode case)."""
+        """True when H and the noise covariance are both diagonal (per-mode case)."""
         off = ~np.eye(self.dim, dtype=bool)
         return not (np.any(self.hessian[off]) or np.any(self.noise_cov[off]))
 
@@ -61,7 +61,7 @@ class NoisyQuadratic(NamedTuple):
         return jnp.asarray(self.hessian, params.dtype) @ (params - xi)
 
     def noise_factor(self) -> np.ndarray:
-        """``F`` with ``F F^T = noise_cov``, for sampling ``xi = F e``, ``e ~ N(0, I)``."""
+        """``F`` with ``F F^T = noise_cov``: ``xi = F e`` with ``e ~ N(0, I)``."""
         lam, vec = np.linalg.eigh(self.noise_cov)
         return vec * np.sqrt(np.clip(lam, 0.0, None))
 

@@ -28,7 +28,8 @@ def power_law(n, scale=1.0, exponent=1.0):
 
 
 def two_level(n, high=1.0, low=1e-2, fraction_high=0.5):
-    """A fraction ``fraction_high`` of the eigenvalues at ``high``, the rest at ``low``."""
+    """A fraction ``fraction_high`` of the eigenvalues at ``high``, the rest at
+    ``low``."""
     n = _check_n(n)
     low = check_scalar("low", low, low=0.0, low_open=True)
     high = check_scalar("high", high, low=low)

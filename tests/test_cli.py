@@ -1,0 +1,81 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from stability import cli
+
+
+def test_region_command_writes_json(tmp_path, capsys):
+    out = tmp_path / "region.json"
+    rc = cli.main(
+        [
+            "region",
+            "--family",
+            "heavy_ball",
+            "--lr",
+            "0:4:41",
+            "--curvature",
+            "1",
+            "--beta",
+            "0.5",
+            "--json",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    assert "stable fraction" in capsys.readouterr().out
+    record = json.loads(out.read_text())
+    assert record["family"] == "heavy_ball" and len(record["rho"]) == 41
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["region", "--family", "nope"],
+        ["region", "--family", "gd", "--lr", "x"],
+        [
+            "region",
+            "--family",
+            "heavy_ball",
+            "--lr",
+            "1",
+            "--curvature",
+            "1",
+            "--beta",
+            "2",
+        ],
+        ["no-such-command"],
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv, capsys):
+    try:
+        rc = cli.main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err and len(err.splitlines()) == 1
+
+
+def test_module_entry_point():
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stability",
+            "region",
+            "--family",
+            "gd",
+            "--lr",
+            "1.5",
+            "--curvature",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "gd: grid ()" in res.stdout
