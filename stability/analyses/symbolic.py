@@ -326,10 +326,10 @@ def schur_cohn_conditions(poly, z=None) -> list[sympy.Expr]:
     :math:`|c\,p^*| < |a\,p|` there and Rouché's theorem gives ``z Tp`` as many zeros
     in the open disk as ``p``. Hence ``p`` has all ``n`` zeros inside iff ``Tp`` has all
     ``n - 1`` inside. Iterating down to degree 0 gives ``n`` conditions
-    :math:`D_k = a_k^2 - c_k^2 > 0` (they are ratios of the classical Schur-Cohn
-    determinants). Only positive numeric factors are removed, so the expressions grow
-    quickly with the degree; :func:`jury_conditions` gives the same set in a reduced
-    form.
+    :math:`D_k = a_k^2 - c_k^2 > 0` (the recursive form of the Schur-Cohn
+    determinant test). Only positive numeric factors are removed, so the expressions
+    grow quickly with the degree; :func:`jury_conditions` gives the same set in a
+    reduced form.
 
     For a monic quadratic :math:`z^2 + c_1 z + c_0` the two conditions are
     :math:`1 - c_0^2 > 0` and :math:`(1 - c_0)^2 p(1) p(-1) > 0`, i.e.
@@ -463,7 +463,8 @@ def jury_conditions(poly, z=None) -> list[sympy.Expr]:
     content of the reduced polynomial (dividing by a positive quantity moves no root);
     conditions that become positive constants are dropped. Because
     :math:`Tp(1) = (a - c)\,p(1)` and :math:`Tp(-1) = -(a - (-1)^n c)\,p(-1)`, the last
-    stage yields :math:`p(1) > 0` and :math:`(-1)^n p(-1) > 0` as in Jury (1964).
+    stage's two conditions are :math:`p(1) > 0` and :math:`(-1)^n p(-1) > 0` up to
+    factors of known sign, as in Jury (1964).
 
     For a monic quadratic :math:`z^2 + c_1 z + c_0` this gives exactly
     :math:`1 - c_0 > 0`, :math:`1 + c_0 > 0`, :math:`p(-1) > 0`, :math:`p(1) > 0`.
