@@ -65,7 +65,6 @@ from stability._validation import (
     check_square,
 )
 from stability.analyses.regions import FAMILY_ARGS, mode_radius
-from stability.analyses.spectral import spectral_radius
 
 # families whose rho is quasi-convex in the curvature (see the module docstring)
 ENDPOINT_FAMILIES = ("gd", "nominal", "heavy_ball", "ema_momentum")
@@ -254,9 +253,13 @@ def _check_system(hessian, P_tilde, alpha):
 
 
 def _radius(h, p, alpha, d):
+    # spec(A) = 1 - spec(KH): eigenvalues of the gain KH, not of A = I - KH, keep
+    # their accuracy when A is close to I (small Delta with small alpha), where the
+    # eigenvalues of A cluster at 1 and can be nearly defective.
     n = h.shape[0]
     k = alpha * np.eye(n) + d[..., :, None] * p
-    return np.asarray(spectral_radius(np.eye(n) - k @ h), dtype=float)
+    mu = np.linalg.eigvals(k @ h)
+    return np.max(np.abs(1 - mu), axis=-1)
 
 
 def _vertices(n, d_min, d_max, max_vertices, rng):

@@ -225,7 +225,7 @@ def per_direction_condition(H, P, alpha) -> DirectionCondition:
 
     >>> c = per_direction_condition(np.diag([1.0, 4.0]), np.diag([1.2, 0.1]), 0.5)
     >>> c.upper.tolist(), c.strict.tolist(), c.stable
-    ([0.0, 1.5], [False, True], False)
+    ([1.5, 0.0], [True, False], False)
     """
     inst = make_instance(H=H, P=P, alpha=alpha)
     h, p = shared_eigenpairs(inst.H, inst.P)
@@ -353,7 +353,7 @@ def commuting_matrix(rng, h, q, p):
     return q @ b @ q.T
 
 
-def _draw_in(rng, lo, hi, n, boundary):
+def draw_in_interval(rng, lo, hi, n, boundary):
     p = rng.uniform(lo, hi, n)
     if boundary:
         hit = rng.random(n) < 0.5
@@ -386,7 +386,7 @@ def sample(rng, *, n=None, kappa=None, kind=None, boundary=None) -> Instance:
     boundary = bool(rng.random() < 0.3) if boundary is None else bool(boundary)
     top, alpha = _scale_and_step(rng)
     H, h, q = random_hessian(rng, n, kappa, top, repeated=kind == "commuting")
-    p = _draw_in(rng, -alpha, 2 / top - alpha, n, boundary)
+    p = draw_in_interval(rng, -alpha, 2 / top - alpha, n, boundary)
     if kind == "symmetric":
         r = random_orthogonal(rng, n)
         P = (r * p) @ r.T
@@ -603,7 +603,7 @@ def _search_seed(rng, reading):
     else:
         alpha = from_seed_alpha(float(np.linalg.eigvalsh(H)[-1]))
     r = random_orthogonal(rng, n)
-    p = _draw_in(
+    p = draw_in_interval(
         rng,
         -1 / _seed_symbol(alpha, reading),
         1 / _seed_symbol(alpha, reading),

@@ -146,7 +146,7 @@ def per_direction_condition(H, P, alpha) -> nominal.DirectionCondition:
 
     >>> c = per_direction_condition(np.diag([4.0, 0.25]), np.diag([0.6, 3.0]), 0.5)
     >>> c.upper.tolist(), c.strict.tolist()
-    ([0.5, 3.5], [True, False])
+    ([3.5, 0.5], [True, False])
     """
     inst = make_instance(H=H, P=P, alpha=alpha)
     c = nominal.per_direction_condition(_root(inst), inst.P, inst.alpha)
