@@ -527,7 +527,8 @@ def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
 
 def destabilising_hessian(P, alpha, L, *, floor=None):
     r"""For a symmetric ``P`` violating a bound, an SPD ``H`` with
-    :math:`\lambda_{\max}(H) = L` and :math:`\rho > 1`; None if both bounds hold.
+    :math:`\lambda_{\max}(H) = L` and :math:`\rho > 1`; None if both bounds hold (to
+    rounding).
 
     With :math:`u` the eigenvector of the violating eigenvalue :math:`p`,
     :math:`H = L u u^T + f (I - u u^T)` gives :math:`S u = L(\alpha + p) u`, outside
@@ -542,9 +543,10 @@ def destabilising_hessian(P, alpha, L, *, floor=None):
     L = check_scalar("L", L, low=0.0, low_open=True)
     floor = 1e-3 * L if floor is None else check_scalar("floor", floor, low=0.0)
     w, v = np.linalg.eigh(0.5 * (p + p.T))
-    if w[0] < -alpha:
+    tol = BOUND_RTOL * max(alpha, 2 / L, float(np.max(np.abs(w))))
+    if w[0] < -alpha - tol:
         u = v[:, 0]
-    elif w[-1] > 2 / L - alpha:
+    elif w[-1] > 2 / L - alpha + tol:
         u = v[:, -1]
     else:
         return None

@@ -240,6 +240,40 @@ def per_pair_condition(H, P_tilde, alpha, d_max) -> PairCondition:
     )
 
 
+def exact_verdict(instance: Instance):
+    r"""Exact robust (marginal) stability over every :math:`0 \preceq \Delta
+    \preceq d_{\max} I` where a certificate exists, else None.
+
+    - P~ symmetric, commuting with H: :func:`per_pair_condition`.
+    - P~ symmetric, H diagonal (:math:`\Delta` commutes with :math:`H`): robust iff
+      :math:`\alpha \le 2/L` and the single system :math:`\Delta = d_{\max} I` has
+      :math:`\rho \le 1`. With :math:`\Delta^{1/2} = d_{\max}^{1/2} T`,
+      :math:`0 \preceq T \preceq I` diagonal, and :math:`G = d_{\max} H^{1/2}
+      \tilde P H^{1/2}`, the loop is similar to :math:`I - S(T)`,
+      :math:`S(T) = \alpha H + T G T`, and
+
+      .. math:: S(T) = T S(I) T + \alpha H (I - T^2), \qquad
+         2I - S(T) = T (2I - S(I)) T + (I - T^2)(2I - \alpha H),
+
+      both sums of PSD terms when :math:`0 \preceq S(I) \preceq 2I` and
+      :math:`\alpha H \preceq 2I`. So the worst case *for the verdict* is
+      :math:`\Delta = d_{\max} I`; the largest :math:`\rho` over the box is often
+      attained elsewhere.
+    """
+    h, p = instance.H, instance.P_tilde
+    if not nominal.is_symmetric(p):
+        return None
+    if nominal.commutes(h, p):
+        return per_pair_condition(h, p, instance.alpha, instance.d_max).robust
+    if not is_diagonal(h):
+        return None
+    top = _top(h)
+    if instance.alpha > (2 / top) * (1 + nominal.BOUND_RTOL):
+        return False
+    rho = nominal.closed_loop_radius(h, instance.d_max * p, instance.alpha)
+    return rho <= 1 + nominal.SLACK
+
+
 def sample(rng, *, n=None, kappa=None, kind=None, boundary=None) -> Instance:
     """A random instance satisfying every hypothesis: ``n`` (1 to 8), ``H`` with
     log-uniform eigenvalues of condition number ``kappa`` (up to 1e6) and ``L``

@@ -1,0 +1,250 @@
+"""Theorem 1 (stability.lemmas.nominal): the claim under its exact hypotheses, the
+counterexamples when they are dropped, the per-direction condition and the seed
+summary's wording."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stability.analyses import spectral_radius
+from stability.lemmas import nominal
+from stability.operators import nominal_closed_loop
+
+
+@st.composite
+def instances(draw, kinds=nominal.SAMPLE_KINDS):
+    """Sizes 1 to 8, condition numbers up to 1e6, H = Q diag(log-uniform) Q^T."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    n = draw(st.integers(1, 8))
+    kappa = 10 ** draw(st.floats(0, 6))
+    kind = draw(st.sampled_from(kinds))
+    boundary = draw(st.booleans())
+    rng = np.random.default_rng(seed)
+    return nominal.sample(rng, n=n, kappa=kappa, kind=kind, boundary=boundary)
+
+
+def dense_radius(inst):
+    return float(
+        spectral_radius(nominal_closed_loop(inst.H, inst.P, inst.alpha).transition)
+    )
+
+
+@given(instances())
+def test_conclusion_holds_under_the_hypotheses(inst):
+    hyp = nominal.hypotheses(inst)
+    assert all(hyp.values()), hyp
+    assert nominal.conclusion(inst), nominal.radius(inst)
+
+
+@given(instances())
+def test_structured_radius_matches_dense_eig(inst):
+    # eig of the non-normal A agrees with the structured value to its own accuracy
+    kappa = np.linalg.cond(inst.H)
+    assert abs(nominal.radius(inst) - dense_radius(inst)) <= 1e-12 * kappa + 1e-10
+
+
+@given(instances(kinds=("shared_basis", "commuting")))
+def test_per_direction_condition_on_commuting_instances(inst):
+    cond = nominal.per_direction_condition(inst.H, inst.P, inst.alpha)
+    assert cond.non_strict.all()
+    np.testing.assert_allclose(cond.rho, nominal.radius(inst), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(cond.upper, 2 / cond.curvature - inst.alpha)
+
+
+def test_sweep_of_random_instances():
+    """A larger deterministic sweep than the hypothesis budget (numbers in the
+    report): every instance satisfying the hypotheses has rho <= 1 + 1e-9."""
+    rng = np.random.default_rng(123)
+    worst = 0.0
+    for _ in range(1500):
+        inst = nominal.sample(rng)
+        assert all(nominal.hypotheses(inst).values())
+        worst = max(worst, nominal.radius(inst))
+    assert worst <= 1 + nominal.SLACK
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_per_direction_condition_is_exact(seed):
+    """Commuting P drawn across the bounds: stable iff every pair is strictly inside,
+    and rho <= 1 iff every pair is inside or on them."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 6))
+    H, h, q = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 4), repeated=True)
+    alpha = rng.uniform(0, 3)
+    p = rng.uniform(-alpha - 1, 2 / h - alpha + 1)
+    if seed % 3 == 0:  # some pairs exactly on their bound
+        p[0] = 2 / h[0] - alpha
+    P = nominal.commuting_matrix(rng, h, q, p)
+    cond = nominal.per_direction_condition(H, P, alpha)
+    rho = dense_radius(nominal.make_instance(H=H, P=P, alpha=alpha))
+    assert cond.stable == (rho < 1 - 1e-9) or abs(rho - 1) < 1e-9
+    assert cond.non_strict.all() == (rho <= 1 + 1e-9)
+
+
+def test_per_direction_condition_needs_commuting_P():
+    H = np.array([[2.0, 0.5], [0.5, 1.0]])
+    with pytest.raises(ValueError, match="P: must commute with H"):
+        nominal.per_direction_condition(H, np.diag([0.1, 0.2]), 0.1)
+
+
+@pytest.mark.parametrize("drop", list(nominal.DROPS))
+@pytest.mark.parametrize("seed", range(3))
+def test_counterexample_found_and_verified(drop, seed):
+    kind = nominal.DROPS[drop]
+    inst = nominal.counterexample(drop, kind=kind, seed=seed)
+    assert inst is not None
+    hyp = nominal.hypotheses(inst)
+    assert not hyp[drop] and all(v for k, v in hyp.items() if k != drop)
+    rho = dense_radius(inst)  # independent of the structured radius
+    b = nominal.bounds(inst)
+    if kind == "sufficiency":
+        assert rho > 1 + 1e-6
+    else:
+        assert rho < 1 - 1e-6
+    if drop == "P_symmetric_or_commuting":
+        lam = np.linalg.eigvals(inst.P)
+        assert np.all(lam.imag == 0)
+        assert np.all((lam.real > b["lower"]) & (lam.real < b["upper"]))
+        assert not nominal.is_symmetric(inst.P) and not nominal.commutes(inst.H, inst.P)
+        assert inst.P.shape == (2, 2)
+    if drop == "upper_bound":
+        # stable although a direction of P exceeds 2/L - alpha: symmetric P, and the
+        # exact test 0 < S < 2 holds
+        assert nominal.is_symmetric(inst.P) and b["lambda_max_P"] > b["upper"]
+        r = nominal.spd_power(inst.H, 0.5)
+        s = np.linalg.eigvalsh(r @ (inst.alpha * np.eye(len(r)) + inst.P) @ r)
+        assert s.min() > 0 and s.max() < 2
+
+
+@pytest.mark.parametrize("drop", list(nominal.DROPS))
+def test_counterexample_is_deterministic(drop):
+    a = nominal.counterexample(drop, seed=7)
+    b = nominal.counterexample(drop, seed=7)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    c = nominal.counterexample(drop, seed=8)
+    assert not np.array_equal(a.P, c.P)
+
+
+def test_counterexample_arguments():
+    with pytest.raises(ValueError, match="drop"):
+        nominal.counterexample("H_spd")
+    with pytest.raises(ValueError, match="kind"):
+        nominal.counterexample("upper_bound", kind="sufficiency")
+    with pytest.raises(ValueError, match="kind"):
+        nominal.counterexample("upper_bound", kind="both")
+    with pytest.raises(ValueError, match="budget"):
+        nominal.counterexample("upper_bound", budget=0)
+
+
+def test_odd_count_below_lower_bound_is_unstable_for_any_P():
+    """det(KH) < 0 when an odd number of P's real eigenvalues lie below -alpha."""
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(1, 6))
+        H, _, _ = nominal.random_hessian(rng, n, 100.0)
+        alpha = rng.uniform(0, 1)
+        p = rng.uniform(-alpha + 0.01, 1, n)
+        p[0] = -alpha - rng.uniform(0.01, 1)
+        v = rng.standard_normal((n, n))
+        inst = nominal.make_instance(
+            H=H, P=v @ np.diag(p) @ np.linalg.inv(v), alpha=alpha
+        )
+        eig = np.linalg.eigvals(np.eye(n) - (alpha * np.eye(n) + inst.P) @ H)
+        assert np.max(eig[np.abs(eig.imag) < 1e-12].real) > 1
+
+
+# ----- the summaries' readings -------------------------------------------------------
+
+
+@given(instances(kinds=("symmetric", "shared_basis")))
+def test_bounds_are_the_iff_over_all_curvatures(inst):
+    """Bounds hold: stable for random SPD H' with lambda_max(H') <= L; a violated bound
+    gives a destabilising H' (checked on the instance with P pushed out)."""
+    L = float(np.linalg.eigvalsh(inst.H)[-1])
+    assert nominal.destabilising_hessian(inst.P, inst.alpha, L) is None
+    bumped = inst.P + (1e-3 + 2 / L) * np.eye(len(inst.P))
+    H2 = nominal.destabilising_hessian(bumped, inst.alpha, L)
+    assert abs(np.linalg.eigvalsh(H2)[-1] - L) <= 1e-12 * L
+    assert nominal.radius(nominal.make_instance(H=H2, P=bumped, alpha=inst.alpha)) > 1
+
+
+def test_literal_seed_wording_is_false():
+    for seed in range(3):
+        inst = nominal.seed_counterexample("literal", seed=seed)
+        assert inst is not None
+        assert nominal.seed_premise(inst, "literal")
+        assert not nominal.seed_wording_holds(inst, "literal")
+        assert dense_radius(inst) > 1 + 1e-6
+
+
+def test_reparametrised_seed_wording_is_theorem_1():
+    assert nominal.seed_counterexample("reparametrised", seed=0, budget=500) is None
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        inst = nominal.sample(rng, kind="symmetric")
+        L = float(np.linalg.eigvalsh(inst.H)[-1])
+        # nominal step 1/L, i.e. the seed's alpha_s = L
+        re = nominal.make_instance(H=inst.H, P=inst.P, alpha=nominal.from_seed_alpha(L))
+        assert nominal.to_seed_alpha(re.alpha) == pytest.approx(L, rel=1e-15)
+        hyp = nominal.hypotheses(re)
+        theorem = hyp["lower_bound"] and hyp["upper_bound"]
+        assert nominal.seed_premise(re, "reparametrised") == theorem
+        assert nominal.seed_wording_holds(re, "reparametrised")
+        b = nominal.bounds(re)
+        assert b["lower"] == pytest.approx(-1 / L) and b["upper"] == pytest.approx(
+            1 / L
+        )
+
+
+def test_seed_bounds_imply_theorem_1_iff_alpha_s_at_least_L():
+    # with nominal step 1/a_s: [-1/a_s, 1/a_s] inside [-1/a_s, 2/L - 1/a_s] iff a_s >= L
+    L = 2.0
+    for a_s in (1.0, 1.9, 2.0, 2.1, 5.0):
+        alpha = nominal.from_seed_alpha(a_s)
+        assert (1 / a_s <= 2 / L - alpha + 1e-15) == (a_s >= L)
+
+
+def test_seed_reading_argument():
+    with pytest.raises(ValueError, match="reading"):
+        nominal.seed_counterexample("loose")
+    with pytest.raises(ValueError, match="alpha_seed"):
+        nominal.from_seed_alpha(0.0)
+
+
+# ----- validation --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        (dict(H=[[1.0, 0.2], [0.0, 1.0]], P=np.zeros((2, 2)), alpha=0.1), "H: must"),
+        (dict(H=np.eye(2), P=np.zeros((3, 3)), alpha=0.1), "P: expected shape"),
+        (dict(H=np.eye(2), P=np.zeros(2), alpha=0.1), "P: expected 2"),
+        (dict(H=np.eye(2), P=np.zeros((2, 2)), alpha=-0.1), "alpha: must be >="),
+        (dict(H=np.eye(2), P=np.zeros((2, 2)), alpha=np.nan), "alpha: must be finite"),
+        (dict(H=[[1.0, np.inf], [np.inf, 1.0]], P=np.eye(2), alpha=0.1), "H: contains"),
+        (dict(H=np.eye(2), P=[[0.0, np.nan], [0.0, 0.0]], alpha=0.1), "P: contains"),
+        (dict(H=-np.eye(2), P=np.zeros((2, 2)), alpha=0.1), "H: must be positive"),
+    ],
+)
+def test_bad_inputs(fields, match):
+    with pytest.raises(ValueError, match=match):
+        nominal.make_instance(**fields)
+
+
+def test_claim_shape():
+    inst = nominal.sample(np.random.default_rng(0))
+    assert nominal.NAME == "nominal"
+    assert set(nominal.hypotheses(inst)) == {
+        "H_spd",
+        "P_real_spectrum",
+        "P_symmetric_or_commuting",
+        "lower_bound",
+        "upper_bound",
+    }
+    assert set(nominal.DROPS) <= set(nominal.hypotheses(inst))
+    assert set(nominal.bounds(inst)) >= {"lower", "upper"}
+    with pytest.raises(ValueError, match="kind"):
+        nominal.sample(np.random.default_rng(0), kind="other")
