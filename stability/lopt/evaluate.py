@@ -67,9 +67,12 @@ __all__ = [
     "TrainRecord",
     "TuneResult",
     "evaluate",
+    "format_table",
     "inner_train",
     "learned_optimizer",
+    "merge",
     "nominal_only",
+    "profile_horizons",
     "tune_adam",
     "tune_nominal",
     "write_csv",
@@ -994,3 +997,22 @@ def profile_horizons(profile: str, task: str) -> tuple[int, ...]:
         raise ValueError(f"profile: expected one of {tuple(PROFILES)}, got {profile!r}")
     p = PROFILES[profile]
     return p.get(task, p["*"])
+
+
+def format_table(rows: Sequence[Mapping]) -> str:
+    """The rows as a Markdown table (for reports and the CLI)."""
+    head = (
+        "| task | optimizer | horizon | hyper | train loss | test acc | diverged |\n"
+        "|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        hyper = r.get("hyperparameter")
+        lines.append(
+            f"| {r['task']} | {r['optimizer']} | {r['horizon']} ({r['multiple']}x) "
+            f"| {'' if hyper is None else f'{hyper:.3g}'} "
+            f"| {r['train_loss_mean']:.4g} ± {r['train_loss_std']:.2g} "
+            f"| {r['test_accuracy_mean']:.4f} "
+            f"| {r['diverged']}/{r['seeds']} |"
+        )
+    return "\n".join(lines)
