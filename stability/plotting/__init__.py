@@ -26,6 +26,7 @@ from stability.plotting.curves import shade as shade
 from stability.plotting.regions import axis_label as axis_label
 from stability.plotting.regions import boundary as boundary
 from stability.plotting.regions import region as region
+from stability.plotting.regions import rho_colorbar as rho_colorbar
 from stability.plotting.spectra import eigenvalues as eigenvalues
 from stability.plotting.spectra import radius_bars as radius_bars
 from stability.plotting.spectra import unit_circle as unit_circle

@@ -1,8 +1,16 @@
 """Stability regions (records from :func:`stability.analyses.stability_region`) and
-exact boundaries drawn over them."""
+exact boundaries drawn over them.
+
+Colour encodes the spectral radius on a logarithmic scale in ``1 - rho`` (so that
+0.9, 0.99, 0.999 are equally far apart: the convergence time ``1/(1 - rho)``), clipped
+at ``1 - rho = 1e-4``; unstable cells (``rho >= 1``) are flat grey.
+"""
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import ListedColormap, LogNorm
+from matplotlib.ticker import NullFormatter
 
 from stability.plotting._style import PALETTE, REGION_CMAP, UNSTABLE
 
@@ -13,11 +21,17 @@ _LABELS = {
     "alpha": "nominal step α",
     "p": "learned eigenvalue p",
 }
+GAP_FLOOR = 1e-4  # smallest 1 - rho the colour scale resolves
+RHO_LABEL = "spectral radius ρ (grey: ρ ≥ 1)"
 
 
 def axis_label(name):
     """The axis label used for a grid argument of a region record."""
     return _LABELS.get(name, name)
+
+
+def _norm():
+    return LogNorm(vmin=GAP_FLOOR, vmax=1.0, clip=True)
 
 
 def region(
@@ -30,9 +44,10 @@ def region(
     yscale="linear",
     title=None,
     colorbar=True,
+    colorbar_label=RHO_LABEL,
 ):
     """Draw a 2-D stability region: the spectral radius where the loop is stable
-    (``rho < 1``, colour map from 0 to 1) and a flat grey where it is not.
+    (colour, logarithmic in ``1 - rho``) and a flat grey where it is not.
 
     Args:
       record: a :class:`~stability.analyses.StabilityRegion` (anything with ``axes``,
@@ -42,7 +57,9 @@ def region(
         second and the first).
       xscale, yscale: ``"linear"`` or ``"log"``.
       title: Axes title.
-      colorbar: add a colour bar for rho.
+      colorbar: add a colour bar for rho beside this Axes (see
+        :func:`rho_colorbar` for one bar shared by several).
+      colorbar_label: its label.
 
     Returns:
       the Axes.
@@ -58,17 +75,24 @@ def region(
     rho = np.asarray(record.rho, float)
     if names.index(x) == 0:
         rho = rho.T  # rows must follow y
-    stable = np.ma.masked_where(~(rho < 1.0), rho)
+    stable = rho < 1.0
     xs, ys = np.asarray(record.axes[x]), np.asarray(record.axes[y])
-    ax.pcolormesh(
-        xs, ys, np.where(rho < 1.0, np.nan, 1.0), cmap=_flat(UNSTABLE), shading="auto"
+    grey = ax.pcolormesh(
+        xs,
+        ys,
+        np.where(stable, np.nan, 1.0),
+        cmap=ListedColormap([UNSTABLE]),
+        shading="auto",
     )
-    mesh = ax.pcolormesh(
-        xs, ys, stable, cmap=REGION_CMAP, vmin=0.0, vmax=1.0, shading="auto"
-    )
-    mesh.set_rasterized(True)
+    gap = np.ma.masked_where(~stable, np.maximum(1.0 - rho, GAP_FLOOR))
+    mesh = ax.pcolormesh(xs, ys, gap, cmap=REGION_CMAP, norm=_norm(), shading="auto")
+    for m in (grey, mesh):
+        m.set_rasterized(True)
     ax.set_xscale(xscale)
     ax.set_yscale(yscale)
+    for axis, scale in ((ax.xaxis, xscale), (ax.yaxis, yscale)):
+        if scale == "log":
+            axis.set_minor_formatter(NullFormatter())
     ax.set_xlim(xs.min(), xs.max())
     ax.set_ylim(ys.min(), ys.max())
     ax.set_xlabel(axis_label(x))
@@ -76,15 +100,24 @@ def region(
     if title is not None:
         ax.set_title(title)
     if colorbar:
-        bar = ax.figure.colorbar(mesh, ax=ax, pad=0.02, fraction=0.06)
-        bar.set_label("ρ where stable (grey: ρ ≥ 1)")
+        rho_colorbar(ax.figure, ax, label=colorbar_label)
     return ax
 
 
-def _flat(color):
-    from matplotlib.colors import ListedColormap
-
-    return ListedColormap([color])
+def rho_colorbar(fig, axes, *, label=RHO_LABEL, **kwargs):
+    """One colour bar for the regions drawn on ``axes`` (an Axes or an array of
+    them), ticked in rho; ``kwargs`` go to ``Figure.colorbar``. Returns the
+    Colorbar."""
+    kwargs.setdefault("pad", 0.02)
+    kwargs.setdefault("fraction", 0.05)
+    axes = np.asarray(axes).ravel().tolist() if not isinstance(axes, plt.Axes) else axes
+    bar = fig.colorbar(ScalarMappable(_norm(), REGION_CMAP), ax=axes, **kwargs)
+    ticks = [1.0, 1e-1, 1e-2, 1e-3, 1e-4]
+    bar.set_ticks(ticks, labels=["0", "0.9", "0.99", "0.999", "≥ 0.9999"])
+    bar.ax.yaxis.set_minor_formatter(NullFormatter())
+    bar.ax.invert_yaxis()  # rho grows upward
+    bar.set_label(label)
+    return bar
 
 
 def boundary(ax, x, y, *, label=None, color=None, linestyle="-", marker=None):

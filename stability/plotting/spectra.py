@@ -26,6 +26,7 @@ def eigenvalues(
     marker="o",
     show_radius=True,
     limits=None,
+    zoom=None,
 ):
     """Scatter complex eigenvalues over the unit circle.
 
@@ -42,9 +43,11 @@ def eigenvalues(
       marker: marker of the stable eigenvalues.
       show_radius: draw the spectral-radius circle.
       limits: ``(lo, hi)`` for both axes; default fits the points and the circle.
+      zoom: ``(x0, x1, y0, y1)``: add an inset magnifying that window (e.g. the
+        cluster of slow modes near ``z = 1``), upper left.
 
     Returns:
-      the Axes.
+      the Axes (the inset, if any, is ``ax.child_axes[0]``).
     """
     ax = plt.gca() if ax is None else ax
     z = np.asarray(values).ravel().astype(complex)
@@ -87,6 +90,25 @@ def eigenvalues(
     ax.set_ylabel("Im z")
     if title is not None:
         ax.set_title(title)
+    if zoom is not None:
+        x0, x1, y0, y1 = zoom
+        inset = ax.inset_axes([0.01, 0.58, 0.4, 0.41])
+        eigenvalues(
+            z,
+            inset,
+            color=color,
+            marker=marker,
+            show_radius=show_radius,
+            limits=(x0, x1),
+        )
+        inset.set_ylim(y0, y1)
+        inset.set_aspect("auto")
+        inset.set_xlabel("")
+        inset.set_ylabel("")
+        inset.tick_params(labelleft=False, labelbottom=False, length=0)
+        for side in ("top", "right"):
+            inset.spines[side].set_visible(True)
+        ax.indicate_inset_zoom(inset, edgecolor="0.5")
     return ax
 
 

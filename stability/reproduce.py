@@ -1,0 +1,1425 @@
+r"""``stability reproduce``: regenerate every figure and the lemma report.
+
+The figures are a registry of functions in this module, so the command works from a
+plain ``pip install``. Each figure function computes its records with
+:mod:`stability.analyses`, :mod:`stability.problems`, :mod:`stability.lemmas` and
+:mod:`stability.lopt`, draws them with :mod:`stability.plotting`, and returns the
+figure with the key numbers behind it. ``figures/figNN_name.py`` are thin scripts
+calling :func:`script_main` for one figure. Calling pattern::
+
+    stability reproduce [--quick | --full] [--out DIR] [--only fig01 fig02 ...]
+
+    from stability import reproduce
+    reproduce.main(["--quick", "--out", "/tmp/figs", "--only", "fig02"])
+
+``--quick`` (the default) shrinks grids, seeds and horizons; ``--full`` is
+publication quality. Images (PNG and PDF) and ``REPORT.md`` go into ``--out``
+(default ``figures/``). Figures whose inputs do not exist yet (meta-trained thetas,
+evaluation records) are reported as not yet available, with the reason, and never
+drawn from stand-in data. The exit status is 1 if any figure (or the lemma report)
+failed, else 0.
+
+Float64 is switched on when a run starts (:func:`run`), never at import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+DEFAULT_OUT = "figures"
+QUICK_ENV = "STABILITY_QUICK"
+
+
+class Quality(NamedTuple):
+    """Quick (small grids, few seeds, short horizons) or full (publication)."""
+
+    full: bool = False
+
+    @property
+    def name(self) -> str:
+        return "full" if self.full else "quick"
+
+    def pick(self, quick, full):
+        """``full`` in full mode, ``quick`` otherwise."""
+        return full if self.full else quick
+
+    @property
+    def dpi(self) -> int:
+        return self.pick(110, 200)
+
+
+class NotAvailable(Exception):  # noqa: N818 (a status, not an error)
+    """A figure whose inputs do not exist yet; the message says which and why."""
+
+
+class Drawn(NamedTuple):
+    """What a figure function returns: the matplotlib figure, a one-paragraph
+    caption, and the key numbers behind it (name -> formatted value)."""
+
+    figure: Any
+    caption: str
+    numbers: dict
+
+
+class FigureSpec(NamedTuple):
+    id: str
+    name: str
+    title: str
+    build: Callable[[Quality], Drawn]
+
+
+class FigureResult(NamedTuple):
+    """One row of the report."""
+
+    id: str
+    name: str
+    title: str
+    status: str  # "ok", "not available" or "failed"
+    seconds: float
+    files: tuple
+    caption: str
+    numbers: dict
+    reason: str
+
+
+FIGURES: dict[str, FigureSpec] = {}
+
+
+def _register(fid, name, title):
+    def wrap(fn):
+        FIGURES[fid] = FigureSpec(fid, f"{fid}_{name}", title, fn)
+        return fn
+
+    return wrap
+
+
+def _fmt(x, digits=4):
+    """A float in a compact, report-friendly form."""
+    x = float(x)
+    if x != x or x in (float("inf"), float("-inf")):
+        return str(x)
+    if x != 0 and (abs(x) >= 1e4 or abs(x) < 1e-3):
+        return f"{x:.{digits - 1}e}"
+    return f"{x:.{digits}g}"
+
+
+# ----------------------------------------------------------------------------------
+# fig01: eigenvalues of the NQM closed loop
+# ----------------------------------------------------------------------------------
+
+
+@_register("fig01", "eigenvalues", "Eigenvalues of the NQM closed loop")
+def _fig01(q: Quality) -> Drawn:
+    import numpy as np
+
+    from stability import analyses, operators, plotting, problems
+
+    n = 24
+    lam = problems.spectra.log_uniform(n, 1e-2, 1.0)
+    rot = problems.random_rotation(n, seed=1)
+    hess = rot @ np.diag(lam) @ rot.T
+    top = float(lam.max())
+    # The stand-in for a learned linear term: a Gaussian, non-symmetric matrix that
+    # does not commute with H, of the size of the Newton step 1/lambda_max(H).
+    p = np.random.default_rng(0).standard_normal((n, n)) / np.sqrt(n) / top
+    alpha = 1.0 / top
+    precond = rot @ np.diag(lam**-0.5) @ rot.T  # idealised output preconditioner
+    shrinks = (1.0, 0.6, 0.3)
+    w = shrinks[-1]
+
+    def spectrum(alpha_, p_, c=None):
+        loop = operators.nominal_closed_loop(hess, p_, alpha_, c)
+        z = analyses.eigenvalues(np.asarray(loop.transition))
+        return z, float(np.max(np.abs(z)))
+
+    panels = [
+        ("(a) black box alone\n$A = I - PH$", spectrum(0.0, p)),
+        ("(b) with a nominal term\n$A = I - (\\alpha I + P)H$", spectrum(alpha, p)),
+        (
+            f"(c) weight decay: $P \\to wP$\n$A = I - wPH$, $w = {w}$",
+            spectrum(0.0, w * p),
+        ),
+        (
+            "(d) output preconditioner\n$A = I - H^{-1/2}PH$",
+            spectrum(0.0, p, precond),
+        ),
+        (
+            f"(e) all combined, $w = {w}$\n$A = I - H^{{-1/2}}(\\alpha I + wP)H$",
+            spectrum(alpha, w * p, precond),
+        ),
+    ]
+    labels = [
+        "(a) black box",
+        "(b) + nominal",
+        "(c) weight decay",
+        "(d) precond.",
+        "(e) combined",
+    ]
+    with plotting.style():
+        fig, axes = plotting.figure(2, 3, width=7.4, height=6.0)
+        flat = axes.ravel()
+        lim = 1.05 * max(1.0, *(r for _, (_, r) in panels))
+        for i, (title, (z, r)) in enumerate(panels):
+            ax = flat[i]
+            if i == 2:  # the path of the eigenvalues as w shrinks toward 0
+                for s, mk, shade in zip(shrinks[:-1], "s^", ("0.7", "0.45"), strict=1):
+                    zs, _ = spectrum(0.0, s * p)
+                    ax.scatter(
+                        zs.real,
+                        zs.imag,
+                        s=8,
+                        marker=mk,
+                        color=shade,
+                        zorder=2,
+                        label=f"w = {s}",
+                    )
+            plotting.eigenvalues(
+                z,
+                ax,
+                title=f"{title}\nρ = {r:.3f}",
+                limits=(-lim, lim),
+                zoom=(0.55, 1.5, -0.45, 0.45),
+            )
+            if i == 2:
+                ax.legend(
+                    loc="lower left", handletextpad=0.1, borderpad=0.1, fontsize=6.5
+                )
+            if i % 3:
+                ax.set_ylabel("")
+        plotting.radius_bars(
+            labels, [r for _, (_, r) in panels], flat[5], title="(f) spectral radius ρ"
+        )
+        fig.suptitle(
+            f"NQM closed loop, n = {n}: spec(H) log-uniform in [0.01, 1], random "
+            f"basis; P Gaussian, non-symmetric, ‖P‖₂ = {np.linalg.norm(p, 2):.2f};\n"
+            f"α = 1/λmax(H) = {alpha:g}; weight decay = shrinkage w; exact "
+            "preconditioner; crosses: |z| > 1; dashed circle: radius ρ",
+            fontsize=8.5,
+        )
+    radii = {lab: r for lab, (_, (_, r)) in zip(labels, panels, strict=True)}
+    numbers = {f"rho {k}": _fmt(v, 5) for k, v in radii.items()}
+    numbers["eigenvalues outside the unit circle (a)"] = str(
+        int(np.sum(np.abs(panels[0][1][0]) > 1))
+    )
+    caption = (
+        "Eigenvalues of A for one random non-symmetric learned term P on a rotated "
+        "24-dimensional NQM, against the unit circle (insets: the window "
+        "[0.55, 1.5] x [-0.45, 0.45] around z = 1). A black box alone has "
+        "eigenvalues outside the circle; the nominal "
+        "term alpha*H pulls them in; shrinking P (weight decay) moves every "
+        "eigenvalue toward z = 1 along a straight line (1 - w*mu) but does not "
+        "stabilise on its own; nor does the exact output preconditioner; the nominal "
+        "term, shrinkage and preconditioner together are stable."
+    )
+    return Drawn(fig, caption, numbers)
+
+
+# ----------------------------------------------------------------------------------
+# fig02: stability regions with exact boundaries
+# ----------------------------------------------------------------------------------
+
+
+def _lambdified(expr, *symbols):
+    import sympy
+
+    return sympy.lambdify(symbols, expr, modules="numpy")
+
+
+def _tex(expr) -> str:
+    """A sympy expression as matplotlib mathtext, fractions written with a positive
+    leading coefficient in the denominator."""
+    import sympy
+
+    num, den = sympy.fraction(sympy.factor(expr))
+    if den != 1 and den.could_extract_minus_sign():
+        num, den = -num, -den
+    if den == 1:
+        return f"${sympy.latex(sympy.expand(num))}$"
+    return f"$\\frac{{{sympy.latex(num)}}}{{{sympy.latex(den)}}}$"
+
+
+def _disagreement(numeric_stable, exact_stable):
+    """Cells where the numeric region and the exact boundary disagree."""
+    import numpy as np
+
+    return int(np.sum(numeric_stable != exact_stable)), int(numeric_stable.size)
+
+
+def _aggmo_decays(b):
+    """AggMo decays ``(b, 1 - (1 - b)/10, 1 - (1 - b)/100)``: b = 0.9 gives the
+    default ``(0.9, 0.99, 0.999)``. Exact for sympy rationals."""
+    return (b, 1 - (1 - b) / 10, 1 - (1 - b) / 100)
+
+
+@_register("fig02", "regions", "Stability regions with exact boundaries")
+def _fig02(q: Quality) -> Drawn:
+    import numpy as np
+    import sympy
+
+    from stability import analyses, plotting
+    from stability.analyses import symbolic
+    from stability.optimizers import modes
+
+    m = q.pick(161, 481)
+    numbers = {}
+    checks = {}
+    a_sym = sympy.Symbol("alpha", positive=True)
+    h_sym = sympy.Symbol("h", positive=True)
+    p_sym = sympy.Symbol("p", real=True)
+    beta = symbolic.BETA
+
+    with plotting.style():
+        fig, axes = plotting.figure(3, 2, width=7.4, height=8.4)
+        draw = dict(colorbar=False)
+
+        # (a) gradient descent: lr x curvature
+        lrs = np.geomspace(1e-2, 1e2, m)
+        hs = np.geomspace(1e-2, 1e2, m)
+        reg = analyses.stability_region("gd", lr=lrs, curvature=hs)
+        b = symbolic.stability_boundary("gd")
+        x_star = float(b.x_star)
+        ax = plotting.region(
+            reg,
+            axes[0, 0],
+            x="curvature",
+            y="lr",
+            xscale="log",
+            yscale="log",
+            title="(a) gradient descent",
+            **draw,
+        )
+        plotting.boundary(ax, hs, x_star / hs, label=f"exact: $ah = {b.x_star}$")
+        ax.legend(loc="lower left")
+        exact = lrs[:, None] * hs[None, :] < x_star
+        checks["gd"] = _disagreement(reg.stable, exact)
+        numbers["gd: exact stable range of x = a h"] = f"{b.lower} < x < {b.x_star}"
+
+        # (b) learned eigenvalue p x curvature, shifted by a nominal term
+        alpha = 0.5
+        hs = np.geomspace(0.25, 8.0, m)
+        ps = np.linspace(-1.5, 4.0, m)
+        nom = symbolic.stability_boundary(
+            "nominal", alpha=a_sym, p=p_sym, h=h_sym, variable=p_sym
+        )
+        upper = _lambdified(nom.x_star, a_sym, h_sym)
+        lower = _lambdified(nom.lower, a_sym, h_sym)
+        reg = analyses.stability_region("nominal", alpha=alpha, p=ps, curvature=hs)
+        ax = plotting.region(
+            reg,
+            axes[0, 1],
+            x="curvature",
+            y="p",
+            xscale="log",
+            title=f"(b) nominal + learned term, α = {alpha}",
+            **draw,
+        )
+        plotting.boundary(
+            ax, hs, upper(alpha, hs), label=f"exact: $p <$ {_tex(nom.x_star)}"
+        )
+        plotting.boundary(
+            ax,
+            hs,
+            np.full_like(hs, lower(alpha, hs)),
+            label=f"exact: $p >$ {_tex(nom.lower)}",
+            linestyle="--",
+        )
+        plotting.boundary(
+            ax,
+            hs,
+            upper(0.0, hs),
+            color="black",
+            linestyle=":",
+            label="no nominal term: $0 < p < 2/h$",
+        )
+        ax.axhline(0.0, color="black", linestyle=":", linewidth=1.6)
+        ax.legend(loc="upper right")
+        exact = (ps[:, None] > -alpha) & (ps[:, None] < 2 / hs[None, :] - alpha)
+        checks["nominal"] = _disagreement(reg.stable, exact)
+        numbers["nominal: exact stable band"] = f"{nom.lower} < p < {nom.x_star}"
+
+        # (c) preconditioned versus not
+        pre = symbolic.stability_boundary(
+            "preconditioned", alpha=a_sym, p=p_sym, h=h_sym, variable=p_sym
+        )
+        upper_pre = _lambdified(pre.x_star, a_sym, h_sym)
+        reg = analyses.stability_region(
+            "nominal", alpha=alpha, p=ps, curvature=hs, precondition=True
+        )
+        ax = plotting.region(
+            reg,
+            axes[1, 0],
+            x="curvature",
+            y="p",
+            xscale="log",
+            title=f"(c) output-preconditioned by $H^{{-1/2}}$, α = {alpha}",
+            **draw,
+        )
+        plotting.boundary(
+            ax, hs, upper_pre(alpha, hs), label=f"exact: $p <$ {_tex(pre.x_star)}"
+        )
+        plotting.boundary(
+            ax,
+            hs,
+            np.full_like(hs, -alpha),
+            linestyle="--",
+            label=f"exact: $p >$ {_tex(pre.lower)}",
+        )
+        plotting.boundary(
+            ax,
+            hs,
+            upper(alpha, hs),
+            color="black",
+            linestyle=":",
+            label="no preconditioner: $p < 2/h - \\alpha$",
+        )
+        ax.legend(loc="upper right")
+        exact = (ps[:, None] > -alpha) & (
+            ps[:, None] < 2 / np.sqrt(hs[None, :]) - alpha
+        )
+        checks["preconditioned"] = _disagreement(reg.stable, exact)
+        numbers["preconditioned: exact stable band"] = f"{pre.lower} < p < {pre.x_star}"
+
+        # (d) heavy ball and (e) EMA momentum: lr x momentum at h = 1
+        for (i, j), family, sym_family, lr_axis, betas, scale, name in (
+            (
+                (1, 1),
+                "heavy_ball",
+                "heavy_ball",
+                np.linspace(0.01, 4.5, m),
+                np.linspace(-0.95, 0.99, m),
+                "linear",
+                "(d) heavy ball",
+            ),
+            (
+                (2, 0),
+                "ema_momentum",
+                "ema",
+                np.geomspace(0.1, 1e3, m),
+                np.linspace(0.0, 0.99, m),
+                "log",
+                "(e) EMA momentum",
+            ),
+        ):
+            reg = analyses.stability_region(
+                family, lr=lr_axis, curvature=1.0, beta=betas
+            )
+            bd = symbolic.stability_boundary(sym_family)
+            xs = _lambdified(bd.x_star, beta)(betas)
+            ax = plotting.region(
+                reg,
+                axes[i, j],
+                x="beta",
+                y="lr",
+                yscale=scale,
+                title=f"{name}, curvature h = 1",
+                **draw,
+            )
+            plotting.boundary(ax, betas, xs, label=f"exact: $ah =$ {_tex(bd.x_star)}")
+            ax.legend(loc="upper left")
+            exact = lr_axis[:, None] < xs[None, :]
+            checks[family] = _disagreement(reg.stable, exact)
+            numbers[f"{family}: exact x* = a h"] = str(sympy.factor(bd.x_star))
+            numbers[f"{family}: parameter conditions"] = ", ".join(
+                f"{c} > 0" for c in bd.parameter_conditions
+            )
+
+        # (f) AggMo: lr x first decay b
+        lrs = np.geomspace(1.0, 2e3, m)
+        bs = np.linspace(0.5, 0.98, m)
+        blocks, _ = modes.aggmo_block(lrs[:, None], _aggmo_decays(bs[None, :]))
+        rho = np.asarray(analyses.spectral_radius(np.asarray(blocks)))
+        reg = analyses.StabilityRegion(
+            "aggmo",
+            {"lr": lrs, "beta": bs},
+            {"curvature": 1.0, "betas": "(b, 1 - (1 - b)/10, 1 - (1 - b)/100)"},
+            rho,
+        )
+        # The crossing at z = -1 (p(-1) = 0, linear in x) derived once with a
+        # symbolic b gives the curve; the full exact boundary (every Jury condition,
+        # real-root isolation) at a few rational b confirms no other root crosses
+        # first.
+        b_sym = sympy.Symbol("b", positive=True)
+        char = symbolic.characteristic_polynomial("aggmo", betas=_aggmo_decays(b_sym))
+        (x_minus1,) = sympy.solve(char.as_expr().subs(symbolic.Z, -1), symbolic.X)
+        x_curve = _lambdified(x_minus1, b_sym)(bs)
+        b_exact = [sympy.Rational(k, 100) for k in range(50, 99, q.pick(12, 3))]
+        x_exact = np.array(
+            [
+                float(
+                    symbolic.stability_boundary("aggmo", betas=_aggmo_decays(b_)).x_star
+                )
+                for b_ in b_exact
+            ]
+        )
+        b_float = np.array([float(b_) for b_ in b_exact])
+        block_only = 2.0 / np.mean([1 - d for d in _aggmo_decays(bs)], axis=0)
+        ax = plotting.region(
+            reg,
+            axes[2, 1],
+            x="beta",
+            y="lr",
+            yscale="log",
+            title="(f) AggMo, decays (b, 1−(1−b)/10, 1−(1−b)/100)",
+            **draw,
+        )
+        ax.set_xlabel("first decay b")
+        plotting.boundary(ax, bs, x_curve, label="exact: root at z = −1, p(−1) = 0")
+        plotting.boundary(
+            ax,
+            b_float,
+            x_exact,
+            marker="o",
+            linestyle="none",
+            color="black",
+            label="exact x* from all Jury conditions",
+        )
+        plotting.boundary(
+            ax,
+            bs,
+            block_only,
+            color="black",
+            linestyle=":",
+            label="parameter block alone: 2/mean(1 − b_i)",
+        )
+        ax.legend(loc="upper left")
+        blocks, _ = modes.aggmo_block(lrs[:, None], _aggmo_decays(b_float[None, :]))
+        rho_at = np.asarray(analyses.spectral_radius(np.asarray(blocks)))
+        checks["aggmo"] = _disagreement(rho_at < 1, lrs[:, None] < x_exact[None, :])
+        numbers["aggmo: max |x*(Jury) - x*(p(-1) = 0)| / x* at the checked b"] = _fmt(
+            np.max(np.abs(x_exact / _lambdified(x_minus1, b_sym)(b_float) - 1))
+        )
+        numbers["aggmo: x* where p(-1) = 0, decays (b, ...)"] = str(
+            sympy.factor(x_minus1)
+        )
+        ref = symbolic.stability_boundary("aggmo", betas=(0.9, 0.99, 0.999))
+        numbers["aggmo (0.9, 0.99, 0.999): exact x*"] = (
+            f"{ref.x_star} = {ref.digits[:18]} (crossing {ref.crossing})"
+        )
+        numbers["aggmo (0.9, 0.99, 0.999): x* by bisection on the numeric radius"] = (
+            _fmt(analyses.max_stable_learning_rate("aggmo", 1.0), 15)
+        )
+        plotting.rho_colorbar(fig, axes, fraction=0.04, aspect=40)
+        fig.suptitle(
+            "Per-mode closed loop: spectral radius on a grid (colour; grey: unstable)"
+            f" and exact Jury boundaries (lines).\nGrids {m} × {m}; AggMo: full "
+            f"exact boundary at {len(b_exact)} rational b (dots)",
+            fontsize=8.5,
+        )
+    for key, (bad, total) in checks.items():
+        numbers[f"{key}: grid cells disagreeing with the exact boundary"] = (
+            f"{bad} / {total}"
+        )
+    caption = (
+        "Numeric stability regions (spectral radius of the closed-form per-mode block "
+        "on a grid) with the exact boundaries derived symbolically from the Jury "
+        "conditions drawn over them. (b) a nominal term shifts the band of stable "
+        "learned eigenvalues down by alpha; (c) the idealised output preconditioner "
+        "replaces 2/h by 2/sqrt(h), looser only where h > 1; (d)-(f) momentum "
+        "loosens the upper limit; AggMo's joint boundary (103.17 for the default "
+        "decays) is about twice what its parameter block alone suggests."
+    )
+    return Drawn(fig, caption, numbers)
+
+
+# ----------------------------------------------------------------------------------
+# fig03: robust stability under multiplicative uncertainty
+# ----------------------------------------------------------------------------------
+
+
+@_register("fig03", "robust", "Robust stability under multiplicative uncertainty")
+def _fig03(q: Quality) -> Drawn:
+    import numpy as np
+
+    from stability import analyses, operators, plotting, problems
+    from stability.analyses import robust
+
+    numbers = {}
+    m = q.pick(161, 401)
+    with plotting.style():
+        fig, axes = plotting.figure(2, 2, width=7.4, height=6.2)
+
+        # (a) one mode: worst case over 0 < d <= d_max of |1 - (alpha + d p) h|
+        alpha, h = 0.5, 1.0
+        p_tilde = np.linspace(-2.0, 4.0, m)
+        d = np.linspace(1e-3, 3.0, m)
+        rho = np.asarray(
+            analyses.mode_radius(
+                "nominal", alpha=alpha, p=d[:, None] * p_tilde[None, :], curvature=h
+            )
+        )
+        worst = np.maximum.accumulate(rho, axis=0)  # worst over d' <= d_max
+        reg = analyses.StabilityRegion(
+            "nominal",
+            {"d_max": d, "p": p_tilde},
+            {"alpha": alpha, "curvature": h},
+            worst,
+        )
+        ax = plotting.region(
+            reg,
+            axes[0, 0],
+            x="p",
+            y="d_max",
+            title=f"(a) one mode, h = {h:g}, α = {alpha}: worst\ncase over "
+            "0 < d ≤ d_max",
+            colorbar_label="ρ (grey: ρ ≥ 1)",
+        )
+        ax.set_xlabel("learned eigenvalue p̃ (P = d p̃)")
+        ax.set_ylabel("uncertainty bound d_max")
+        with np.errstate(divide="ignore"):
+            plotting.boundary(
+                ax, (2 / h - alpha) / d, d, label="Lemma 3: d_max p̃ = 2/h − α"
+            )
+            plotting.boundary(
+                ax, -alpha / d, d, linestyle="--", label="Lemma 3: d_max p̃ = −α"
+            )
+        ax.legend(
+            loc="upper right",
+            fontsize=6.5,
+            facecolor="white",
+            frameon=True,
+            framealpha=0.85,
+            edgecolor="none",
+        )
+        exact = (d[:, None] * p_tilde[None, :] > -alpha) & (
+            d[:, None] * p_tilde[None, :] < 2 / h - alpha
+        )
+        exact &= np.logical_and.accumulate(exact, axis=0)
+        bad = int(np.sum(reg.stable != exact))
+        numbers["(a) cells disagreeing with Lemma 3"] = f"{bad} / {exact.size}"
+
+        # (b) worst case over diagonal Delta against d_max: symmetric P~ commuting
+        # with H (Lemma 3 holds) versus a non-symmetric P~ with the same real
+        # eigenvalues (it does not)
+        n = 4
+        lam = np.array([1.0, 0.5, 0.25, 0.1])
+        hess = np.diag(lam)
+        ev = np.array([2.0, 1.5, 0.8, 0.3])
+        alpha = 0.5
+        basis = np.eye(n) + 0.8 * np.random.default_rng(7).standard_normal((n, n))
+        pt_sym = np.diag(ev)
+        pt_non = basis @ np.diag(ev) @ np.linalg.inv(basis)
+        # Lemma 3: -alpha/d_max <= lambda_min(P~), lambda_max(P~) <= (2/L - alpha)/d_max
+        d_star = float(min((2 / lam.max() - alpha) / ev.max(), np.inf))
+        ratio = np.linspace(0.05, 1.6, q.pick(32, 80))
+        search = dict(
+            num_samples=q.pick(32, 128),
+            num_starts=q.pick(2, 4),
+            ascent_steps=q.pick(30, 60),
+        )
+
+        def worst(mat):
+            return list(
+                [
+                    robust.worst_case_multiplicative(
+                        hess, mat, alpha, r * d_star, **search
+                    )
+                    for r in ratio
+                ]
+            )
+
+        curves = {
+            "symmetric P̃, commutes with H": worst(pt_sym),
+            "non-symmetric P̃, same eigenvalues": worst(pt_non),
+        }
+        uniform = np.array(
+            [
+                float(
+                    robust.multiplicative_radius(
+                        hess, pt_non, alpha, np.full(n, r * d_star)
+                    )
+                )
+                for r in ratio
+            ]
+        )
+        ax = axes[0, 1]
+        for (key, rec), mk in zip(curves.items(), "os", strict=True):
+            ax.plot(ratio, [w.rho for w in rec], marker=mk, markersize=2.5, label=key)
+        ax.plot(
+            ratio,
+            uniform,
+            color=plotting.CYCLE[1],
+            linestyle=":",
+            label="non-symmetric, Δ = d_max I only",
+        )
+        ax.axhline(1.0, color="black", linewidth=0.9)
+        ax.axvline(
+            1.0, color="0.4", linestyle="--", linewidth=1.0, label="Lemma 3 bound"
+        )
+        ax.set_xlabel("d_max / Lemma 3 bound")
+        ax.set_ylabel("worst ρ over diagonal 0 ≤ Δ ≤ d_max")
+        ax.set_ylim(0.85, 1.6)
+        ax.set_title(
+            "(b) n = 4, H = diag(1, .5, .25, .1),\n"
+            f"eig(P̃) = (2, 1.5, .8, .3), α = {alpha}",
+        )
+        ax.legend(loc="upper left", fontsize=6.5)
+        for key, rec in curves.items():
+            r = np.array([w.rho for w in rec])
+            hit = np.flatnonzero(r >= 1.0)
+            numbers[f"(b) first d_max / bound with worst rho >= 1, {key}"] = (
+                _fmt(ratio[hit[0]], 3) if hit.size else "none"
+            )
+        hit = np.flatnonzero(
+            np.array([w.rho for w in curves["non-symmetric P̃, same eigenvalues"]])
+            >= 1.0
+        )
+        if hit.size:
+            wit = curves["non-symmetric P̃, same eigenvalues"][hit[0]]
+            numbers["(b) witness Delta (non-symmetric)"] = (
+                f"diag{tuple(np.round(wit.delta, 4).tolist())}, rho = {wit.rho:.4f}"
+            )
+        numbers["(b) Lemma 3 bound d_max"] = _fmt(d_star)
+
+        # (c) cancellation: P = (1 - eps)(H^-1 - alpha I)
+        n = 8
+        lam = problems.spectra.log_uniform(n, 0.1, 1.0)
+        rot = problems.random_rotation(n, seed=5)
+        hess = rot @ np.diag(lam) @ rot.T
+        top = float(lam.max())
+        eps = np.linspace(-1.0, 1.0, q.pick(41, 101))
+        ax = axes[1, 0]
+        products = (0.5, 1.5, 3.0, 10.0)
+        for k, al in enumerate(products):
+            a = al / top
+            cancel = np.linalg.inv(hess) - a * np.eye(n)
+            numeric = [
+                float(
+                    analyses.spectral_radius(
+                        np.asarray(
+                            operators.nominal_closed_loop(
+                                hess, (1 - e) * cancel, a
+                            ).transition
+                        )
+                    )
+                )
+                for e in eps[::4]
+            ]
+            exact = np.abs(eps) * np.max(np.abs(1 - a * lam))
+            ax.plot(eps, exact, color=plotting.CYCLE[k], label=f"α L = {al:g}")
+            ax.plot(
+                eps[::4],
+                numeric,
+                linestyle="none",
+                marker="o",
+                markersize=3,
+                color=plotting.CYCLE[k],
+            )
+        ax.axhline(1.0, color="black", linewidth=0.9)
+        ax.set_ylim(0, 3)
+        ax.set_xlabel("relative error ε of the cancellation, Δ = (1 − ε) I")
+        ax.set_ylabel("ρ(A)")
+        ax.set_title(
+            "(c) learned term cancels the nominal one:\n"
+            "P = Δ(H⁻¹ − αI); lines exact ε·max|1 − α h|, dots eig"
+        )
+        ax.legend(loc="upper center", ncol=2)
+
+        # (d) tolerated relative error against alpha L
+        al = np.geomspace(0.2, 100, q.pick(25, 61))
+        tol_exact = 1 / np.max(np.abs(1 - np.outer(al / top, lam)), axis=1)
+        sample = al[:: q.pick(4, 5)]
+        tol_numeric = []
+        for a_l in sample:
+            a = a_l / top
+            cancel = np.linalg.inv(hess) - a * np.eye(n)
+
+            def unstable(e, a=a, cancel=cancel):
+                loop = operators.nominal_closed_loop(hess, (1 - e) * cancel, a)
+                return float(analyses.spectral_radius(np.asarray(loop.transition))) >= 1
+
+            lo, hi = 0.0, 1.0
+            while not unstable(hi) and hi < 1e6:
+                lo, hi = hi, 2 * hi
+            for _ in range(50):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (lo, mid) if unstable(mid) else (mid, hi)
+            tol_numeric.append(lo)
+        ax = axes[1, 1]
+        ax.plot(al, tol_exact, label="exact 1 / max|1 − α h_i|")
+        ax.plot(
+            sample,
+            tol_numeric,
+            linestyle="none",
+            marker="o",
+            markersize=3.5,
+            label="bisection on eig",
+        )
+        ax.plot(
+            al[al > 2],
+            1 / (al[al > 2] - 1),
+            color="black",
+            linestyle=":",
+            label="1/(α L − 1)",
+        )
+        ax.axhline(1.0, color="0.6", linewidth=0.8)
+        ax.axvline(2.0, color="0.6", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("α L (nominal step × largest curvature)")
+        ax.set_ylabel("tolerated relative error |ε|")
+        ax.set_title(f"(d) fragility of cancellation\nn = {n}, spec(H) in [0.1, 1]")
+        ax.legend(loc="lower left")
+        fig.suptitle("Robust stability: P = Δ P̃ with unknown 0 < Δ ≤ d_max", fontsize=9)
+    i10 = int(np.argmin(np.abs(al - 10)))
+    numbers["(d) tolerated relative error at alpha L = 10 (exact)"] = _fmt(
+        tol_exact[i10]
+    )
+    numbers["(d) max |numeric - exact| tolerance"] = _fmt(
+        np.max(
+            np.abs(
+                np.array(tol_numeric)
+                - 1 / np.max(np.abs(1 - np.outer(sample / top, lam)), axis=1)
+            )
+        )
+    )
+    caption = (
+        "(a) For one mode the worst case over d in (0, d_max] matches Lemma 3's two "
+        "hyperbolas exactly. (b) With a symmetric P~ that commutes with H the worst "
+        "diagonal Delta crosses rho = 1 at the Lemma 3 bound; the same spectrum in a "
+        "random basis (not commuting) crosses earlier: the lemma needs commutation. "
+        "(c)-(d) A learned term that cancels the nominal term leaves "
+        "alpha*eps*H behind: the tolerated relative error is 1/(alpha L - 1) once "
+        "alpha L > 2, so a large cancelled nominal step is fragile."
+    )
+    return Drawn(fig, caption, numbers)
+
+
+# ----------------------------------------------------------------------------------
+# fig04: meta-gradient growth
+# ----------------------------------------------------------------------------------
+
+
+def _metagradients(rho_targets, horizons, num_seeds, seed=0):
+    """Norm of the exact meta-gradient ``dL/dP`` and the variance of the sampled one
+    against the horizon, for ``L(P) = (1/T) sum_t l_t`` on a diagonal NQM with
+    ``P = k I - alpha I`` chosen so that ``rho(A) = rho_target``."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from stability import operators, problems
+
+    lam = np.array([1.0, 0.5, 0.25, 0.1])
+    prob = problems.NoisyQuadratic.from_eigenvalues(lam, noise_var=0.01)
+    n, top = prob.dim, float(lam.max())
+    t_max = int(max(horizons))
+    h = jnp.asarray(prob.hessian)
+    factor = jnp.asarray(prob.noise_factor())
+    x0 = jnp.asarray(prob.x0)
+    alpha = 0.5
+
+    def exact_losses(p):
+        gain = (alpha * jnp.eye(n) + p) @ h
+        loop = operators.ClosedLoop(jnp.eye(n) - gain, gain)
+        return problems.expected_losses(prob, loop, t_max, method="dense")
+
+    def sampled_losses(p, key):
+        gain = (alpha * jnp.eye(n) + p) @ h
+
+        def step(x, k):
+            xi = factor @ jax.random.normal(k, (n,))
+            d = x - xi
+            return x - gain @ d, 0.5 * d @ (h @ d)
+
+        return jax.lax.scan(step, x0, jax.random.split(key, t_max))[1]
+
+    exact_jac = jax.jit(jax.jacfwd(exact_losses))
+    sampled_jac = jax.jit(jax.vmap(jax.jacfwd(sampled_losses), in_axes=(None, 0)))
+    keys = jax.random.split(jax.random.key(seed), num_seeds)
+    steps = np.arange(1, t_max + 1)
+    idx = np.asarray(horizons) - 1
+    out = {}
+    for target in rho_targets:
+        k = (1.0 + target) / top  # the top mode sits at 1 - k L = -target
+        p = (k - alpha) * jnp.eye(n)
+        cum = np.cumsum(np.asarray(exact_jac(p)), axis=0) / steps[:, None, None]
+        norm = np.linalg.norm(cum[idx].reshape(len(idx), -1), axis=1)
+        js = np.cumsum(np.asarray(sampled_jac(p, keys)), axis=1)
+        js = js / steps[None, :, None, None]
+        var = np.sum(
+            np.var(js[:, idx].reshape(num_seeds, len(idx), -1), axis=0, ddof=1), axis=1
+        )
+        rho = float(np.max(np.abs(1 - k * lam)))
+        out[target] = (rho, norm, var)
+    return out
+
+
+@_register("fig04", "meta_gradients", "Meta-gradient growth with the horizon")
+def _fig04(q: Quality) -> Drawn:
+    import numpy as np
+
+    from stability import plotting
+
+    horizons = np.unique(np.geomspace(1, q.pick(150, 400), q.pick(16, 32)).astype(int))
+    targets = (0.95, 1.0, 1.03)
+    seeds = q.pick(256, 2048)
+    data = _metagradients(targets, horizons, seeds)
+    numbers = {}
+    with plotting.style():
+        fig, axes = plotting.figure(1, 2, width=7.4, height=3.2)
+        for k, (rho, norm, var) in enumerate(data.values()):
+            color = plotting.CYCLE[k]
+            t = horizons.astype(float)
+            if rho > 1:
+                law, lab = rho ** (2 * t), "ρ^(2T)"
+            elif rho == 1:
+                law, lab = t**2, "T²"
+            else:
+                law, lab = np.ones_like(t), "const"
+            for ax, values in ((axes[0, 0], norm), (axes[0, 1], var)):
+                ref = law * values[-1] / law[-1]
+                plotting.growth(
+                    ax,
+                    t,
+                    values,
+                    color=color,
+                    label=f"ρ = {rho:.2f}",
+                    reference=ref,
+                    reference_label=f"∝ {lab}",
+                )
+            slope = np.polyfit(np.log(t[-4:]), np.log(norm[-4:]), 1)[0]
+            numbers[f"rho = {rho:.2f}: |dL/dP| at T = {horizons[-1]}"] = _fmt(norm[-1])
+            numbers[f"rho = {rho:.2f}: variance at T = {horizons[-1]}"] = _fmt(var[-1])
+            numbers[f"rho = {rho:.2f}: log-log slope of |dL/dP| (last 4 T)"] = _fmt(
+                slope, 3
+            )
+        axes[0, 0].set_title("(a) exact meta-gradient norm ‖dL/dP‖")
+        axes[0, 1].set_title(
+            f"(b) variance of the sampled meta-gradient ({seeds} seeds)"
+        )
+        for ax in axes[0]:
+            ax.set_xlabel("horizon T (steps)")
+            ax.legend(loc="upper left", ncol=1, fontsize=6.5)
+        axes[0, 0].set_ylabel("‖dL/dP‖_F")
+        axes[0, 1].set_ylabel("E‖ĝ − E ĝ‖²")
+        fig.suptitle(
+            "L(P) = (1/T) Σ_t l_t on a diagonal NQM, H = diag(1, .5, .25, .1), "
+            "noise variance 0.01, x0 = 1;\nA = I − (αI + P)H, α = 0.5, "
+            "P = (k − α)I with k = 1 + ρ: the top mode has eigenvalue −ρ",
+            fontsize=8,
+        )
+    caption = (
+        "Exact meta-gradient norm (moment recursion differentiated in JAX) and the "
+        "variance of the sampled meta-gradient over noise draws, against the horizon. "
+        "Below rho = 1 both level off; at rho = 1 (eigenvalue -1, noise-driven) they "
+        "grow polynomially; above 1 they grow like rho^(2T)."
+    )
+    return Drawn(fig, caption, numbers)
+
+
+# ----------------------------------------------------------------------------------
+# fig05: exact expected loss against simulation
+# ----------------------------------------------------------------------------------
+
+
+@_register("fig05", "nqm_losses", "Exact NQM losses against simulation")
+def _fig05(q: Quality) -> Drawn:
+    import jax
+    import numpy as np
+
+    from stability import operators, optimizers, plotting, problems
+
+    lam = problems.spectra.power_law(10, 1.0, 1.0)
+    diag = problems.NoisyQuadratic.from_eigenvalues(lam, noise_var=0.02)
+    dense = problems.rotated(diag, problems.random_rotation(10, seed=2))
+    p_sym = np.random.default_rng(4).standard_normal((10, 10))
+    p_sym = 0.3 * (p_sym + p_sym.T) / np.sqrt(40)
+    cases = [
+        ("gradient descent, a = 1.2", diag, optimizers.gd(1.2)),
+        ("heavy ball, a = 0.5, β = 0.8", diag, optimizers.heavy_ball(0.5, 0.8)),
+        ("AggMo, a = 10, β = (.9, .99, .999)", diag, optimizers.aggmo(10.0)),
+        (
+            "nominal + symmetric P, α = 0.8,\nrotated (dense) H",
+            dense,
+            optimizers.nominal_linear(0.8, p_sym),
+        ),
+    ]
+    steps = q.pick(200, 400)
+    seeds = q.pick(256, 4096)
+    numbers = {}
+    with plotting.style():
+        fig, axes = plotting.figure(2, 2, width=7.4, height=5.4, sharex=True)
+        for k, ((label, prob, opt), ax) in enumerate(
+            zip(cases, axes.ravel(), strict=True)
+        ):
+            loop = operators.closed_loop(opt, prob)
+            exact = np.asarray(problems.expected_losses(prob, loop, steps))
+            stat = problems.stationary_loss(prob, loop)
+            sim = problems.simulate(
+                prob, opt, steps, key=jax.random.key(k), num_seeds=seeds
+            )
+            losses = np.asarray(sim.losses)
+            plotting.loss_band(
+                ax,
+                losses,
+                exact=exact,
+                stationary=stat,
+                color=plotting.CYCLE[k],
+                label="simulated mean ± 2 s.e.",
+            )
+            ax.set_yscale("log")
+            ax.set_title(label)
+            mean = losses.mean(0)
+            se = losses.std(0, ddof=1) / np.sqrt(seeds)
+            z = np.abs(mean - exact) / se
+            short = label.split(",")[0]
+            numbers[f"{short}: max |sim - exact| / s.e."] = _fmt(z.max(), 3)
+            numbers[f"{short}: fraction of steps within 3 s.e."] = _fmt(
+                np.mean(z < 3), 3
+            )
+            numbers[f"{short}: stationary loss"] = _fmt(stat, 5)
+            numbers[f"{short}: exact loss at T = {steps}"] = _fmt(exact[-1], 5)
+            if k % 2 == 0:
+                ax.set_ylabel("loss")
+            if k >= 2:
+                ax.set_xlabel("step t")
+        from matplotlib.lines import Line2D
+
+        axes[0, 0].legend(
+            handles=[
+                Line2D(
+                    [], [], color=plotting.CYCLE[0], label="simulated mean ± 2 s.e."
+                ),
+                Line2D([], [], color="black", linestyle="--", label="exact E l_t"),
+                Line2D([], [], color="0.35", linestyle=":", label="stationary loss"),
+            ],
+            loc="upper right",
+        )
+        fig.suptitle(
+            f"NQM, n = 10, h_i = 1/i, noise variance 0.02, x0 = 1; {seeds} seeds",
+            fontsize=9,
+        )
+    caption = (
+        "Exact expected loss from the moment recursion (dashed) against the mean of "
+        "sampled training runs (band: 2 standard errors of the mean) and the "
+        "stationary loss from the discrete Lyapunov equation (dotted), for linear "
+        "optimizers taken through their real optax update functions."
+    )
+    return Drawn(fig, caption, numbers)
+
+
+# ----------------------------------------------------------------------------------
+# Learned-optimizer figures (need meta-trained thetas and evaluation records)
+# ----------------------------------------------------------------------------------
+
+
+def _thetas_dir() -> pathlib.Path:
+    return pathlib.Path(__file__).resolve().parent / "lopt" / "thetas"
+
+
+def _shipped_thetas() -> list[pathlib.Path]:
+    d = _thetas_dir()
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _require_lopt(fid, what):
+    if not _shipped_thetas():
+        raise NotAvailable(
+            f"{what} needs meta-trained thetas in stability/lopt/thetas/ and their "
+            "evaluation records; meta-training has not produced them yet"
+        )
+    raise NotAvailable(
+        f"{what}: thetas exist but the {fid} figure function is not implemented yet"
+    )
+
+
+@_register("fig06", "meta_training", "Meta-training curves")
+def _fig06(q: Quality) -> Drawn:
+    _require_lopt("fig06", "meta-training curves (meta-loss vs outer step)")
+
+
+@_register("fig07", "long_horizon", "Long-horizon stability of learned optimizers")
+def _fig07(q: Quality) -> Drawn:
+    _require_lopt("fig07", "training curves to 10x the meta-training horizon")
+
+
+@_register("fig08", "generalization", "Out-of-distribution generalisation")
+def _fig08(q: Quality) -> Drawn:
+    _require_lopt("fig08", "evaluation on out-of-distribution tasks")
+
+
+# ----------------------------------------------------------------------------------
+# fig09: linearised STAR along an NQM trajectory
+# ----------------------------------------------------------------------------------
+
+
+def _star_trajectory(opt, prob, num_steps, stride, key):
+    """Run ``opt`` on ``prob`` (one seed) and linearise it every ``stride`` steps:
+    per-step losses, the steps where it was linearised, the spectral radius of the
+    joint Jacobian there, and the second moment ``v`` there."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from stability import analyses, operators
+
+    n = prob.dim
+
+    def run(prob, factor, key):
+        h = jnp.asarray(prob.hessian)
+
+        def step(carry, k):
+            x, s = carry
+            xi = factor @ jax.random.normal(k, (n,), h.dtype)
+            d = x - xi
+            u, s_new = opt.update(h @ d, s, x)
+            return (x + u, s_new), (0.5 * d @ (h @ d), x, s)
+
+        x0 = jnp.asarray(prob.x0)
+        keys = jax.random.split(key, num_steps)
+        return jax.lax.scan(step, (x0, opt.init(x0)), keys)[1]
+
+    losses, xs, states = jax.jit(run)(prob, prob.noise_factor(), key)
+    at = np.arange(0, num_steps, stride)
+    sel_x = xs[at]
+    sel_s = jax.tree.map(lambda a: a[at], states)
+
+    def transition(x, s, prob):
+        return operators.closed_loop(opt, prob, x, s).transition
+
+    mats = jax.jit(jax.vmap(transition, in_axes=(0, 0, None)))(sel_x, sel_s, prob)
+    rho = np.asarray(analyses.spectral_radius(np.asarray(mats)))
+    return np.asarray(losses), at, rho, np.asarray(sel_s.second_moment), mats.shape[-1]
+
+
+@_register("fig09", "linearized_star", "Linearised STAR against observed training")
+def _fig09(q: Quality) -> Drawn:
+    import jax
+    import numpy as np
+
+    from stability import analyses, plotting, problems
+    from stability.lopt import init_theta, star, zero_output_layer
+
+    trained = _shipped_thetas()
+    theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
+    which = "untrained STAR (zero output layer) = its AdamAggMo nominal term"
+    nominal = 1.0
+    opt = star(theta, nominal_stepsize=nominal)
+    n = 8
+    lam = problems.spectra.log_uniform(n, 1e-2, 1.0)
+    steps = q.pick(6000, 20000)
+    stride = q.pick(20, 10)
+    x_star = analyses.max_stable_learning_rate("aggmo", 1.0)
+    numbers = {"optimizer": which, "nominal_stepsize": _fmt(nominal)}
+    if trained:
+        numbers["note"] = (
+            f"{len(trained)} theta file(s) ship; this figure still shows the "
+            "untrained STAR until it is wired to them"
+        )
+    with plotting.style():
+        fig, axes = plotting.figure(2, 2, width=7.4, height=5.0, sharex="col")
+        for col, var in enumerate((0.0, 1e-4)):
+            prob = problems.NoisyQuadratic.from_eigenvalues(lam, noise_var=var)
+            losses, at, rho, v, dim = _star_trajectory(
+                opt, prob, steps, stride, jax.random.key(col)
+            )
+            # frozen second moment: per mode an AggMo block with lr a / sqrt(v + 1e-6)
+            margin = np.max(nominal * lam[None, :] / np.sqrt(v + 1e-6), axis=1) / x_star
+            top, bottom = axes[0, col], axes[1, col]
+            noise_label = "noiseless" if var == 0 else f"noise variance {var:g}"
+            top.plot(np.arange(steps), np.maximum(losses, 1e-300), linewidth=0.6)
+            top.set_yscale("log")
+            top.set_title(f"({'ab'[col]}) {noise_label}: observed loss")
+            top.set_ylabel("loss l_t")
+            plotting.radius_trace(bottom, at, rho, label="ρ of linearised joint step")
+            bottom.plot(
+                at,
+                margin,
+                color=plotting.PALETTE["vermillion"],
+                linestyle="--",
+                linewidth=1.1,
+                label="frozen-v AggMo: max_i a h_i/√(v_i+1e-6) / x*",
+            )
+            bottom.set_yscale("log")
+            bottom.set_ylim(0.08, 12)
+            bottom.set_xlabel("step t")
+            bottom.set_ylabel("ρ  /  margin")
+            unstable = rho >= 1.0
+            plotting.shade(bottom, at, unstable, label="ρ ≥ 1")
+            plotting.shade(top, at, unstable)
+            bottom.set_title(
+                f"({'cd'[col]}) ρ of the {dim} × {dim} Jacobian of one step"
+            )
+            if col == 0:
+                bottom.legend(loc="upper left", fontsize=6.5)
+            tag = "noiseless" if var == 0 else f"noise {var:g}"
+            late = at >= 100
+            first = at[late & unstable]
+            numbers[f"{tag}: first step (>= 100) with rho >= 1"] = (
+                str(int(first[0])) if first.size else "none"
+            )
+            numbers[f"{tag}: fraction of checkpoints (t >= 100) with rho >= 1"] = _fmt(
+                np.mean(unstable[late]), 3
+            )
+            spike = np.flatnonzero(losses[1:] > 10 * np.minimum.accumulate(losses)[:-1])
+            numbers[f"{tag}: first loss spike (> 10x running min)"] = (
+                str(int(spike[0]) + 1) if spike.size else "none"
+            )
+            numbers[f"{tag}: final loss"] = _fmt(losses[-1])
+        fig.suptitle(
+            f"{which} (no meta-trained theta ships yet), nominal_stepsize "
+            f"{nominal:g};\nNQM n = {n}, spec(H) log-uniform in [0.01, 1], x0 = 1; "
+            f"AggMo limit x* = {x_star:.3f}; shaded: checkpoints with ρ ≥ 1",
+            fontsize=8,
+        )
+    caption = (
+        "STAR linearised by jax.jacfwd of one real step over (parameters, momenta, "
+        "second moment, Adafactor accumulators) every few steps along its own "
+        "trajectory, next to the observed loss. Without a meta-trained theta the "
+        "untrained STAR with a zero output layer is exactly its nominal AdamAggMo "
+        "term. Noiseless, the second moment decays geometrically, the effective step "
+        "a/sqrt(v) grows past the AggMo limit x* and the loss spikes where rho "
+        "crosses 1; with gradient noise v stays bounded away from zero and the loop "
+        "stays stable. The joint radius never drops below 0.999, the slowest "
+        "accumulator decay."
+    )
+    return Drawn(fig, caption, numbers)
+
+
+# ----------------------------------------------------------------------------------
+# Running, reporting, command line
+# ----------------------------------------------------------------------------------
+
+
+def resolve(names) -> list[str]:
+    """Figure ids for ``--only`` names (``fig01`` or ``fig01_eigenvalues``)."""
+    if not names:
+        return list(FIGURES)
+    ids = []
+    for name in names:
+        fid = name.split("_", 1)[0]
+        if fid not in FIGURES or name not in (fid, FIGURES[fid].name):
+            known = ", ".join(FIGURES)
+            raise ValueError(f"--only: unknown figure {name!r} (known: {known})")
+        if fid not in ids:
+            ids.append(fid)
+    return ids
+
+
+def render(fid: str, out: pathlib.Path, quality: Quality) -> FigureResult:
+    """Build one figure, save it as PNG and PDF into ``out``, and return its row."""
+    import matplotlib.pyplot as plt
+
+    from stability import plotting
+
+    spec = FIGURES[fid]
+    start = time.perf_counter()
+    try:
+        drawn = spec.build(quality)
+        files = tuple(
+            str(p)
+            for p in plotting.save(drawn.figure, out / spec.name, dpi=quality.dpi)
+        )
+        status, reason = "ok", ""
+        caption, numbers = drawn.caption, drawn.numbers
+    except NotAvailable as err:
+        status, reason, files, caption, numbers = "not available", str(err), (), "", {}
+    except Exception as err:  # a failed figure must not stop the others
+        status, files, caption, numbers = "failed", (), "", {}
+        reason = f"{type(err).__name__}: {err}"
+        traceback.print_exc()
+    finally:
+        plt.close("all")
+    return FigureResult(
+        fid,
+        spec.name,
+        spec.title,
+        status,
+        time.perf_counter() - start,
+        files,
+        caption,
+        numbers,
+        reason,
+    )
+
+
+def _lemma_report(quality: Quality) -> tuple[str, str]:
+    """The lemma report as Markdown, and an error line ('' if it ran)."""
+    try:
+        from stability import lemmas
+
+        rows = lemmas.report(num_instances=quality.pick(20, 200))
+    except Exception as err:
+        traceback.print_exc()
+        return "", f"{type(err).__name__}: {err}"
+    if not rows:
+        return "# Lemma report\n\nNo claim module exists yet.\n", ""
+    return lemmas.format_report(rows), ""
+
+
+def format_report(results, lemma_text, lemma_error, quality, seconds) -> str:
+    """``REPORT.md``: every figure's status, caption, key numbers and files, then
+    what was skipped and why, then the lemma report."""
+    ok = [r for r in results if r.status == "ok"]
+    skipped = [r for r in results if r.status == "not available"]
+    failed = [r for r in results if r.status == "failed"]
+    lines = [
+        "# `stability reproduce` report",
+        "",
+        f"Quality: **{quality.name}**. Wall time {seconds:.1f} s. "
+        f"{len(ok)} figure(s) drawn, {len(skipped)} not yet available, "
+        f"{len(failed)} failed.",
+        "",
+        "| figure | status | time (s) |",
+        "|---|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| `{r.name}` | {r.status} | {r.seconds:.1f} |")
+    lines.append("")
+    for r in results:
+        lines += [f"## `{r.name}`: {r.title}", ""]
+        if r.status == "ok":
+            lines += [r.caption, "", "| quantity | value |", "|---|---|"]
+            lines += [f"| {k} | {v} |" for k, v in r.numbers.items()]
+            files = ", ".join(f"`{pathlib.Path(f).name}`" for f in r.files)
+            lines += ["", f"Files: {files}", ""]
+        else:
+            lines += [f"**{r.status}**: {r.reason}", ""]
+    lines += ["## Skipped and failed", ""]
+    if not skipped and not failed:
+        lines.append("Nothing was skipped.")
+    for r in skipped + failed:
+        lines.append(f"- `{r.name}` ({r.status}): {r.reason}")
+    if lemma_error:
+        lines.append(f"- lemma report (failed): {lemma_error}")
+    lines.append("")
+    text = "\n".join(lines)
+    if lemma_text:
+        # demote the lemma report's headings one level under this report
+        demoted = "\n".join(
+            "#" + ln if ln.startswith("#") else ln for ln in lemma_text.splitlines()
+        )
+        text += "\n" + demoted + "\n"
+    return text
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--quick",
+        dest="full",
+        action="store_false",
+        help="small grids and runs, a few minutes on 2 cores (default)",
+    )
+    mode.add_argument(
+        "--full", dest="full", action="store_true", help="publication quality"
+    )
+    p.set_defaults(full=False)
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"output folder for images and REPORT.md (default {DEFAULT_OUT}/)",
+    )
+    p.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        help="figure ids to run, e.g. fig01 fig05 (default: all)",
+    )
+    p.add_argument(
+        "--no-lemmas",
+        dest="lemmas",
+        action="store_false",
+        help="leave the lemma report out",
+    )
+    return p
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``reproduce`` on an ``argparse`` sub-parser set (for the CLI)."""
+    p = subparsers.add_parser(
+        "reproduce",
+        help="regenerate every figure and the lemma report",
+        description=__doc__.split("\n\n")[0],
+    )
+    _add_arguments(p)
+    p.set_defaults(run=run)
+    return p
+
+
+def _enable_x64():
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+
+
+def run(args) -> int:
+    """Run the figures named in ``args`` and write ``REPORT.md``; 0 if none failed."""
+    from tqdm.auto import tqdm
+
+    ids = resolve(getattr(args, "only", None))
+    quality = Quality(bool(getattr(args, "full", False)))
+    out = pathlib.Path(getattr(args, "out", DEFAULT_OUT))
+    out.mkdir(parents=True, exist_ok=True)
+    _enable_x64()
+    start = time.perf_counter()
+    results = []
+    bar = tqdm(ids, desc=f"reproduce ({quality.name})", unit="fig", file=sys.stderr)
+    for fid in bar:
+        bar.set_postfix_str(FIGURES[fid].name)
+        results.append(render(fid, out, quality))
+    bar.close()
+    lemma_text, lemma_error = "", ""
+    if getattr(args, "lemmas", True):
+        lemma_text, lemma_error = _lemma_report(quality)
+    seconds = time.perf_counter() - start
+    report = format_report(results, lemma_text, lemma_error, quality, seconds)
+    (out / "REPORT.md").write_text(report)
+    for r in results:
+        extra = f" ({r.reason})" if r.reason else ""
+        print(f"{r.name}: {r.status} in {r.seconds:.1f} s{extra}", file=sys.stderr)
+    print(f"wrote {out / 'REPORT.md'} in {seconds:.1f} s", file=sys.stderr)
+    failed = any(r.status == "failed" for r in results) or bool(lemma_error)
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    """``stability reproduce`` as a function: ``main(["--quick", "--out", d])``."""
+    parser = _add_arguments(
+        argparse.ArgumentParser(prog="stability reproduce", description=__doc__)
+    )
+    return run(parser.parse_args(argv))
+
+
+def script_main(fid: str, argv=None) -> int:
+    """Entry point of ``figures/figNN_name.py``: one figure, ``--quick`` or default
+    (full quality), ``--out DIR`` (default: the script's own folder). Prints the
+    key numbers; exit status 1 if the figure failed."""
+    spec = FIGURES[fid]
+    p = argparse.ArgumentParser(prog=f"{spec.name}.py", description=spec.title)
+    p.add_argument("--quick", action="store_true", help="small grids and runs")
+    p.add_argument("--out", default=None, help="output folder")
+    args = p.parse_args(argv)
+    out = pathlib.Path(args.out) if args.out else pathlib.Path(sys.argv[0]).parent
+    _enable_x64()
+    quality = Quality(full=not args.quick)
+    out.mkdir(parents=True, exist_ok=True)
+    r = render(fid, out, quality)
+    print(f"# {r.name} ({quality.name}): {r.status} in {r.seconds:.1f} s")
+    if r.reason:
+        print(r.reason)
+    for k, v in r.numbers.items():
+        print(f"{k}: {v}")
+    for f in r.files:
+        print(f"wrote {f}")
+    return 1 if r.status == "failed" else 0
+
+
+def quick_from_env() -> bool:
+    """True when ``STABILITY_QUICK`` is set to a non-empty, non-zero value (used by
+    the notebooks)."""
+    import os
+
+    return os.environ.get(QUICK_ENV, "") not in ("", "0")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
