@@ -604,19 +604,15 @@ def _search_seed(rng, reading):
         alpha = (2 / top) * 10 ** rng.uniform(-1, 1)
     else:
         alpha = from_seed_alpha(float(np.linalg.eigvalsh(H)[-1]))
+    bound = 1 / _seed_symbol(alpha, reading)
     r = random_orthogonal(rng, n)
-    p = draw_in_interval(
-        rng,
-        -1 / _seed_symbol(alpha, reading),
-        1 / _seed_symbol(alpha, reading),
-        n,
-        rng.random() < 0.3,
-    )
+    p = draw_in_interval(rng, -bound, bound, n, rng.random() < 0.3)
     P = (r * p) @ r.T
     return make_instance(H=H, P=0.5 * (P + P.T), alpha=alpha)
 
 
 def _seed_symbol(alpha, reading):
+    """The summary's alpha_s: the nominal step itself, or 1/step (= L)."""
     return alpha if reading == "literal" else to_seed_alpha(alpha)
 
 
