@@ -1,0 +1,603 @@
+r"""Meta-gradient growth with the horizon.
+
+The exact meta-loss of a linear learned term on the noisy quadratic is
+
+.. math:: L_T(P) = \frac1T \sum_{t<T} E\, l_t, \qquad
+   E\, l_t = \tfrac12 [m_t^T H m_t + \mathrm{tr}(H \Sigma_t)
+   + \mathrm{tr}(H\Sigma_\xi)],
+
+with :math:`m_t = A^t x_0`, :math:`\Sigma_{t+1} = A\Sigma_t A^T + G\Sigma_\xi G^T`,
+:math:`A = I - KH`, :math:`G = KH`, :math:`K = \alpha I + P`. :math:`E\, l_t` is a
+polynomial of degree :math:`2t` in the entries of :math:`P`, so its gradient has degree
+:math:`2t - 1`, and the moments together with their :math:`P`-derivatives form a
+block-triangular linear system driven by :math:`A` and :math:`A \otimes A`:
+
+- :math:`\rho(A) < 1`: every term decays geometrically, :math:`L_T \to \ell_\infty`
+  (the stationary loss) and :math:`\nabla L_T = \nabla\ell_\infty + D/T + o(1/T)`:
+  bounded, convergent.
+- :math:`\rho(A) > 1`: the moments grow like :math:`\rho^{2t}`, their derivatives like
+  :math:`t\rho^{2t}`, and the average like :math:`\rho^{2T}`: the rate
+  :math:`\log\|\nabla L_T\| / T \to 2\log\rho`; the Monte-Carlo variance of sampled
+  meta-gradients grows like :math:`\rho^{4T}`.
+- :math:`\rho(A) = 1` (diagonalizable): polynomial growth. An eigenvalue :math:`+1`
+  stalls the mean (the noise gain vanishes there), :math:`dm_t \propto t`, and
+  :math:`\|\nabla L_T\| \propto T`; an eigenvalue :math:`-1` makes the variance grow
+  linearly, its derivative quadratically, and :math:`\|\nabla L_T\| \propto T^2`;
+  Jordan blocks grow faster.
+
+So the meta-gradient stays bounded as :math:`T` grows iff :math:`\rho(A) < 1`,
+provided the start or the noise reaches an eigen-direction with :math:`|\lambda| \ge 1`.
+Without that excitation it can stay bounded although :math:`\rho > 1`: with
+:math:`x_0` in a stable invariant subspace (eigenvalue :math:`r`) and no noise, the
+perturbed trajectory grows like :math:`\rho^t` but meets the mean only through
+:math:`m_t^T H\, dm_t \sim (r\rho)^t`, summable when :math:`r\rho < 1`
+(:func:`counterexample`).
+
+The conclusion checks boundedness on three horizons :math:`T, 2T, 4T` of the instance
+(bounded: :math:`\|\nabla L_{4T}\| \le 8 \max(\|\nabla L_T\|, \|\nabla L_{2T}\|)`;
+for :math:`g_T = G + D/T` the ratio is at most 4) with the exact gradient from a
+float64 forward-mode recursion; the horizon must resolve :math:`\rho`
+(:math:`T |\log\rho| \ge \log(20 T)`, so transients are below :math:`1/(20T)` or the
+growth exceeds :math:`(20T)^4`). :func:`gradient_growth` measures the growth with
+``jax.grad`` through :func:`stability.problems.expected_losses` and through sampled
+unrolls, and fits the rate.
+
+References:
+  J. Harrison, L. Metz & J. Sohl-Dickstein, "A Closer Look at Learned Optimization:
+  Stability, Robustness, and Inductive Biases", NeurIPS 2022, Section 4.
+  L. Metz, N. Maheswaranathan, J. Nixon, D. Freeman & J. Sohl-Dickstein,
+  "Understanding and correcting pathologies in the training of learned optimizers",
+  ICML 2019 (exploding meta-gradients and their variance).
+  P. Vicol, L. Metz & J. Sohl-Dickstein, "Unbiased Gradient Estimation in Unrolled
+  Computation Graphs with Persistent Evolution Strategies", ICML 2021.
+"""
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from stability._validation import (
+    as_float_array,
+    check_lr,
+    check_spd,
+    check_square,
+)
+from stability.lemmas._claim import check_kind
+from stability.lemmas.nominal import random_hessian, spd_power
+from stability.operators import ClosedLoop
+from stability.problems import NoisyQuadratic, expected_losses, noisy_quadratic
+
+NAME = "metagrad"
+TITLE = "Meta-gradient growth with the horizon"
+STATEMENT = """\
+L_T(P) = (1/T) sum_{t<T} E l_t on the noisy quadratic, A = I - (alpha I + P) H. E l_t
+is a polynomial of degree 2t in P, dL_T/dP of degree 2T - 3. If x0 or the noise reaches
+an eigen-direction of A with |lambda| >= 1, then ||dL_T/dP|| stays bounded as T grows
+iff rho(A) < 1: it converges for rho < 1, grows like rho^{2T} for rho > 1 (its
+Monte-Carlo variance like rho^{4T}), and polynomially at rho = 1 (linearly at an
+eigenvalue +1, mean-driven; quadratically at -1, noise-driven; faster for Jordan
+blocks). Checked on horizons T, 2T, 4T with T |log rho| >= log(20 T); without the
+excitation the gradient can stay bounded although rho > 1."""
+
+GROWTH_FACTOR = 8.0  # bounded: ||g_4T|| <= 8 max(||g_T||, ||g_2T||)
+RESOLVE = 20.0  # horizon_resolves: T |log rho| >= log(RESOLVE * T)
+EXCITE_RTOL = 1e-8
+DEFAULT_BUDGET = 500
+HORIZONS = (8, 16, 32)  # the horizons sample() draws from
+
+
+class Instance(NamedTuple):
+    """A noisy quadratic (``H``, ``noise_cov``, ``x0``), a learned term ``P`` with
+    nominal step ``alpha``, and the check horizon ``horizon`` (``T``; the conclusion
+    also looks at ``2T`` and ``4T``)."""
+
+    H: np.ndarray
+    noise_cov: np.ndarray
+    x0: np.ndarray
+    P: np.ndarray
+    alpha: float
+    horizon: int
+
+
+def make_instance(*, H, P, alpha, horizon, noise_cov=0.0, x0=None) -> Instance:
+    """Validated :class:`Instance`; ``ValueError`` names the bad argument.
+    ``noise_cov`` may be a matrix, variances or a scalar; ``x0`` defaults to ones.
+
+    >>> inst = make_instance(H=np.eye(1), P=[[0.0]], alpha=0.5, horizon=16)
+    >>> hypotheses(inst), conclusion(inst)
+    ({'excited': True, 'horizon_resolves': True}, True)
+    """
+    problem = noisy_quadratic(check_spd("H", H), noise_cov, x0)
+    n = problem.dim
+    p = check_square("P", P, n=n)
+    alpha = check_lr("alpha", alpha)
+    if not isinstance(horizon, int | np.integer) or horizon < 1:
+        raise ValueError(f"horizon: must be a positive integer, got {horizon!r}")
+    return Instance(
+        problem.hessian, problem.noise_cov, problem.x0, p, alpha, int(horizon)
+    )
+
+
+def problem_of(instance: Instance) -> NoisyQuadratic:
+    """The instance's :class:`~stability.problems.NoisyQuadratic`."""
+    return NoisyQuadratic(instance.H, instance.noise_cov, instance.x0)
+
+
+def transition(instance: Instance) -> np.ndarray:
+    """``A = I - (alpha I + P) H``."""
+    n = instance.H.shape[0]
+    return np.eye(n) - (instance.alpha * np.eye(n) + instance.P) @ instance.H
+
+
+def radius(instance: Instance) -> float:
+    """:math:`\\rho(A)`."""
+    return float(np.max(np.abs(np.linalg.eigvals(transition(instance)))))
+
+
+# ---------------------------------------------------------------------------------
+# exact meta-gradients
+
+
+def gradient_norms(instance: Instance, horizons) -> np.ndarray:
+    r"""Exact :math:`\|\partial L_\tau / \partial P\|_F` at each horizon ``tau`` of
+    ``horizons`` (positive integers), by a float64 forward-mode recursion of the
+    moments and their derivatives along every entry of ``P`` (NumPy, no compilation):
+
+    .. math:: dm_{t+1} = dA\, m_t + A\, dm_t, \quad
+       d\Sigma_{t+1} = dA \Sigma_t A^T + A \Sigma_t dA^T + A\, d\Sigma_t A^T
+       + dQ,
+
+    with :math:`dA = -E_{ij} H`, :math:`dQ = E_{ij} H \Sigma_\xi G^T + G \Sigma_\xi H
+    E_{ji}` and :math:`d\,E l_t = m_t^T H\, dm_t + \tfrac12 \mathrm{tr}(H\, d\Sigma_t)`.
+    Non-finite values (overflow) are reported as ``inf``.
+    """
+    taus = np.asarray(horizons)
+    if taus.ndim != 1 or taus.size == 0 or np.any(taus < 1):
+        raise ValueError("horizons: expected a 1-D array of positive integers")
+    taus = taus.astype(int)
+    H, S, x0, P, alpha = (
+        instance.H,
+        instance.noise_cov,
+        instance.x0,
+        instance.P,
+        instance.alpha,
+    )
+    n = H.shape[0]
+    K = alpha * np.eye(n) + P
+    A, G = np.eye(n) - K @ H, K @ H
+    Q = G @ S @ G.T
+    E = np.eye(n * n).reshape(n * n, n, n)
+    dA = -(E @ H)
+    X = (E @ H) @ (S @ G.T)
+    dQ = X + X.transpose(0, 2, 1)
+    m, C = x0.astype(float), np.zeros((n, n))
+    dm, dC = np.zeros((n * n, n)), np.zeros((n * n, n, n))
+    total = np.zeros(n * n)
+    out = np.full(taus.size, np.inf)
+    want = {int(t): i for i, t in enumerate(taus)}
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(int(taus.max())):
+            total = total + dm @ (H @ m) + 0.5 * np.einsum("ab,eab->e", H, dC)
+            if t + 1 in want:
+                norm = np.linalg.norm(total) / (t + 1)
+                out[want[t + 1]] = norm if np.isfinite(norm) else np.inf
+            Y = dA @ (C @ A.T)
+            dC = Y + Y.transpose(0, 2, 1) + A @ dC @ A.T + dQ
+            dm = dA @ m + dm @ A.T
+            m, C = A @ m, A @ C @ A.T + Q
+            if not np.all(np.isfinite(total)):
+                break
+    return out
+
+
+def meta_loss(P, problem: NoisyQuadratic, alpha, num_steps: int):
+    r"""The exact meta-loss :math:`L_T(P) = \frac1T \sum_{t<T} E\, l_t` from
+    :func:`stability.problems.expected_losses` (dense, differentiable in ``P``).
+
+    >>> p = NoisyQuadratic.from_eigenvalues([1.0], noise_var=0.0, x0=[1.0])
+    >>> round(float(meta_loss(jnp.zeros((1, 1)), p, 0.5, 2)), 6)
+    0.3125
+    """
+    P = jnp.asarray(P)
+    n = P.shape[0]
+    K = alpha * jnp.eye(n, dtype=P.dtype) + P
+    G = K @ jnp.asarray(problem.hessian, P.dtype)
+    loop = ClosedLoop(jnp.eye(n, dtype=P.dtype) - G, G)
+    return jnp.mean(expected_losses(problem, loop, num_steps, method="dense"))
+
+
+def _cumulative_means(losses, horizons):
+    return (jnp.cumsum(losses) / jnp.arange(1, losses.size + 1))[horizons - 1]
+
+
+@partial(jax.jit, static_argnames=("num_steps",))
+def _exact_grads(P, problem, alpha, horizons, num_steps):
+    def losses_at(P):
+        n = P.shape[0]
+        G = (alpha * jnp.eye(n, dtype=P.dtype) + P) @ problem.hessian
+        loop = ClosedLoop(jnp.eye(n, dtype=P.dtype) - G, G)
+        return _cumulative_means(
+            expected_losses(problem, loop, num_steps, method="dense"), horizons
+        )
+
+    return jax.jacrev(losses_at)(P)
+
+
+def meta_gradients(problem: NoisyQuadratic, P, alpha, horizons) -> np.ndarray:
+    """``jax.grad`` (reverse mode, one pass for all horizons) of the exact meta-loss
+    through :func:`stability.problems.expected_losses`: ``dL_tau/dP`` for each
+    ``tau`` of ``horizons``, shape ``(len(horizons), n, n)``."""
+    taus = _horizons(horizons)
+    dtype = jnp.zeros(()).dtype
+    prob = _as_jax(problem, dtype)
+    grads = _exact_grads(
+        jnp.asarray(P, dtype),
+        prob,
+        jnp.asarray(alpha, dtype),
+        jnp.asarray(taus),
+        int(taus.max()),
+    )
+    return np.asarray(grads)
+
+
+def _horizons(horizons):
+    taus = np.asarray(horizons)
+    if taus.ndim != 1 or taus.size == 0 or np.any(taus < 1) or np.any(taus % 1):
+        raise ValueError("horizons: expected a 1-D array of positive integers")
+    return taus.astype(int)
+
+
+def _as_jax(problem, dtype):
+    return NoisyQuadratic(*(jnp.asarray(np.asarray(a), dtype) for a in problem))
+
+
+@partial(jax.jit, static_argnames=("num_steps",))
+def _sampled_grads(P, problem, factor, alpha, horizons, keys, num_steps):
+    n = P.shape[0]
+
+    def losses(P, key):
+        K = alpha * jnp.eye(n, dtype=P.dtype) + P
+        h = problem.hessian
+
+        def step(phi, key_t):
+            xi = factor @ jax.random.normal(key_t, (n,), P.dtype)
+            d = phi - xi
+            g = h @ d
+            return phi - K @ g, 0.5 * d @ g
+
+        return jax.lax.scan(step, problem.x0, jax.random.split(key, num_steps))[1]
+
+    def grads(key):
+        return jax.jacrev(lambda P: _cumulative_means(losses(P, key), horizons))(P)
+
+    return jax.vmap(grads)(keys)
+
+
+def sampled_meta_gradients(
+    problem: NoisyQuadratic, P, alpha, horizons, *, num_seeds: int = 256, seed=0
+) -> np.ndarray:
+    r"""Meta-gradients of sampled unrolls, :math:`\nabla_P \frac1\tau \sum_{t<\tau}
+    l_t(\phi_t)` with :math:`\phi_{t+1} = \phi_t - (\alpha I + P) H (\phi_t - \xi_t)`
+    (``lax.scan`` with ``P`` traced, ``jax.grad`` by reverse mode, ``vmap`` over
+    seeds): shape ``(num_seeds, len(horizons), n, n)``. Unbiased for
+    :func:`meta_gradients` (the noise does not depend on ``P``)."""
+    taus = _horizons(horizons)
+    if not isinstance(num_seeds, int | np.integer) or num_seeds < 2:
+        raise ValueError(f"num_seeds: must be an integer >= 2, got {num_seeds!r}")
+    dtype = jnp.zeros(()).dtype
+    keys = jax.random.split(jax.random.key(seed), int(num_seeds))
+    grads = _sampled_grads(
+        jnp.asarray(P, dtype),
+        _as_jax(problem, dtype),
+        jnp.asarray(problem.noise_factor(), dtype),
+        jnp.asarray(alpha, dtype),
+        jnp.asarray(taus),
+        keys,
+        int(taus.max()),
+    )
+    return np.asarray(grads)
+
+
+# ---------------------------------------------------------------------------------
+# growth records
+
+
+class GrowthRecord(NamedTuple):
+    """How the meta-gradient grows with the horizon (for plotting).
+
+    Attributes:
+      horizons: the horizons ``T``.
+      grad_norms: exact :math:`\\|\\nabla_P L_T\\|_F` (``jax.grad`` through
+        ``expected_losses``).
+      mc_variances: total variance :math:`\\sum_{ij} \\mathrm{Var}(\\hat g_{ij})` of
+        the sampled meta-gradient across seeds.
+      mc_grad_norms: norm of the seed-mean of the sampled meta-gradients.
+      rho: :math:`\\rho(A)`.
+      rate: fitted exponential rate, slope of :math:`\\log \\|\\nabla L_T\\|` in ``T``
+        over the upper half of the horizons (predicted ``2 log rho`` for rho > 1, 0
+        below).
+      degree: fitted polynomial degree, slope of :math:`\\log\\|\\nabla L_T\\|` in
+        :math:`\\log T` over the same horizons (1 at eigenvalue +1, 2 at -1).
+      variance_rate: slope of :math:`\\log` variance in ``T`` (``4 log rho``).
+      predicted_rate: :math:`2 \\log \\max(\\rho, 1)`.
+    """
+
+    horizons: np.ndarray
+    grad_norms: np.ndarray
+    mc_variances: np.ndarray
+    mc_grad_norms: np.ndarray
+    rho: float
+    rate: float
+    degree: float
+    variance_rate: float
+    predicted_rate: float
+
+
+def _slope(x, y):
+    ok = np.isfinite(y) & (y > 0)
+    if ok.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(x[ok], np.log(y[ok]), 1)[0])
+
+
+def fit_growth(horizons, values):
+    """``(rate, degree)``: slopes of ``log values`` against ``T`` and against
+    ``log T`` over the upper half of the horizons (at least two points)."""
+    taus = _horizons(horizons).astype(float)
+    values = np.asarray(values, float)
+    tail = slice(min(taus.size // 2, taus.size - 2), None)
+    return _slope(taus[tail], values[tail]), _slope(np.log(taus[tail]), values[tail])
+
+
+def gradient_growth(
+    problem: NoisyQuadratic, P, alpha, horizons, *, num_seeds: int = 256, seed=0
+) -> GrowthRecord:
+    """Measure the meta-gradient at each horizon, exactly and from ``num_seeds``
+    sampled unrolls, and fit its growth (a :class:`GrowthRecord`).
+
+    Run under ``jax_enable_x64``: unstable loops overflow float32 quickly.
+
+    >>> p = NoisyQuadratic.from_eigenvalues([1.0], noise_var=1.0, x0=[1.0])
+    >>> rec = gradient_growth(p, [[2.2]], 0.0, [10, 20, 30, 40], num_seeds=16)
+    >>> round(rec.rho, 6), round(rec.rate / rec.predicted_rate, 1)
+    (1.2, 1.0)
+    """
+    taus = _horizons(horizons)
+    P = np.asarray(P, float)
+    n = problem.dim
+    A = np.eye(n) - (alpha * np.eye(n) + P) @ problem.hessian
+    rho = float(np.max(np.abs(np.linalg.eigvals(A))))
+    exact = meta_gradients(problem, P, alpha, taus)
+    sampled = sampled_meta_gradients(
+        problem, P, alpha, taus, num_seeds=num_seeds, seed=seed
+    )
+    norms = np.linalg.norm(exact.reshape(taus.size, -1), axis=1)
+    var = np.sum(np.var(sampled, axis=0, ddof=1).reshape(taus.size, -1), axis=1)
+    mc_norms = np.linalg.norm(sampled.mean(0).reshape(taus.size, -1), axis=1)
+    rate, degree = fit_growth(taus, norms)
+    var_rate, _ = fit_growth(taus, var)
+    return GrowthRecord(
+        taus,
+        norms,
+        var,
+        mc_norms,
+        rho,
+        rate,
+        degree,
+        var_rate,
+        2 * float(np.log(max(rho, 1.0))),
+    )
+
+
+def one_mode(eigenvalue, *, curvature=1.0, alpha=0.5, noise_var=1.0, x0=1.0):
+    """``(problem, P)`` of a one-dimensional loop with ``A = eigenvalue``: curvature
+    ``h``, ``P = (1 - eigenvalue)/h - alpha``.
+
+    >>> problem, P = one_mode(-1.0)
+    >>> float(1 - (0.5 + P[0, 0]) * problem.hessian[0, 0])
+    -1.0
+    """
+    problem = NoisyQuadratic.from_eigenvalues([curvature], noise_var, [x0])
+    return problem, np.array([[(1 - eigenvalue) / curvature - alpha]])
+
+
+class RateRecord(NamedTuple):
+    """Fitted growth rate against the spectral radius (for plotting).
+
+    Attributes:
+      rhos: spectral radii (one-mode loops with eigenvalue ``sign * rho``).
+      rates: fitted exponential rates of the exact meta-gradient norm.
+      degrees: fitted polynomial degrees.
+      variance_rates: fitted exponential rates of the Monte-Carlo variance.
+      predicted: :math:`2\\log\\max(\\rho, 1)`.
+    """
+
+    rhos: np.ndarray
+    rates: np.ndarray
+    degrees: np.ndarray
+    variance_rates: np.ndarray
+    predicted: np.ndarray
+
+
+def rate_vs_rho(rhos, horizons, *, sign=-1.0, num_seeds=64, seed=0) -> RateRecord:
+    """:func:`gradient_growth` of one-mode loops with eigenvalue ``sign * rho`` for
+    each ``rho`` of ``rhos``, collected into a :class:`RateRecord`."""
+    rhos = as_float_array("rhos", rhos, ndim=1)
+    if sign not in (-1.0, 1.0, -1, 1):
+        raise ValueError(f"sign: expected +1 or -1, got {sign!r}")
+    recs = []
+    for r in rhos:
+        problem, P = one_mode(sign * r)
+        recs.append(
+            gradient_growth(problem, P, 0.5, horizons, num_seeds=num_seeds, seed=seed)
+        )
+    return RateRecord(
+        rhos,
+        np.array([r.rate for r in recs]),
+        np.array([r.degree for r in recs]),
+        np.array([r.variance_rate for r in recs]),
+        np.array([r.predicted_rate for r in recs]),
+    )
+
+
+# ---------------------------------------------------------------------------------
+# the claim
+
+
+def bounds(instance: Instance) -> dict:
+    """The spectral radius, the exact gradient norms at ``T, 2T, 4T`` and the
+    predicted exponential rate :math:`2\\log\\max(\\rho, 1)`."""
+    T = instance.horizon
+    g = gradient_norms(instance, [T, 2 * T, 4 * T])
+    rho = radius(instance)
+    return {
+        "rho": rho,
+        "grad_norm_T": float(g[0]),
+        "grad_norm_2T": float(g[1]),
+        "grad_norm_4T": float(g[2]),
+        "predicted_rate": 2 * float(np.log(max(rho, 1.0))),
+    }
+
+
+def excited(instance: Instance) -> bool:
+    """Whether ``x0`` or the injected noise :math:`G\\Sigma_\\xi G^T` reaches a left
+    eigen-direction of ``A`` with :math:`|\\lambda| \\ge 1` (vacuously true when
+    :math:`\\rho < 1`)."""
+    A = transition(instance)
+    lam, vl = np.linalg.eig(A.T)  # columns: left eigenvectors of A
+    big = np.abs(lam) >= 1 - 1e-12
+    if not np.any(big):
+        return True
+    n = A.shape[0]
+    G = np.eye(n) - A
+    Q = G @ instance.noise_cov @ G.T
+    x0 = instance.x0
+    for w in vl[:, big].T:
+        w = w / np.linalg.norm(w)
+        if abs(np.vdot(w, x0)) > EXCITE_RTOL * max(np.linalg.norm(x0), 1e-300):
+            return True
+        if np.real(np.vdot(w, Q @ w)) > EXCITE_RTOL * max(np.linalg.norm(Q), 1e-300):
+            return True
+    return False
+
+
+def hypotheses(instance: Instance) -> dict:
+    """Named hypotheses and whether they hold:
+
+    - ``excited``: ``x0`` or the noise reaches an eigen-direction with
+      :math:`|\\lambda| \\ge 1` (see :func:`excited`);
+    - ``horizon_resolves``: :math:`T |\\log\\rho| \\ge \\log(20 T)`.
+    """
+    T = instance.horizon
+    rho = radius(instance)
+    gap = abs(np.log(rho)) if rho > 0 else np.inf
+    return {
+        "excited": excited(instance),
+        "horizon_resolves": bool(T * gap >= np.log(RESOLVE * T)),
+    }
+
+
+def bounded(instance: Instance) -> bool:
+    """Observed boundedness: :math:`\\|\\nabla L_{4T}\\| \\le 8 \\max(\\|\\nabla
+    L_T\\|, \\|\\nabla L_{2T}\\|)` (all finite)."""
+    T = instance.horizon
+    g = gradient_norms(instance, [T, 2 * T, 4 * T])
+    return bool(np.all(np.isfinite(g)) and g[2] <= GROWTH_FACTOR * max(g[0], g[1]))
+
+
+def conclusion(instance: Instance) -> bool:
+    """The meta-gradient stays bounded (observed on ``T, 2T, 4T``) iff
+    :math:`\\rho(A) < 1`."""
+    return bounded(instance) == (radius(instance) < 1)
+
+
+def sample(rng, *, n=None, kappa=None, stable=None) -> Instance:
+    """A random instance satisfying every hypothesis.
+
+    ``H`` with ``n`` (1 to 8) eigenvalues spanning condition number ``kappa`` (up to
+    1e6); ``A = H^{-1/2} B H^{1/2}`` with ``B`` a random (non-normal) matrix scaled to
+    spectral radius in ``[0.1, 0.8]`` (``stable``) or ``[1.25, 1.8]``; ``alpha`` up
+    to ``1/L`` and ``P`` solved from ``A``; ``x0`` Gaussian, the noise a random
+    covariance or zero; the horizon the smallest of 8, 16, 32 that resolves
+    :math:`\\rho`.
+    """
+    n = int(rng.integers(1, 9)) if n is None else int(n)
+    kappa = 10 ** rng.uniform(0, 6) if kappa is None else float(kappa)
+    stable = bool(rng.random() < 0.5) if stable is None else bool(stable)
+    top = 10 ** rng.uniform(-2, 2)
+    H, _, _ = random_hessian(rng, n, kappa, top)
+    target = rng.uniform(0.1, 0.8) if stable else rng.uniform(1.25, 1.8)
+    B = rng.standard_normal((n, n))
+    B *= target / np.max(np.abs(np.linalg.eigvals(B)))
+    r, r_inv = spd_power(H, 0.5), spd_power(H, -0.5)
+    A = r_inv @ B @ r
+    alpha = rng.uniform(0, 1 / top)
+    P = (np.eye(n) - A) @ np.linalg.inv(H) - alpha * np.eye(n)
+    x0 = rng.standard_normal(n) / np.sqrt(top)
+    if rng.random() < 0.3:
+        S = 0.0
+    else:
+        F = rng.standard_normal((n, n)) * 10 ** rng.uniform(-2, 0) / np.sqrt(top)
+        S = F @ F.T
+    rho = float(np.max(np.abs(np.linalg.eigvals(B))))
+    T = next(
+        (t for t in HORIZONS if t * abs(np.log(rho)) >= np.log(RESOLVE * t)),
+        HORIZONS[-1],
+    )
+    return make_instance(H=H, P=P, alpha=alpha, horizon=T, noise_cov=S, x0=x0)
+
+
+DROPS = {"excited": "necessity"}
+
+
+def _unexcited(rng):
+    """Block upper-triangular ``A`` (``H`` diagonal, ``alpha = 0``) whose first
+    column is ``r e_1`` exactly; ``x0 = e_1`` sits in that stable invariant subspace,
+    the rest of ``A`` has spectral radius ``rho`` in ``[2, 3]`` and ``r rho < 1``."""
+    n = int(rng.integers(2, 5))
+    h = np.sort(10 ** rng.uniform(-2, 0, n))[::-1]
+    rho = rng.uniform(2.0, 3.0)
+    r = rng.uniform(0.05, 0.9) / rho
+    A22 = rng.standard_normal((n - 1, n - 1))
+    A22 *= rho / np.max(np.abs(np.linalg.eigvals(A22)))
+    A = np.zeros((n, n))
+    A[0, 0], A[0, 1:], A[1:, 1:] = r, rng.standard_normal(n - 1), A22
+    P = (np.eye(n) - A) / h[None, :]  # K = (I - A) H^{-1}, column by column
+    x0 = np.zeros(n)
+    x0[0] = 1.0
+    return make_instance(H=np.diag(h), P=P, alpha=0.0, horizon=8, noise_cov=0.0, x0=x0)
+
+
+def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
+    """Seeded random search for an instance satisfying every hypothesis except
+    ``drop`` that breaks the claim. ``"excited"`` (necessity): ``rho(A) > 1`` and yet
+    the meta-gradient stays bounded, because ``x0`` lies in a stable invariant
+    subspace of ``A`` and there is no noise (block upper-triangular ``A``). Same seed,
+    same instance; None if the budget runs out.
+
+    >>> inst = counterexample("excited", seed=0)
+    >>> radius(inst) > 1, bounded(inst)
+    (True, True)
+    """
+    if drop not in DROPS:
+        raise ValueError(f"drop: expected one of {tuple(DROPS)}, got {drop!r}")
+    kind = DROPS[drop] if kind is None else check_kind(kind)
+    if kind != DROPS[drop]:
+        raise ValueError(
+            f"kind: dropping {drop!r} gives a {DROPS[drop]!r} counterexample, "
+            f"not {kind!r}"
+        )
+    if not isinstance(budget, int | np.integer) or budget < 1:
+        raise ValueError(f"budget: must be a positive integer, got {budget!r}")
+    rng = np.random.default_rng(seed)
+    for _ in range(int(budget)):
+        inst = _unexcited(rng)
+        hyp = hypotheses(inst)
+        if hyp["excited"] or not hyp["horizon_resolves"]:
+            continue
+        if radius(inst) > 1 and not conclusion(inst):
+            return inst
+    return None
