@@ -1,0 +1,741 @@
+r"""Theory against practice: linearised learned optimizers versus what training does.
+
+Four analyses, each returning a record (NumPy arrays; plotting lives elsewhere):
+
+* :func:`linearized_star_along_trajectory` — STAR on a noisy quadratic (NQM): along
+  a sampled trajectory, the Jacobian of one closed-loop step over the joint state
+  ``z = (params, momenta, second moment, Adafactor accumulators)``
+  (:func:`stability.operators.closed_loop`, taken at the actual
+  ``(params_t, state_t)``, zero noise, step count frozen) and its spectral radius,
+  next to the loss.
+* :func:`push_until_divergence` — sweep ``nominal_stepsize`` (or the horizon) until
+  training diverges; compare the predicted per-step growth ``rho`` with the loss
+  growth actually observed, and flag where they disagree.
+* :func:`top_eigenvalues_along_training` — on a real task (``digits_mlp``), the
+  largest-magnitude eigenvalues of the step map's Jacobian with a fixed minibatch,
+  by Arnoldi (ARPACK) on Jacobian-vector products: no dense matrix is formed.
+* :func:`metagrad_variance_vs_rho` — on the NQM, the variance over noise draws of
+  the meta-gradient :math:`\nabla_\theta L`, ``L`` the mean loss over a horizon,
+  against ``rho`` of the optimizer.
+
+Why the linearisation can mislead: STAR's steps are divided by
+:math:`\sqrt{v + 10^{-6}}` and ``v`` shrinks with the gradients, so the linearised
+gain grows as training converges, while the nonlinear loop only oscillates at a
+level set by the step size (sign-descent-like). ``rho > 1`` then predicts growth that
+saturates instead of diverging; the records keep both numbers so that this shows.
+
+Calling pattern::
+
+    problem = default_problem()
+    traj = linearized_star_along_trajectory(theta, problem, 200, nominal_stepsize=0.1)
+    sweep = push_until_divergence(theta, problem, values=np.logspace(-3, 1, 9))
+    eig = top_eigenvalues_along_training("digits_mlp", star(theta, ...), [0, 100], k=6)
+"""
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import scipy.sparse.linalg
+from jax.flatten_util import ravel_pytree
+
+from stability.analyses import spectral_radius
+from stability.lopt.star import star
+from stability.lopt.tasks import Task, get_task
+from stability.lopt.theta import init_theta, validate_theta, zero_output_layer
+from stability.operators import closed_loop
+from stability.problems import NoisyQuadratic
+
+__all__ = [
+    "DivergenceSweep",
+    "EigenRecord",
+    "MetagradRecord",
+    "TrajectoryRecord",
+    "default_problem",
+    "joint_state",
+    "linearized_star_along_trajectory",
+    "metagrad_variance_vs_rho",
+    "nominal_theta",
+    "push_until_divergence",
+    "step_map",
+    "top_eigenvalues",
+    "top_eigenvalues_along_training",
+]
+
+
+def default_problem(
+    dim: int = 10, noise_var: float = 1e-3, condition: float = 100.0
+) -> NoisyQuadratic:
+    """A diagonal NQM with curvatures log-spaced in ``[1/condition, 1]``."""
+    return NoisyQuadratic.from_eigenvalues(
+        np.logspace(-np.log10(condition), 0.0, dim), noise_var=noise_var
+    )
+
+
+def nominal_theta() -> dict:
+    """A STAR theta with a zero output layer: STAR is then its nominal term alone."""
+    return zero_output_layer(init_theta(jax.random.key(0), heads=3))
+
+
+def _theta_for(theta, dtype) -> dict:
+    theta = nominal_theta() if theta is None else theta
+    validate_theta(theta, heads=3)
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype), dict(theta))
+
+
+def _nan_reduce(fn, x, axis):
+    """``np.nanmean``/``nanmedian``/``nanmax`` with all-NaN slices giving NaN
+    quietly (a blown-up trajectory has no finite linearisation)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with np.errstate(all="ignore"):
+            return fn(x, axis=axis)
+
+
+def _dtype():
+    return jnp.zeros(()).dtype  # float64 under x64 (analyses), float32 otherwise
+
+
+# -- joint states ----------------------------------------------------------------------
+
+
+def joint_state(params, state):
+    """Ravel ``(params, floating leaves of state)`` into a vector ``z``.
+
+    Integer leaves (step counters) are held fixed. Returns ``(z, unravel, rebuild)``
+    with ``unravel(z) -> (params, state)`` (the frozen integers put back).
+    """
+    leaves, treedef = jax.tree.flatten(state)
+    is_float = [jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact) for x in leaves]
+    floats = [x for x, f in zip(leaves, is_float, strict=True) if f]
+    z, unravel_flat = ravel_pytree((params, floats))
+
+    def rebuild(new_floats):
+        it = iter(new_floats)
+        return jax.tree.unflatten(
+            treedef,
+            [next(it) if f else x for x, f in zip(leaves, is_float, strict=True)],
+        )
+
+    def unravel(z):
+        p, fl = unravel_flat(z)
+        return p, rebuild(fl)
+
+    def ravel(p, s):
+        fl = [x for x, f in zip(jax.tree.leaves(s), is_float, strict=True) if f]
+        return ravel_pytree((p, fl))[0]
+
+    return z, unravel, ravel
+
+
+# -- STAR on the NQM along a trajectory --------------------------------------------
+
+
+class TrajectoryRecord(NamedTuple):
+    """STAR's linearised closed loop along sampled NQM trajectories.
+
+    Attributes:
+      steps: ``(K,)`` steps ``t`` at which the loop was linearised (at the state
+        *before* step ``t``).
+      rho: ``(S, K)`` spectral radius of the joint transition (params and every
+        accumulator).
+      rho_params: ``(S, K)`` spectral radius of its parameter block alone.
+      loss: ``(S, T)`` sampled per-step loss :math:`l_t(\\phi_t)`.
+      clean_loss: ``(S, T)`` :math:`\\tfrac12 \\phi_t^T H \\phi_t` (no noise term).
+      dim: size of the joint state.
+      nominal_stepsize: STAR's nominal step.
+    """
+
+    steps: np.ndarray
+    rho: np.ndarray
+    rho_params: np.ndarray
+    loss: np.ndarray
+    clean_loss: np.ndarray
+    dim: int
+    nominal_stepsize: float
+
+
+def _nqm_rollout(opt_of, problem, num_steps, keys, values, every):
+    """Trajectories for each ``(value, key)`` member; states every ``every`` steps."""
+    dtype = _dtype()
+    h = jnp.asarray(problem.hessian, dtype)
+    factor = jnp.asarray(problem.noise_factor(), dtype)
+    x0 = jnp.asarray(problem.x0, dtype)
+
+    def run(value, key):
+        opt = opt_of(value)
+
+        def step(carry, key_t):
+            params, state = carry
+            xi = factor @ jax.random.normal(key_t, x0.shape, dtype)
+            d = params - xi
+            loss = 0.5 * d @ (h @ d)
+            clean = 0.5 * params @ (h @ params)
+            updates, new_state = opt.update(h @ d, state, params)
+            new = (optax.apply_updates(params, updates), new_state)
+            return new, (loss, clean, (params, state))
+
+        keys_t = jax.random.split(key, num_steps)
+        _, (loss, clean, traj) = jax.lax.scan(step, (x0, opt.init(x0)), keys_t)
+        points = jax.tree.map(lambda x: x[::every], traj)
+        return loss, clean, points
+
+    return jax.jit(jax.vmap(run))(values, keys)
+
+
+def _transitions(opt_of, problem, values, points):
+    """Joint transitions ``(M, K, d, d)`` at the stacked points."""
+
+    def one(value, params, state):
+        return closed_loop(opt_of(value), problem, params, state).transition
+
+    per_point = jax.vmap(one, in_axes=(None, 0, 0))
+    return jax.jit(jax.vmap(per_point))(values, *points)
+
+
+def _radii(m: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    m = np.asarray(m, np.float64)
+    with np.errstate(all="ignore"):
+        finite = np.all(np.isfinite(m), axis=(-1, -2))
+        safe = np.where(finite[..., None, None], m, 0.0)
+        rho = np.where(finite, spectral_radius(safe, method="eig"), np.nan)
+        block = safe[..., :n, :n]
+        rho_p = np.where(finite, spectral_radius(block, method="eig"), np.nan)
+    return rho, rho_p
+
+
+def _star_of(theta, dtype, **star_kwargs) -> Callable:
+    theta = _theta_for(theta, dtype)
+
+    def make(value):
+        return star(theta, nominal_stepsize=value, **star_kwargs)
+
+    return make
+
+
+def linearized_star_along_trajectory(
+    theta,
+    problem: NoisyQuadratic,
+    num_steps: int,
+    *,
+    nominal_stepsize: float = 1e-2,
+    every: int = 1,
+    seed: int = 0,
+    num_seeds: int = 1,
+    **star_kwargs,
+) -> TrajectoryRecord:
+    """Spectral radius of STAR's linearised closed loop along NQM trajectories.
+
+    At each ``t`` in ``range(0, num_steps, every)`` the closed loop
+    ``z_{t+1} = F(z_t, xi_t)`` is linearised at the trajectory's own
+    ``z_t = (params_t, state_t)`` with zero noise and the step count frozen at
+    ``t`` (:func:`stability.operators.closed_loop`); ``rho`` is the spectral radius
+    of that joint Jacobian, the per-step growth factor a linear analysis predicts.
+
+    Args:
+      theta: a STAR theta (3 heads), or ``None`` for the nominal term alone.
+      problem: the NQM (parameters are vectors; STAR keeps full accumulators).
+      num_steps: trajectory length ``T``.
+      nominal_stepsize: STAR's nominal step.
+      every: linearise every ``every`` steps.
+      seed: root of the noise.
+      num_seeds: independent trajectories.
+      **star_kwargs: passed to :func:`stability.lopt.star` (``precondition``, ...).
+    Returns:
+      a :class:`TrajectoryRecord`.
+
+    >>> rec = linearized_star_along_trajectory(None, default_problem(4), 20, every=5)
+    >>> rec.rho.shape, rec.loss.shape, rec.dim
+    ((1, 4), (1, 20), 32)
+    """
+    dtype = _dtype()
+    opt_of = _star_of(theta, dtype, **star_kwargs)
+    keys = jax.random.split(jax.random.key(seed), num_seeds)
+    values = jnp.full((num_seeds,), nominal_stepsize, dtype)
+    loss, clean, points = _nqm_rollout(opt_of, problem, num_steps, keys, values, every)
+    trans = _transitions(opt_of, problem, values, points)
+    rho, rho_p = _radii(trans, problem.dim)
+    return TrajectoryRecord(
+        np.arange(0, num_steps, every),
+        rho,
+        rho_p,
+        np.asarray(loss, np.float64),
+        np.asarray(clean, np.float64),
+        int(trans.shape[-1]),
+        float(nominal_stepsize),
+    )
+
+
+# -- pushing the nominal step or the horizon ---------------------------------------
+
+
+class DivergenceSweep(NamedTuple):
+    r"""Predicted against observed divergence over a sweep.
+
+    The prediction is frozen-time linear theory: were the loop held at its
+    linearisation at step ``t`` for one step, the deviation from the optimum would
+    grow by at most about ``rho_t``, so the loss by ``rho_t ** 2``; chained over the
+    trajectory this predicts a loss ratio :math:`\prod_{s<t} \rho_s^2`.
+
+    Attributes:
+      parameter: ``"nominal_stepsize"`` or ``"horizon"``.
+      values: ``(V,)`` the swept values.
+      rho_initial: ``(V,)`` rho at the first state (before step 0).
+      rho_median: ``(V,)`` median rho along the trajectory (up to the horizon).
+      rho_max: ``(V,)`` largest rho along the trajectory.
+      rho_final: ``(V,)`` rho at the last linearised state.
+      predicted_log_growth: ``(V,)`` :math:`\max_t \sum_{s<t} 2 \log\rho_s`,
+        the largest log loss ratio the linearisation predicts (each rho held for
+        ``every`` steps).
+      observed_log_growth: ``(V,)`` :math:`\max_t \log(\bar l_t / \bar l_0)`,
+        with :math:`\bar l_t` the clean loss :math:`\tfrac12\phi_t^T H \phi_t`
+        averaged over seeds (``inf`` if non-finite).
+      final_log_ratio: ``(V,)`` :math:`\log(\bar l_T / \bar l_0)`.
+      predicted_diverges: ``(V,)`` ``predicted_log_growth > log(1 + tol)``.
+      observed_diverges: ``(V,)`` ``observed_log_growth > 0``: the loss rose above
+        its initial value at some step, or became non-finite.
+      disagree: ``(V,)`` predicted and observed verdicts differ.
+      tol: tolerance of the prediction.
+      horizon: steps simulated (the largest value for a horizon sweep).
+      note: one line per disagreement, saying which way.
+    """
+
+    parameter: str
+    values: np.ndarray
+    rho_initial: np.ndarray
+    rho_median: np.ndarray
+    rho_max: np.ndarray
+    rho_final: np.ndarray
+    predicted_log_growth: np.ndarray
+    observed_log_growth: np.ndarray
+    final_log_ratio: np.ndarray
+    predicted_diverges: np.ndarray
+    observed_diverges: np.ndarray
+    disagree: np.ndarray
+    tol: float
+    horizon: int
+    note: tuple
+
+
+def _verdicts(parameter, values, rho, clean, lengths, every, tol, horizon):
+    """A :class:`DivergenceSweep` from ``rho (V, K)`` (stride ``every``) and the clean
+    loss ``clean (V, T)``, each row judged on its first ``lengths[v]`` steps."""
+    n_v = len(values)
+    out = {
+        k: np.zeros(n_v) for k in ("r0", "rmed", "rmax", "rfin", "pred", "obs", "fin")
+    }
+    for v in range(n_v):
+        length = int(lengths[v])
+        r = rho[v, : -(-length // every)]
+        c = clean[v, :length]
+        out["r0"][v], out["rmed"][v] = r[0], _nan_reduce(np.nanmedian, r, None)
+        out["rmax"][v], out["rfin"][v] = _nan_reduce(np.nanmax, r, None), r[-1]
+        with np.errstate(all="ignore"):
+            logs = np.where(np.isfinite(r), 2 * every * np.log(r), np.inf)
+            out["pred"][v] = max(0.0, float(np.max(np.cumsum(logs))))
+            ratio = c / c[0]
+            bad = ~np.all(np.isfinite(c))
+            out["obs"][v] = np.inf if bad else float(np.log(np.max(ratio)))
+            out["fin"][v] = float(np.log(ratio[-1])) if not bad else np.inf
+    predicted = out["pred"] > np.log1p(tol)
+    observed = out["obs"] > 0
+    notes = []
+    for i in np.flatnonzero(predicted != observed):
+        v = values[i]
+        if predicted[i]:
+            notes.append(
+                f"{parameter}={v:.4g}: linearisation predicts the loss to grow "
+                f"(by up to e^{out['pred'][i]:.3g}; rho from {out['r0'][i]:.4g}, "
+                f"median {out['rmed'][i]:.4g}) but it never rose above its start"
+            )
+        else:
+            notes.append(
+                f"{parameter}={v:.4g}: the loss rose above its start "
+                f"(by e^{out['obs'][i]:.3g}) but the linearisation predicts no "
+                f"growth (rho from {out['r0'][i]:.4g}, max {out['rmax'][i]:.4g})"
+            )
+    return DivergenceSweep(
+        parameter,
+        np.asarray(values, np.float64),
+        out["r0"],
+        out["rmed"],
+        out["rmax"],
+        out["rfin"],
+        out["pred"],
+        out["obs"],
+        out["fin"],
+        predicted,
+        observed,
+        predicted != observed,
+        float(tol),
+        int(horizon),
+        tuple(notes),
+    )
+
+
+def push_until_divergence(
+    theta,
+    problem: NoisyQuadratic,
+    values: Sequence[float],
+    *,
+    parameter: str = "nominal_stepsize",
+    num_steps: int = 200,
+    nominal_stepsize: float = 1e-2,
+    every: int = 1,
+    seed: int = 0,
+    num_seeds: int = 4,
+    tol: float = 1e-2,
+    **star_kwargs,
+) -> DivergenceSweep:
+    """Push STAR's nominal step (or the horizon) until training diverges, and compare
+    the linearisation's prediction with what happens.
+
+    ``parameter="nominal_stepsize"``: every value of ``values`` trains ``num_seeds``
+    trajectories of ``num_steps`` steps (one vmapped program).
+    ``parameter="horizon"``: one step size ``nominal_stepsize``, trajectories of
+    ``max(values)`` steps, each horizon judged on its prefix.
+
+    The prediction chains the spectral radii of the joint linearised loop along the
+    trajectory (at every ``every``-th state): the loss is predicted to grow when
+    :math:`\\prod_{s<t} \\rho_s^2` exceeds ``1 + tol`` at some ``t``. The
+    observation is the clean loss :math:`\\tfrac12 \\phi^T H \\phi` averaged over
+    seeds: divergence when it rises above its initial value or becomes non-finite.
+    Disagreements are flagged and described in ``note`` (see
+    :class:`DivergenceSweep`).
+
+    Returns:
+      a :class:`DivergenceSweep`.
+    """
+    if parameter not in ("nominal_stepsize", "horizon"):
+        raise ValueError(
+            f"parameter: expected 'nominal_stepsize' or 'horizon', got {parameter!r}"
+        )
+    values = np.asarray(values, np.float64).reshape(-1)
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ValueError("values: expected positive finite numbers")
+    dtype = _dtype()
+    opt_of = _star_of(theta, dtype, **star_kwargs)
+    keys = jax.random.split(jax.random.key(seed), num_seeds)
+    if parameter == "nominal_stepsize":
+        n_v = values.size
+        vals = jnp.asarray(np.repeat(values, num_seeds), dtype)
+        all_keys = jnp.concatenate([keys] * n_v)
+        _, clean, points = _nqm_rollout(
+            opt_of, problem, num_steps, all_keys, vals, every
+        )
+        rho, _ = _radii(_transitions(opt_of, problem, vals, points), problem.dim)
+        rho = _nan_reduce(np.nanmean, rho.reshape(n_v, num_seeds, -1), 1)
+        clean = np.mean(np.asarray(clean, np.float64).reshape(n_v, num_seeds, -1), 1)
+        lengths = np.full(n_v, num_steps)
+        return _verdicts(parameter, values, rho, clean, lengths, every, tol, num_steps)
+    horizons = values.astype(np.int64)
+    if np.any(horizons != values) or np.any(horizons < 2):
+        raise ValueError("values: horizons must be integers >= 2")
+    steps = int(horizons.max())
+    vals = jnp.full((num_seeds,), nominal_stepsize, dtype)
+    _, clean, points = _nqm_rollout(opt_of, problem, steps, keys, vals, every)
+    rho, _ = _radii(_transitions(opt_of, problem, vals, points), problem.dim)
+    rho = _nan_reduce(np.nanmean, rho, 0)  # (K,)
+    clean = np.mean(np.asarray(clean, np.float64), axis=0)  # (T,)
+    n_v = horizons.size
+    return _verdicts(
+        parameter,
+        values,
+        np.broadcast_to(rho, (n_v, rho.size)),
+        np.broadcast_to(clean, (n_v, clean.size)),
+        horizons,
+        every,
+        tol,
+        steps,
+    )
+
+
+# -- Arnoldi on a real task ----------------------------------------------------------
+
+
+def top_eigenvalues(
+    fn: Callable,
+    z,
+    k: int = 6,
+    *,
+    tol: float = 1e-6,
+    ncv: int | None = None,
+    maxiter: int | None = None,
+) -> tuple[np.ndarray, int]:
+    """The ``k`` largest-magnitude eigenvalues of the Jacobian of ``fn`` at ``z``.
+
+    ARPACK (``scipy.sparse.linalg.eigs``, implicitly restarted Arnoldi) on
+    Jacobian-vector products from ``jax.linearize``: the Jacobian is never formed.
+
+    Args:
+      fn: a map ``R^d -> R^d`` (jittable).
+      z: the point, shape ``(d,)``.
+      k: eigenvalues wanted; needs ``k < d - 1``.
+      tol: ARPACK's relative accuracy.
+      ncv: Arnoldi basis size (default ``max(2k + 1, 20)``, at most ``d``).
+      maxiter: restarts allowed (default ``100 d``).
+    Returns:
+      ``(eigenvalues sorted by decreasing magnitude, matvecs used)``.
+    """
+    z = jnp.asarray(z)
+    d = int(z.size)
+    if not 0 < k < d - 1:
+        raise ValueError(f"k: ARPACK needs 0 < k < d - 1 = {d - 1}, got {k}")
+    _, jvp = jax.linearize(fn, z)
+    jvp = jax.jit(jvp)
+    count = [0]
+
+    def matvec(v):
+        count[0] += 1
+        v = jnp.asarray(np.asarray(v).real.reshape(z.shape), z.dtype)
+        return np.asarray(jvp(v), np.float64).reshape(-1)
+
+    op = scipy.sparse.linalg.LinearOperator((d, d), matvec=matvec, dtype=np.float64)
+    ncv = min(d, max(2 * k + 1, 20)) if ncv is None else ncv
+    vals = scipy.sparse.linalg.eigs(
+        op,
+        k=k,
+        which="LM",
+        return_eigenvectors=False,
+        tol=tol,
+        ncv=ncv,
+        maxiter=maxiter or 100 * d,
+    )
+    return vals[np.argsort(-np.abs(vals), kind="stable")], count[0]
+
+
+def step_map(task: Task, optimizer, params, state, batch):
+    """One training step with a fixed minibatch as a map of the joint state.
+
+    Returns ``(fn, z)``: ``z`` ravels ``(params, floating leaves of state)`` and
+    ``fn(z)`` is the same raveling after one step of ``optimizer`` on
+    ``task.loss(., batch)``; the step count is frozen.
+    """
+    z, unravel, ravel = joint_state(params, state)
+
+    def fn(z):
+        p, s = unravel(z)
+        grads = jax.grad(task.loss)(p, batch)
+        updates, s = optimizer.update(grads, s, p)
+        return ravel(optax.apply_updates(p, updates), s)
+
+    return fn, z
+
+
+class EigenRecord(NamedTuple):
+    """Top eigenvalues of the step map's Jacobian over training.
+
+    Attributes:
+      steps: ``(K,)`` training steps at which the map was linearised.
+      eigenvalues: ``(K, k)`` complex, by decreasing magnitude.
+      rho: ``(K,)`` their largest magnitude.
+      loss: ``(K,)`` minibatch loss at the point (the fixed batch).
+      matvecs: ``(K,)`` Jacobian-vector products ARPACK used.
+      seconds: ``(K,)`` wall time of each eigen-solve.
+      dim: size of the joint state.
+    """
+
+    steps: np.ndarray
+    eigenvalues: np.ndarray
+    rho: np.ndarray
+    loss: np.ndarray
+    matvecs: np.ndarray
+    seconds: np.ndarray
+    dim: int
+
+
+def top_eigenvalues_along_training(
+    task: Task | str,
+    optimizer: optax.GradientTransformation,
+    steps: Sequence[int],
+    k: int = 6,
+    *,
+    seed: int = 0,
+    tol: float = 1e-6,
+    ncv: int | None = None,
+) -> EigenRecord:
+    """Top-``k`` eigenvalues of the Jacobian of one training step, over training.
+
+    The task is trained with ``optimizer`` (float32, minibatches drawn from
+    ``seed``); at each step in ``steps`` the step map ``z -> z'`` over the joint
+    state (parameters and every floating accumulator), with the minibatch of that
+    step held fixed, is linearised with ``jax.linearize`` and ARPACK finds its
+    ``k`` largest-magnitude eigenvalues from Jacobian-vector products.
+
+    Args:
+      task: a task or its name (``digits_mlp``: 2,410 parameters; STAR's joint
+        state has about 12,600 coordinates).
+      optimizer: any optax transformation (STAR, small_fc_lopt, Adam, ...).
+      steps: increasing training steps (0 = at initialisation).
+      k: eigenvalues per point.
+      seed: root of the initial parameters and minibatches.
+      tol: ARPACK's tolerance.
+      ncv: Arnoldi basis size.
+    Returns:
+      an :class:`EigenRecord`.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    steps = [int(s) for s in steps]
+    if not steps or any(s < 0 for s in steps) or steps != sorted(set(steps)):
+        raise ValueError(f"steps: expected increasing non-negative ints, got {steps}")
+    key = jax.random.key(seed)
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), task.init(key))
+    state = optimizer.init(params)
+    data_key = jax.random.fold_in(key, 1)
+
+    def batch_at(t):
+        return task.sample_batch(jax.random.fold_in(data_key, t))
+
+    @jax.jit
+    def train_step(params, state, t):
+        loss, grads = jax.value_and_grad(task.loss)(params, batch_at(t))
+        updates, state = optimizer.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    batch_loss = jax.jit(lambda p, t: task.loss(p, batch_at(t)))
+    out: dict[str, list] = {k_: [] for k_ in ("eig", "loss", "mv", "sec")}
+    t, dim = 0, 0
+    for target in steps:
+        while t < target:
+            params, state = train_step(params, state, jnp.int32(t))
+            t += 1
+        fn, z = step_map(task, optimizer, params, state, batch_at(jnp.int32(t)))
+        dim = int(z.size)
+        t0 = time.perf_counter()
+        vals, mv = top_eigenvalues(fn, z, k, tol=tol, ncv=ncv)
+        out["sec"].append(time.perf_counter() - t0)
+        out["eig"].append(vals)
+        out["mv"].append(mv)
+        out["loss"].append(float(batch_loss(params, jnp.int32(t))))
+    eig = np.asarray(out["eig"])
+    return EigenRecord(
+        np.asarray(steps),
+        eig,
+        np.abs(eig[:, 0]),
+        np.asarray(out["loss"]),
+        np.asarray(out["mv"]),
+        np.asarray(out["sec"]),
+        dim,
+    )
+
+
+# -- meta-gradient variance ----------------------------------------------------------
+
+
+class MetagradRecord(NamedTuple):
+    """Meta-gradient statistics against rho, on the NQM.
+
+    Attributes:
+      values: ``(V,)`` nominal step sizes (each makes one optimizer).
+      horizons: ``(H,)`` unroll lengths.
+      rho: ``(V,)`` median spectral radius of the linearised loop along a trajectory
+        of the longest horizon.
+      variance: ``(V, H)`` total variance (trace of the covariance over noise
+        draws) of :math:`\\nabla_\\theta L`, over the finite samples.
+      mean_norm: ``(V, H)`` norm of the mean meta-gradient.
+      nonfinite: ``(V, H)`` samples whose meta-gradient was not finite.
+      samples: noise draws per cell.
+    """
+
+    values: np.ndarray
+    horizons: np.ndarray
+    rho: np.ndarray
+    variance: np.ndarray
+    mean_norm: np.ndarray
+    nonfinite: np.ndarray
+    samples: int
+
+
+def metagrad_variance_vs_rho(
+    theta,
+    problem: NoisyQuadratic,
+    values: Sequence[float],
+    horizons: Sequence[int] = (10, 30, 100),
+    *,
+    samples: int = 64,
+    seed: int = 0,
+    every: int = 5,
+    **star_kwargs,
+) -> MetagradRecord:
+    r"""Variance of the meta-gradient of STAR on the NQM against its spectral radius.
+
+    For each nominal step size in ``values`` (which moves STAR's spectral radius),
+    and each horizon ``T``, the meta-loss is the mean sampled loss
+    :math:`L = \frac1T \sum_{t<T} l_t(\phi_t)` from ``problem.x0`` and the
+    meta-gradient :math:`\nabla_\theta L` is taken by reverse mode through the
+    unroll for ``samples`` independent noise sequences. When the loop is unstable
+    (``rho > 1``) the meta-gradient is a polynomial of growing degree in the
+    transition and its variance grows exponentially with ``T``.
+
+    Args:
+      theta: STAR theta (3 heads), or ``None`` for the nominal term alone.
+      problem: the NQM.
+      values: nominal step sizes.
+      horizons: unroll lengths.
+      samples: noise draws per cell.
+      seed: root of the noise.
+      every: linearisation stride for rho.
+      **star_kwargs: passed to :func:`stability.lopt.star`.
+    Returns:
+      a :class:`MetagradRecord`.
+    """
+    dtype = _dtype()
+    theta = _theta_for(theta, dtype)
+    values = np.asarray(values, np.float64).reshape(-1)
+    horizons = np.asarray(horizons, np.int64).reshape(-1)
+    if values.size == 0 or np.any(values <= 0) or np.any(horizons < 1):
+        raise ValueError("values, horizons: expected positive numbers")
+    h = jnp.asarray(problem.hessian, dtype)
+    factor = jnp.asarray(problem.noise_factor(), dtype)
+    x0 = jnp.asarray(problem.x0, dtype)
+
+    def meta_loss(th, value, key, num_steps):
+        opt = star(th, nominal_stepsize=value, **star_kwargs)
+
+        def step(carry, key_t):
+            params, state = carry
+            xi = factor @ jax.random.normal(key_t, x0.shape, dtype)
+            d = params - xi
+            updates, state = opt.update(h @ d, state, params)
+            return (optax.apply_updates(params, updates), state), 0.5 * d @ (h @ d)
+
+        keys = jax.random.split(key, num_steps)
+        _, losses = jax.lax.scan(step, (x0, opt.init(x0)), keys)
+        return jnp.mean(losses)
+
+    variance = np.zeros((values.size, horizons.size))
+    mean_norm = np.zeros_like(variance)
+    nonfinite = np.zeros(variance.shape, np.int64)
+    keys = jax.random.split(jax.random.key(seed), samples)
+    for j, num_steps in enumerate(horizons):
+        grad_fn = jax.grad(meta_loss)
+
+        @jax.jit
+        def grads(value, num_steps=int(num_steps), grad_fn=grad_fn):
+            g = jax.vmap(lambda key: grad_fn(theta, value, key, num_steps))(keys)
+            return jax.vmap(lambda t: ravel_pytree(t)[0])(g)
+
+        for i, v in enumerate(values):
+            g = np.asarray(grads(jnp.asarray(v, dtype)), np.float64)
+            ok = np.all(np.isfinite(g), axis=1)
+            nonfinite[i, j] = int(np.sum(~ok))
+            if np.sum(ok) >= 2:
+                gs = g[ok]
+                variance[i, j] = float(np.sum(np.var(gs, axis=0, ddof=1)))
+                mean_norm[i, j] = float(np.linalg.norm(np.mean(gs, axis=0)))
+            else:
+                variance[i, j] = mean_norm[i, j] = np.inf
+    opt_of = _star_of(theta, dtype, **star_kwargs)
+    vals = jnp.asarray(values, dtype)
+    ks = jnp.stack([jax.random.key(seed + 1)] * values.size)
+    _, _, points = _nqm_rollout(opt_of, problem, int(horizons.max()), ks, vals, every)
+    rho, _ = _radii(_transitions(opt_of, problem, vals, points), problem.dim)
+    rho_med = _nan_reduce(np.nanmedian, rho, 1)
+    return MetagradRecord(
+        values, horizons, rho_med, variance, mean_norm, nonfinite, int(samples)
+    )
