@@ -1,0 +1,184 @@
+"""`stability reproduce`: the figure registry, the report, the exit status, the CLI
+wiring and the thin figure scripts.
+
+One quick end-to-end run of every figure is in the default suite; running each
+``figures/figNN_name.py`` as its own process is marked slow except for two cheap ones.
+Every run writes into ``tmp_path``, never into the committed ``figures/``.
+"""
+
+import argparse
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import matplotlib.pyplot as plt
+import pytest
+
+from stability import reproduce
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+FIGURE_DIR = ROOT / "figures"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _check_image(path: pathlib.Path):
+    assert path.exists(), path
+    data = path.read_bytes()
+    if path.suffix == ".png":
+        assert data.startswith(PNG_MAGIC)
+        assert len(data) > 10_000  # a drawn figure, not an empty canvas
+    else:
+        assert data.startswith(b"%PDF")
+
+
+def _section(report: str, name: str) -> str:
+    match = re.search(rf"## `{name}`.*?(?=\n## |\Z)", report, flags=re.S)
+    assert match, f"no section for {name}"
+    return match.group(0)
+
+
+def test_registry_and_scripts_match():
+    ids = list(reproduce.FIGURES)
+    assert ids == [f"fig{i:02d}" for i in range(1, 10)]
+    scripts = sorted(p.stem for p in FIGURE_DIR.glob("fig*.py"))
+    assert scripts == sorted(spec.name for spec in reproduce.FIGURES.values())
+    for spec in reproduce.FIGURES.values():
+        assert (
+            f'script_main("{spec.id}")' in (FIGURE_DIR / f"{spec.name}.py").read_text()
+        )
+
+
+def test_resolve_names():
+    assert reproduce.resolve(None) == list(reproduce.FIGURES)
+    assert reproduce.resolve(["fig05", "fig01_eigenvalues", "fig05"]) == [
+        "fig05",
+        "fig01",
+    ]
+    for bad in ("fig99", "fig01_regions", "eigenvalues"):
+        with pytest.raises(ValueError, match="--only"):
+            reproduce.resolve([bad])
+
+
+def test_quick_end_to_end(tmp_path):
+    """Every figure in quick mode through ``main``: images, numbers, skips, lemmas."""
+    rc = reproduce.main(["--quick", "--out", str(tmp_path)])
+    assert rc == 0
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "Quality: **quick**" in report
+    drawn = {"fig01", "fig02", "fig03", "fig04", "fig05", "fig09"}
+    for fid, spec in reproduce.FIGURES.items():
+        section = _section(report, spec.name)
+        if fid in drawn:
+            for suffix in (".png", ".pdf"):
+                _check_image(tmp_path / f"{spec.name}{suffix}")
+            rows = re.findall(r"^\| (?!quantity|---)(.+?) \| (.+?) \|$", section, re.M)
+            assert len(rows) >= 3, section
+        elif not reproduce._shipped_thetas():
+            assert "not available" in section
+            assert "thetas" in section
+            assert not (tmp_path / f"{spec.name}.png").exists()
+    assert "## Skipped and failed" in report
+    # the key numbers agree with the exact results they are checked against
+    assert "0 / 25921" in _section(report, "fig02_regions")
+    assert "15116438/146521" in _section(report, "fig02_regions")
+    fig05 = _section(report, "fig05_nqm_losses")
+    fractions = [float(v) for v in re.findall(r"within 3 s\.e\. \| ([\d.]+)", fig05)]
+    assert len(fractions) == 4 and min(fractions) > 0.9
+    assert "# Lemma report" in report or "## Lemma report" in report
+
+
+def test_failed_figure_sets_exit_status(tmp_path, monkeypatch, capsys):
+    def broken(quality):
+        raise RuntimeError("deliberately broken")
+
+    spec = reproduce.FIGURES["fig01"]
+    monkeypatch.setitem(reproduce.FIGURES, "fig01", spec._replace(build=broken))
+    rc = reproduce.main(["--out", str(tmp_path), "--only", "fig01", "--no-lemmas"])
+    assert rc == 1
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "| `fig01_eigenvalues` | failed |" in report
+    assert "deliberately broken" in report
+    assert "deliberately broken" in capsys.readouterr().err
+
+
+def test_not_available_is_not_a_failure(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "_shipped_thetas", lambda: [])
+    rc = reproduce.main(["--out", str(tmp_path), "--only", "fig06", "fig08"])
+    assert rc == 0
+    report = (tmp_path / "REPORT.md").read_text()
+    for name in ("fig06_meta_training", "fig08_generalization"):
+        assert f"| `{name}` | not available |" in report
+        assert "meta-trained thetas" in _section(report, name)
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_add_parser_and_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "_shipped_thetas", lambda: [])
+    parser = argparse.ArgumentParser(prog="stability")
+    sub = parser.add_subparsers(dest="command", required=True)
+    reproduce.add_parser(sub)
+    args = parser.parse_args(
+        ["reproduce", "--only", "fig07", "--out", str(tmp_path), "--no-lemmas"]
+    )
+    assert args.full is False
+    assert args.run(args) == 0
+    assert (tmp_path / "REPORT.md").exists()
+    full = parser.parse_args(["reproduce", "--full"])
+    assert full.full is True and full.out == reproduce.DEFAULT_OUT
+    with pytest.raises(SystemExit):
+        parser.parse_args(["reproduce", "--quick", "--full"])
+
+
+def test_stability_cli_reproduce(tmp_path, monkeypatch):
+    from stability import cli
+
+    monkeypatch.setattr(reproduce, "_shipped_thetas", lambda: [])
+    rc = cli.main(["reproduce", "--only", "fig06", "--out", str(tmp_path)])
+    assert rc == 0
+    assert "fig06_meta_training" in (tmp_path / "REPORT.md").read_text()
+
+
+def _run_script(name, out):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.run(
+        [sys.executable, str(FIGURE_DIR / f"{name}.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=out,
+        timeout=600,
+    )
+
+
+CHEAP = {"fig01", "fig06"}
+
+
+@pytest.mark.parametrize(
+    "fid",
+    [
+        fid if fid in CHEAP else pytest.param(fid, marks=pytest.mark.slow)
+        for fid in reproduce.FIGURES
+    ],
+)
+def test_figure_script(fid, tmp_path):
+    spec = reproduce.FIGURES[fid]
+    proc = _run_script(spec.name, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith(f"# {spec.name} (quick): ")
+    if "not available" in first:
+        assert not list(tmp_path.glob("*.png"))
+        return
+    assert ": ok in " in first
+    for suffix in (".png", ".pdf"):
+        _check_image(tmp_path / f"{spec.name}{suffix}")
+    numbers = [ln for ln in proc.stdout.splitlines()[1:] if ": " in ln]
+    assert len(numbers) >= 3
