@@ -415,10 +415,10 @@ class _Program:
         )
         metrics = {
             "meta_loss": jnp.mean(tr.losses),
-            "grad_norm": optax.global_norm(grad),
+            "grad_norm": optax.tree.norm(grad),
             "skipped": skipped,
             "diverged": diverged,
-            "theta_norm": optax.global_norm(theta),
+            "theta_norm": optax.tree.norm(theta),
             "grad": grad,
         }
         return new_state, metrics

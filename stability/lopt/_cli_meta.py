@@ -1,0 +1,148 @@
+"""``stability meta-train``: the command-line front of :mod:`stability.lopt.meta_train`.
+
+::
+
+    stability meta-train --task digits_mlp --optimizer star --estimator pes \\
+        --steps 3000 --out runs/star [--resume]
+
+Bad arguments are reported in one line on stderr with exit code 2.
+"""
+
+import argparse
+import math
+import sys
+
+__all__ = ["add_meta_train_parser", "run_meta_train"]
+
+
+def _stepsize(text: str):
+    """A positive float, or ``auto`` (tune it before meta-training)."""
+    if text == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or 'auto', got {text!r}"
+        ) from None
+
+
+def _one_line_error(parser: argparse.ArgumentParser):
+    def error(message):
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+    return error
+
+
+def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``meta-train`` sub-command to an ``add_subparsers()`` object."""
+    from stability.lopt.meta_train import MetaTrainConfig
+
+    d = MetaTrainConfig()
+    p = subparsers.add_parser(
+        "meta-train",
+        help="meta-train STAR or small_fc_lopt with ES or PES",
+        description="Meta-train a learned optimizer (antithetic ES or PES over "
+        "truncated unrolls); checkpoints and logs go to --out.",
+    )
+    p.error = _one_line_error(p)  # one line even under a plain ArgumentParser
+    p.add_argument("--task", default=d.task, help=f"task name (default {d.task})")
+    p.add_argument(
+        "--optimizer", choices=("star", "small_fc_lopt"), default=d.optimizer
+    )
+    p.add_argument("--estimator", choices=("pes", "es"), default=d.estimator)
+    p.add_argument("--steps", type=int, default=d.steps, help="outer steps")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--resume", action="store_true", help="continue from --out")
+    p.add_argument("--horizon", type=int, default=d.horizon, help="inner episode")
+    p.add_argument("--truncation", type=int, default=d.truncation)
+    p.add_argument(
+        "--population", type=int, default=d.population, help="antithetic pairs"
+    )
+    p.add_argument("--sigma", type=float, default=d.sigma)
+    p.add_argument("--outer-lr", type=float, default=d.outer_lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument(
+        "--nominal-stepsize",
+        type=_stepsize,
+        default=d.nominal_stepsize,
+        help=f"STAR's nominal step, or 'auto' to tune it (default "
+        f"{d.nominal_stepsize})",
+    )
+    p.add_argument("--no-nominal", action="store_true", help="STAR without nominal")
+    p.add_argument(
+        "--no-precondition", action="store_true", help="no output preconditioning"
+    )
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument(
+        "--eval-every", type=int, default=d.eval_every, help="0: no evaluation"
+    )
+    p.add_argument("--eval-seeds", type=int, default=d.eval_seeds)
+    p.add_argument(
+        "--clip", type=float, default=d.clip, help="meta-gradient norm clip (inf: none)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_meta_train)
+    return p
+
+
+def config_from_args(args: argparse.Namespace):
+    """The :class:`~stability.lopt.meta_train.MetaTrainConfig` of parsed arguments
+    (raises ValueError naming the bad field)."""
+    from stability.lopt.meta_train import MetaTrainConfig
+
+    return MetaTrainConfig(
+        task=args.task,
+        optimizer=args.optimizer,
+        estimator=args.estimator,
+        steps=args.steps,
+        horizon=args.horizon,
+        truncation=args.truncation,
+        population=args.population,
+        sigma=args.sigma,
+        outer_lr=args.outer_lr,
+        weight_decay=args.weight_decay,
+        nominal_stepsize=args.nominal_stepsize,
+        nominal=not args.no_nominal,
+        precondition=not args.no_precondition,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        eval_seeds=args.eval_seeds,
+        clip=args.clip,
+    )
+
+
+def run_meta_train(args: argparse.Namespace) -> int:
+    """Run the sub-command; returns the exit code (2 and one stderr line on bad
+    arguments, 130 when interrupted: the last checkpoint stays valid)."""
+    from stability.lopt.meta_train import meta_train
+
+    try:
+        config = config_from_args(args)
+        result = meta_train(
+            config, args.out, resume=args.resume, progress=not args.no_progress
+        )
+    except ValueError as err:
+        print(f"stability meta-train: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"stability meta-train: interrupted; continue with --resume --out "
+            f"{args.out}",
+            file=sys.stderr,
+        )
+        return 130
+    best = (
+        f"best held-out meta-loss {result.best_score:.4f} at step {result.best_step}"
+        if math.isfinite(result.best_score)
+        else "no held-out evaluation"
+    )
+    print(
+        f"meta-train {config.optimizer}/{config.estimator} on {config.task}: "
+        f"{result.steps} steps, {best}, {result.skipped} skipped, "
+        f"{result.diverged} diverged; wrote {result.out_dir}"
+    )
+    return 0

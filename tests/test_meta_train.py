@@ -1,0 +1,416 @@
+"""Meta-training: resume bit for bit, fault tolerance, estimators, theta files, CLI,
+and the population sharded over 4 devices.
+
+Every test uses one tiny configuration (4 pairs, horizon 8, truncation 4) so that the
+compiled programs are shared (``meta_train`` caches them; the estimator is a runtime
+flag). The 4-device run is a subprocess started when the first test of this module
+runs, so that it compiles while the other tests do.
+"""
+
+import dataclasses
+import functools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stability.cli import main as cli_main
+from stability.lopt import _unroll
+from stability.lopt import meta_train as mt
+from stability.lopt.io import load_metadata, load_theta, save_theta
+from stability.lopt.theta import init_theta
+
+TINY = mt.MetaTrainConfig(
+    steps=6,
+    horizon=8,
+    truncation=4,
+    population=4,
+    eval_every=3,
+    eval_seeds=2,
+    checkpoint_every=3,
+)
+
+_FOUR_DEVICES = textwrap.dedent(
+    """
+    import json, os
+    import numpy as np
+    import jax
+    from stability.lopt import meta_train as mt
+    from stability.lopt.io import flatten_theta
+    config = mt.MetaTrainConfig(**json.loads(os.environ["TINY_CONFIG"]))
+    out = mt.meta_gradient(config)
+    grad = {k: v.tolist() for k, v in flatten_theta(out["grad"]).items()}
+    print(json.dumps({"devices": out["devices"], "count": jax.device_count(),
+                      "meta_loss": out["meta_loss"], "grad": grad}))
+    """
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def four_device_run():
+    """Start the 4-device meta-gradient in a subprocess; tests read it at the end."""
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    ).strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    env["TINY_CONFIG"] = json.dumps(TINY.to_dict())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _FOUR_DEVICES],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+    if not proc.stdout.closed:
+        proc.communicate()  # closes the pipes
+
+
+def _log(path):
+    """Log rows without the wall-clock field."""
+    return [
+        {k: v for k, v in json.loads(line).items() if k != "wall_s"}
+        for line in path.read_text().splitlines()
+    ]
+
+
+def _assert_theta_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("task", "no_such_task"),
+        ("optimizer", "adam"),
+        ("estimator", "reinforce"),
+        ("steps", -1),
+        ("steps", 2.5),
+        ("horizon", 0),
+        ("truncation", 9),  # > horizon
+        ("population", 0),
+        ("population", True),
+        ("sigma", 0.0),
+        ("sigma", float("nan")),
+        ("outer_lr", -1e-3),
+        ("weight_decay", float("inf")),
+        ("nominal_stepsize", 0.0),
+        ("nominal", 1),
+        ("precondition", "yes"),
+        ("seed", -3),
+        ("checkpoint_every", 0),
+        ("eval_every", -1),
+        ("eval_seeds", 0),
+        ("clip", 0.0),
+    ],
+)
+def test_config_rejects_bad_fields(field, value):
+    with pytest.raises(ValueError, match=f"^{field}:"):
+        dataclasses.replace(TINY, **{field: value})
+
+
+def test_config_roundtrip_and_defaults():
+    d = mt.MetaTrainConfig()
+    assert (d.task, d.horizon, d.truncation, d.population) == (
+        "digits_mlp",
+        1000,
+        50,
+        8,
+    )
+    assert (d.sigma, d.outer_lr, d.weight_decay) == (0.01, 3e-4, 0.1)
+    assert d.nominal_stepsize == mt.DEFAULT_NOMINAL_STEPSIZE
+    c = dataclasses.replace(TINY, clip=float("inf"), nominal_stepsize=None)
+    assert mt.MetaTrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+    with pytest.raises(ValueError, match="unknown field 'lr'"):
+        mt.MetaTrainConfig.from_dict({"lr": 1.0})
+
+
+# -- the run: resume, faults ---------------------------------------------------------
+
+
+def test_resume_is_bit_for_bit(tmp_path):
+    straight = mt.meta_train(TINY, tmp_path / "a", progress=False)
+    assert straight.steps == 6 and straight.skipped == 0
+    files = {p.name for p in (tmp_path / "a").iterdir()}
+    assert {
+        "checkpoint.npz",
+        "log.jsonl",
+        "log.csv",
+        "eval.jsonl",
+        "theta.npz",
+        "theta.json",
+        "best_theta.npz",
+        "best_theta.json",
+    } <= files
+    assert not [f for f in files if f.endswith(".tmp")]
+
+    b = tmp_path / "b"
+    mt.meta_train(dataclasses.replace(TINY, steps=3), b, progress=False)
+    saved = (b / "checkpoint.npz").read_bytes()  # the checkpoint at step 3
+    # Run on to step 4 (log rows and a checkpoint at 4), then "kill" it: put the
+    # step-3 checkpoint back, as if the process died before its next checkpoint.
+    mt.meta_train(dataclasses.replace(TINY, steps=4), b, resume=True, progress=False)
+    assert len(_log(b / "log.jsonl")) == 4
+    (b / "checkpoint.npz").write_bytes(saved)
+    resumed = mt.meta_train(TINY, b, resume=True, progress=False)
+
+    _assert_theta_equal(straight.theta, resumed.theta)
+    _assert_theta_equal(straight.best_theta, resumed.best_theta)
+    assert (straight.best_score, straight.best_step) == (
+        resumed.best_score,
+        resumed.best_step,
+    )
+    assert _log(tmp_path / "a" / "log.jsonl") == _log(b / "log.jsonl")
+    assert [r["step"] for r in _log(b / "log.jsonl")] == [1, 2, 3, 4, 5, 6]
+    assert _log(tmp_path / "a" / "eval.jsonl") == _log(b / "eval.jsonl")
+    csv_rows = (b / "log.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("step,meta_loss") and len(csv_rows) == 7
+    with (
+        np.load(tmp_path / "a" / "checkpoint.npz") as fa,
+        np.load(b / "checkpoint.npz") as fb,
+    ):
+        for k in fa.files:
+            if k.startswith(("state/", "best/")):
+                np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
+
+    best = load_theta(b / "best_theta.npz", heads=3)
+    _assert_theta_equal(best, straight.best_theta)
+    meta = load_metadata(b / "theta.npz")
+    assert meta["config"]["horizon"] == 8 and meta["metrics"]["steps"] == 6
+    assert {"command", "git_commit", "date"} <= set(meta)
+
+    with pytest.raises(ValueError, match="^out_dir:"):
+        mt.meta_train(TINY, b, progress=False)
+    with pytest.raises(ValueError, match="^sigma:"):
+        mt.meta_train(dataclasses.replace(TINY, sigma=0.02), b, resume=True)
+
+
+def test_nan_meta_gradient_is_skipped_and_the_pair_restarted(tmp_path):
+    config = dataclasses.replace(TINY, steps=4, eval_every=0)
+    result = mt.meta_train(config, tmp_path, progress=False, fault_steps=[1])
+    rows = _log(tmp_path / "log.jsonl")
+    assert [r["skipped"] for r in rows] == [0, 1, 0, 0]
+    assert rows[1]["meta_loss"] is None and rows[1]["grad_norm"] is None
+    assert rows[1]["theta_norm"] == rows[0]["theta_norm"]  # theta untouched
+    assert rows[1]["diverged"] >= 1  # the poisoned pair restarted
+    assert rows[2]["theta_norm"] != rows[1]["theta_norm"]  # and training goes on
+    assert all(r["meta_loss"] is not None for r in (rows[0], rows[2], rows[3]))
+    assert result.skipped == 1 and result.diverged >= 1
+    for leaf in jax.tree.leaves(result.theta):
+        assert np.all(np.isfinite(leaf))
+
+
+# -- estimators --------------------------------------------------------------------
+
+
+@functools.cache
+def _jitted(program):
+    return jax.jit(program.inner.update), jax.jit(program.inner.fresh)
+
+
+def _reference_gradient(program, theta, eps, pop, acc, pes):
+    """ES/PES of one truncation, member by member in plain Python loops."""
+    inner, c = program.inner, program.config
+    update, fresh = _jitted(program)
+    theta = jax.tree.map(np.asarray, theta)
+    eps = jax.tree.map(np.asarray, eps)
+    acc = jax.tree.map(np.asarray, acc)
+    pop = jax.tree.map(np.asarray, pop)
+    total = None
+    for i in range(c.population):
+        e_i = jax.tree.map(lambda x, i=i: x[i], eps)
+        metas = [
+            jax.tree.map(lambda t, e, s=s: t + s * e, theta, e_i) for s in (1.0, -1.0)
+        ]
+        states = [
+            (
+                jax.tree.map(lambda x, i=i, s=s: x[i, s], pop.params),
+                jax.tree.map(lambda x, i=i, s=s: x[i, s], pop.opt_state),
+            )
+            for s in (0, 1)
+        ]
+        step, key, rng = int(pop.step[i]), pop.episode_key[i], pop.rng[i]
+        deltas, in_old, old = [], [], True
+        for _ in range(c.truncation):
+            batch = inner.batch(key, step)
+            losses = []
+            for s in (0, 1):
+                loss, p, o = update(metas[s], *states[s], batch)
+                states[s] = (p, o)
+                losses.append(inner.normalize(loss))
+            deltas.append(float(losses[0] - losses[1]))
+            in_old.append(old)
+            step += 1
+            if step >= c.horizon:
+                split = jax.random.split(_unroll.wrap(rng))
+                rng, key = _unroll.unwrap(split[0]), _unroll.unwrap(split[1])
+                states = [fresh(metas[0], key)] * 2
+                step, old = 0, False
+        scale = 1 / (2 * c.sigma**2)
+        c_eps = np.mean(deltas) * scale
+        c_acc = sum(d for d, o in zip(deltas, in_old, strict=True) if o)
+        c_acc = c_acc / c.truncation * scale if pes else 0.0
+        a_i = jax.tree.map(lambda x, i=i: x[i], acc)
+        g_i = jax.tree.map(lambda e, a, ce=c_eps, ca=c_acc: ce * e + ca * a, e_i, a_i)
+        total = g_i if total is None else jax.tree.map(np.add, total, g_i)
+    return jax.tree.map(lambda x: x / c.population, total)
+
+
+def _close(a, b, rtol):
+    fa, fb = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)]) for t in (a, b))
+    np.testing.assert_allclose(fa, fb, rtol=rtol, atol=rtol * np.max(np.abs(fb)))
+
+
+def test_es_and_pes_match_a_member_by_member_reference():
+    program = mt._program(TINY)
+    c = program.config
+    poison = jnp.zeros((c.population, 2), jnp.float32)
+    state = program.init_state()
+    # Pair i starts at inner step 2i: pairs 1 and 3 finish episodes mid-truncation.
+    assert list(np.asarray(state.population.step)) == [0, 2, 4, 6]
+    grads, eps = {}, {}
+    for pes in (True, False):
+        s = state
+        for k in range(2):
+            key = jax.random.fold_in(mt._keys(c.seed)["eps"], k)
+            eps[k] = _unroll.perturbations(key, s.theta, c.population, c.sigma)
+            expected = _reference_gradient(
+                program, s.theta, eps[k], s.population, s.accumulator, pes
+            )
+            new, metrics = program.step(s, poison, pes)
+            _close(metrics["grad"], expected, rtol=2e-3)
+            grads[pes, k] = metrics["grad"]
+            s = new
+        if pes:
+            # Pair 0 ends its episode at the last step of truncation 2 (nothing
+            # to carry), pairs 1 and 2 start one inside it, pair 3 inside truncation
+            # 1 and goes on through truncation 2.
+            acc = np.asarray(s.accumulator["mlp"]["w0"])
+            e1, e2 = (np.asarray(eps[k]["mlp"]["w0"]) for k in (0, 1))
+            np.testing.assert_array_equal(acc[0], 0.0)
+            np.testing.assert_array_equal(acc[1:3], e2[1:3])
+            np.testing.assert_array_equal(acc[3], e1[3] + e2[3])
+        else:
+            assert all(
+                np.all(np.asarray(a) == 0) for a in jax.tree.leaves(s.accumulator)
+            )
+    # First truncation: nothing accumulated yet, PES is ES (bit for bit).
+    _assert_theta_equal(grads[True, 0], grads[False, 0])
+    with pytest.raises(AssertionError):
+        _assert_theta_equal(grads[True, 1], grads[False, 1])
+
+
+# -- files and CLI ---------------------------------------------------------------------
+
+
+def test_save_load_theta_roundtrip(tmp_path):
+    theta = init_theta(jax.random.key(3), heads=3)
+    save_theta(tmp_path / "t.npz", theta, {"config": {"sigma": 0.01}, "x": np.nan})
+    back = load_theta(tmp_path / "t.npz")
+    _assert_theta_equal(theta, back)
+    assert back["mlp"]["w0"].dtype == np.float32
+    assert load_metadata(tmp_path / "t.npz") == {"config": {"sigma": 0.01}, "x": None}
+    with np.load(tmp_path / "t.npz") as f:
+        assert "mlp/w0" in f.files and "momentum_decays" in f.files
+    with pytest.raises(ValueError, match=r"theta\['mlp'\]\['w2'\]"):
+        load_theta(tmp_path / "t.npz", heads=2)
+    bad = dict(theta, mlp=dict(theta["mlp"], w1=np.zeros((4, 5), np.float32)))
+    with pytest.raises(ValueError, match=r"theta\['mlp'\]\['w1'\]"):
+        save_theta(tmp_path / "bad.npz", bad)
+    np.savez(tmp_path / "bad.npz", **{"mlp/w0": np.zeros((3, 3))})
+    with pytest.raises(ValueError, match="missing key"):
+        load_theta(tmp_path / "bad.npz")
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--steps", "x"],
+        ["--population", "0"],
+        ["--optimizer", "adam"],
+        ["--sigma", "-1"],
+        ["--truncation", "2000"],
+        ["--nominal-stepsize", "fast"],
+        ["--task", "nope"],
+        [],  # --out missing
+    ],
+)
+def test_cli_bad_arguments_exit_2_with_one_line(argv, tmp_path, capsys):
+    if argv:
+        argv = [*argv, "--out", str(tmp_path)]
+    try:
+        code = cli_main(["meta-train", *argv])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert "error" in err
+
+
+def test_cli_runs_and_resumes(tmp_path, capsys):
+    argv = [
+        "meta-train",
+        "--out",
+        str(tmp_path),
+        "--horizon",
+        "8",
+        "--truncation",
+        "4",
+        "--population",
+        "4",
+        "--eval-every",
+        "3",
+        "--eval-seeds",
+        "2",
+        "--checkpoint-every",
+        "3",
+        "--estimator",
+        "es",
+    ]
+    assert cli_main([*argv, "--steps", "2"]) == 0
+    assert cli_main([*argv, "--steps", "3", "--resume", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "3 steps" in out
+    assert [r["step"] for r in _log(tmp_path / "log.jsonl")] == [1, 2, 3]
+    assert cli_main([*argv, "--steps", "3"]) == 2  # would overwrite the run
+
+
+# -- scale-out -----------------------------------------------------------------------
+
+
+def test_four_devices_give_the_one_device_meta_gradient(four_device_run):
+    one = mt.meta_gradient(TINY)
+    assert one["devices"] == 1
+    out, err = four_device_run.communicate(timeout=600)
+    assert four_device_run.returncode == 0, err[-2000:]
+    four = json.loads(out.strip().splitlines()[-1])
+    assert four["count"] == 4 and four["devices"] == 4
+    from stability.lopt.io import flatten_theta
+
+    flat = flatten_theta(one["grad"])
+    assert set(flat) == set(four["grad"])
+    a = np.concatenate([np.ravel(flat[k]) for k in sorted(flat)])
+    b = np.concatenate([np.ravel(four["grad"][k]) for k in sorted(flat)])
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * np.max(np.abs(a)))
+    assert four["meta_loss"] == pytest.approx(one["meta_loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_tune_nominal_stepsize_picks_a_grid_value():
+    best, table = mt.tune_nominal_stepsize(horizon=50, seeds=2, grid=[1e-4, 3e-2])
+    assert best in table and table[3e-2] < table[1e-4]
