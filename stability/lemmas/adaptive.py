@@ -94,6 +94,7 @@ every product of up to DEPTH factors drawn from the schedule's values."""
 
 SLACK = 1e-9  # relative slack on rho < 1 for rounding (CLAIMS.md, "At rho = 1")
 _MARGIN = 1e-6  # counterexamples break the claim by this much
+_WINDOW_MARGIN = 1e-2  # a disconnected stable set, clearly: rho < 0.99 and > 1.01
 DEPTH = 4  # longest product the conclusion checks
 MAX_WORDS = 2000  # cap on the number of products the conclusion forms
 DEFAULT_BUDGET = 2000
@@ -403,11 +404,12 @@ def _check_budget(budget):
         raise ValueError(f"budget: must be a positive integer, got {budget!r}")
 
 
-def disconnected_counterexample(*, seed=0, budget=DEFAULT_BUDGET):
+def disconnected_counterexample(*, seed=0, budget=5000):
     """Seeded search for a non-symmetric, non-commuting ``P`` whose stable set of
     ``alpha`` is disconnected: an instance with schedule ``(a_hi, a_mid, a_lo)``,
-    decaying, whose end values are stable while ``a_mid`` is not (``rho > 1 +
-    1e-6``): a monotone decay between two stable steps crosses an unstable window.
+    decaying, whose end values are stable (``rho < 0.99``) while ``a_mid`` is not
+    (``rho > 1.01``): a monotone decay between two stable steps crosses an unstable
+    window.
 
     >>> inst = disconnected_counterexample(seed=0)
     >>> stable_alphas(inst.H, inst.P, inst.alphas).tolist()
@@ -421,11 +423,11 @@ def disconnected_counterexample(*, seed=0, budget=DEFAULT_BUDGET):
         H, _, _ = random_hessian(rng, n, 10 ** rng.uniform(0, 2), 1.0)
         P = rng.standard_normal((n, n)) * np.exp(rng.uniform(-2, 1))
         r = _radius(_transitions(H, P, grid))
-        ok = np.flatnonzero(r < 1 - _MARGIN)
+        ok = np.flatnonzero(r < 1 - _WINDOW_MARGIN)
         if ok.size < 2:
             continue
         inside = np.arange(ok[0], ok[-1] + 1)
-        bad = inside[r[inside] > 1 + _MARGIN]
+        bad = inside[r[inside] > 1 + _WINDOW_MARGIN]
         if bad.size == 0:
             continue
         mid = bad[np.argmax(r[bad])]
