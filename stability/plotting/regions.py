@@ -107,7 +107,7 @@ def region(
 def rho_colorbar(fig, axes, *, label=RHO_LABEL, **kwargs):
     """One colour bar for the regions drawn on ``axes`` (an Axes or an array of
     them), ticked in rho; ``kwargs`` go to ``Figure.colorbar``. Returns the
-    Colorbar."""
+    Colorbar. ``label=None`` puts a short "ρ" on top instead of a side label."""
     kwargs.setdefault("pad", 0.02)
     kwargs.setdefault("fraction", 0.05)
     axes = np.asarray(axes).ravel().tolist() if not isinstance(axes, plt.Axes) else axes
@@ -116,7 +116,10 @@ def rho_colorbar(fig, axes, *, label=RHO_LABEL, **kwargs):
     bar.set_ticks(ticks, labels=["0", "0.9", "0.99", "0.999", "≥ 0.9999"])
     bar.ax.yaxis.set_minor_formatter(NullFormatter())
     bar.ax.invert_yaxis()  # rho grows upward
-    bar.set_label(label)
+    if label:
+        bar.set_label(label)
+    else:  # a compact title instead of a side label, for tight grids
+        bar.ax.set_title("ρ", fontsize=8)
     return bar
 
 
