@@ -1,0 +1,158 @@
+"""Meta-gradient growth with the horizon: boundedness iff rho < 1, rho^{2T} growth,
+polynomial growth at rho = 1, Monte-Carlo variance."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stability.lemmas import metagrad
+from stability.problems import NoisyQuadratic
+
+# one set of horizons and seeds for every measurement, so that the jitted kernels
+# compile once
+HORIZONS = (16, 32, 48, 64)
+SEEDS = 256
+
+
+def test_claim_shape():
+    inst = metagrad.sample(np.random.default_rng(0))
+    assert metagrad.NAME == "metagrad"
+    assert set(metagrad.DROPS) <= set(metagrad.hypotheses(inst))
+    assert all(isinstance(v, float) for v in metagrad.bounds(inst).values())
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(1, 8),
+    log_kappa=st.floats(0.0, 6.0),
+    stable=st.booleans(),
+)
+def test_bounded_iff_stable(seed, n, log_kappa, stable):
+    rng = np.random.default_rng(seed)
+    inst = metagrad.sample(rng, n=n, kappa=10**log_kappa, stable=stable)
+    assert all(metagrad.hypotheses(inst).values())
+    assert (metagrad.radius(inst) < 1) == stable
+    assert metagrad.conclusion(inst)
+    assert metagrad.bounded(inst) == stable
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unexcited_counterexample(seed):
+    inst = metagrad.counterexample("excited", seed=seed)
+    assert inst is not None
+    hyp = metagrad.hypotheses(inst)
+    assert not hyp["excited"] and hyp["horizon_resolves"]
+    assert metagrad.radius(inst) > 1
+    assert metagrad.bounded(inst)
+    assert not metagrad.conclusion(inst)
+    # exciting the unstable direction restores the growth
+    kicked = inst._replace(x0=inst.x0 + 1e-3)
+    assert metagrad.hypotheses(kicked)["excited"]
+    assert not metagrad.bounded(kicked)
+    again = metagrad.counterexample("excited", seed=seed)
+    np.testing.assert_array_equal(again.P, inst.P)
+
+
+def test_forward_recursion_matches_jax_grad_through_expected_losses():
+    rng = np.random.default_rng(3)
+    for stable in (True, False):
+        inst = metagrad.sample(rng, n=3, kappa=100.0, stable=stable)
+        problem = metagrad.problem_of(inst)
+        taus = [1, 5, 12]
+        grads = metagrad.meta_gradients(problem, inst.P, inst.alpha, taus)
+        ref = np.linalg.norm(grads.reshape(3, -1), axis=1)
+        np.testing.assert_allclose(
+            metagrad.gradient_norms(inst, taus), ref, rtol=1e-9, atol=1e-14
+        )
+        # and jax.grad of the scalar meta-loss at one horizon
+        g = jax.grad(metagrad.meta_loss)(jnp.asarray(inst.P), problem, inst.alpha, 12)
+        np.testing.assert_allclose(np.asarray(g), grads[-1], rtol=1e-9, atol=1e-14)
+
+
+def test_meta_loss_is_a_polynomial_of_degree_2T_minus_2():
+    # L_T has degree 2(T - 1) in p (E l_t has degree 2t, t < T), so dL/dp has degree
+    # 2T - 3: the (2T - 1)-th finite difference vanishes, the (2T - 2)-th does not
+    problem = NoisyQuadratic.from_eigenvalues([0.7], noise_var=0.3, x0=[1.5])
+    T = 4
+    ps = 0.1 * np.arange(2 * T)
+    vals = np.array(
+        [float(metagrad.meta_loss(jnp.array([[p]]), problem, 0.2, T)) for p in ps]
+    )
+    assert abs(np.diff(vals, 2 * T - 1)[0]) < 1e-10 * np.max(np.abs(vals))
+    assert abs(np.diff(vals[:-1], 2 * T - 2)[0]) > 1e-6
+
+
+@pytest.fixture(scope="module")
+def rates():
+    return metagrad.rate_vs_rho([0.6, 1.1, 1.2, 1.3], HORIZONS, num_seeds=SEEDS)
+
+
+def test_growth_rate_is_two_log_rho(rates):
+    unstable = rates.rhos > 1
+    np.testing.assert_allclose(
+        rates.rates[unstable], 2 * np.log(rates.rhos[unstable]), rtol=0.03
+    )
+    np.testing.assert_allclose(rates.predicted, 2 * np.log(np.maximum(rates.rhos, 1)))
+    # slope of the fitted rate against 2 log rho
+    slope = np.polyfit(rates.predicted[unstable], rates.rates[unstable], 1)[0]
+    assert slope == pytest.approx(1.0, rel=0.03)
+    # the Monte-Carlo variance grows twice as fast: rho^{4T}
+    np.testing.assert_allclose(
+        rates.variance_rates[unstable], 4 * np.log(rates.rhos[unstable]), rtol=0.1
+    )
+
+
+def test_stable_meta_gradient_converges(rates):
+    assert abs(rates.rates[0]) < 0.01
+    problem, P = metagrad.one_mode(0.6)
+    rec = metagrad.gradient_growth(problem, P, 0.5, HORIZONS, num_seeds=SEEDS)
+    assert rec.rho == pytest.approx(0.6)
+    assert rec.grad_norms[-1] == pytest.approx(rec.grad_norms[-2], rel=0.05)
+    # the variance of the sampled meta-gradient shrinks (averaging over more steps)
+    assert rec.mc_variances[-1] < rec.mc_variances[0]
+
+
+@pytest.mark.parametrize("eigenvalue, degree", [(1.0, 1.0), (-1.0, 2.0)])
+def test_polynomial_growth_at_rho_one(eigenvalue, degree):
+    problem, P = metagrad.one_mode(eigenvalue)
+    rec = metagrad.gradient_growth(problem, P, 0.5, HORIZONS, num_seeds=SEEDS)
+    assert rec.rho == pytest.approx(1.0)
+    assert rec.degree == pytest.approx(degree, abs=0.1)
+    assert abs(rec.rate) < 0.05
+
+
+def test_sampled_meta_gradients_are_unbiased():
+    problem, P = metagrad.one_mode(-1.1)
+    rec = metagrad.gradient_growth(problem, P, 0.5, HORIZONS, num_seeds=SEEDS)
+    err = np.abs(rec.mc_grad_norms - rec.grad_norms)
+    assert np.all(err <= 5 * np.sqrt(rec.mc_variances / SEEDS))
+    assert np.all(np.diff(rec.mc_variances) > 0)
+
+
+def test_bad_inputs_raise():
+    H = np.eye(2)
+    with pytest.raises(ValueError, match="H"):
+        metagrad.make_instance(H=-H, P=H, alpha=0.1, horizon=8)
+    with pytest.raises(ValueError, match="P"):
+        metagrad.make_instance(H=H, P=np.eye(3), alpha=0.1, horizon=8)
+    with pytest.raises(ValueError, match="alpha"):
+        metagrad.make_instance(H=H, P=H, alpha=-0.1, horizon=8)
+    with pytest.raises(ValueError, match="horizon"):
+        metagrad.make_instance(H=H, P=H, alpha=0.1, horizon=0)
+    with pytest.raises(ValueError, match="noise_cov"):
+        metagrad.make_instance(H=H, P=H, alpha=0.1, horizon=8, noise_cov=-1.0)
+    inst = metagrad.make_instance(H=H, P=H, alpha=0.1, horizon=8)
+    with pytest.raises(ValueError, match="horizons"):
+        metagrad.gradient_norms(inst, [0, 3])
+    problem = metagrad.problem_of(inst)
+    with pytest.raises(ValueError, match="num_seeds"):
+        metagrad.sampled_meta_gradients(problem, H, 0.1, [4], num_seeds=1)
+    with pytest.raises(ValueError, match="sign"):
+        metagrad.rate_vs_rho([1.1], [4, 8], sign=2)
+    with pytest.raises(ValueError, match="drop"):
+        metagrad.counterexample("stable")
+    with pytest.raises(ValueError, match="kind"):
+        metagrad.counterexample("excited", kind="sufficiency")
