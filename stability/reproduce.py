@@ -1197,9 +1197,11 @@ def _fig09(q: Quality) -> Drawn:
             numbers[f"{tag}: fraction of checkpoints (t >= 100) with rho >= 1"] = _fmt(
                 np.mean(unstable[late]), 3
             )
-            spike = np.flatnonzero(losses[1:] > 10 * np.minimum.accumulate(losses)[:-1])
-            numbers[f"{tag}: first loss spike (> 10x running min)"] = (
-                str(int(spike[0]) + 1) if spike.size else "none"
+            running_min = np.minimum.accumulate(losses)[:-1]
+            spike = np.flatnonzero(losses[1:] > 10 * running_min) + 1
+            spike = spike[spike >= 100]  # after the start-up transient
+            numbers[f"{tag}: first loss spike (t >= 100, > 10x running min)"] = (
+                str(int(spike[0])) if spike.size else "none"
             )
             numbers[f"{tag}: final loss"] = _fmt(losses[-1])
         fig.suptitle(
