@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import TOL
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,7 +20,6 @@ from stability.problems import (
     random_rotation,
     rotated,
 )
-from tests.helpers import TOL
 
 
 def test_claim_shape():
