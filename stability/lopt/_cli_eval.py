@@ -32,6 +32,18 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(0 < v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected positive numbers separated by commas, got {text!r}"
+        )
+    return values
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -73,6 +85,11 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
         type=int,
         default=3,
         help="grid values continued past each horizon when tuning (0: all)",
+    )
+    p.add_argument(
+        "--grid",
+        type=_floats,
+        help="tuning grid, comma-separated (default 1e-4 to 1 in half decades)",
     )
     p.add_argument("--record-every", type=_positive)
     p.add_argument(
@@ -146,6 +163,7 @@ def _run(args) -> int:
             base_horizon=args.base_horizon,
             tuning_seeds=args.tuning_seeds,
             keep=args.keep or None,
+            grid=args.grid or ev.TUNING_GRID,
             baselines=baselines,
             record_every=args.record_every,
             log=lambda line: print(line, file=sys.stderr, flush=True),

@@ -46,7 +46,7 @@ from jax.flatten_util import ravel_pytree
 
 from stability.analyses import spectral_radius
 from stability.lopt.star import star
-from stability.lopt.tasks import Task, get_task
+from stability.lopt.tasks import get_task
 from stability.lopt.theta import init_theta, validate_theta, zero_output_layer
 from stability.operators import closed_loop
 from stability.problems import NoisyQuadratic
@@ -470,7 +470,9 @@ def top_eigenvalues(
     """The ``k`` largest-magnitude eigenvalues of the Jacobian of ``fn`` at ``z``.
 
     ARPACK (``scipy.sparse.linalg.eigs``, implicitly restarted Arnoldi) on
-    Jacobian-vector products from ``jax.linearize``: the Jacobian is never formed.
+    Jacobian-vector products (``jax.jvp`` in one jitted program, which recomputes
+    the primal but compiles once, where ``jax.linearize`` runs the primal op by op):
+    the Jacobian is never formed.
 
     Args:
       fn: a map ``R^d -> R^d`` (jittable).
@@ -480,14 +482,16 @@ def top_eigenvalues(
       ncv: Arnoldi basis size (default ``max(2k + 1, 20)``, at most ``d``).
       maxiter: restarts allowed (default ``100 d``).
     Returns:
-      ``(eigenvalues sorted by decreasing magnitude, matvecs used)``.
+      ``(eigenvalues sorted by decreasing magnitude, matvecs used)``; NaNs and 0
+      matvecs when a Jacobian-vector product is not finite (the map is not
+      differentiable there, e.g. Adam's :math:`\\sqrt{\\hat v}` at ``v = 0``).
     """
     z = jnp.asarray(z)
     d = int(z.size)
     if not 0 < k < d - 1:
         raise ValueError(f"k: ARPACK needs 0 < k < d - 1 = {d - 1}, got {k}")
-    _, jvp = jax.linearize(fn, z)
-    jvp = jax.jit(jvp)
+    # one compiled program; jax.linearize would run the primal op by op
+    jvp = jax.jit(lambda v: jax.jvp(fn, (z,), (v,))[1])
     count = [0]
 
     def matvec(v):
@@ -495,6 +499,11 @@ def top_eigenvalues(
         v = jnp.asarray(np.asarray(v).real.reshape(z.shape), z.dtype)
         return np.asarray(jvp(v), np.float64).reshape(-1)
 
+    probe = matvec(np.random.default_rng(0).standard_normal(d))
+    count[0] = 0
+    if not np.all(np.isfinite(probe)):
+        nan = np.full(k, np.nan + 0j)
+        return nan, 0  # not differentiable here (e.g. Adam's sqrt at v = 0)
     op = scipy.sparse.linalg.LinearOperator((d, d), matvec=matvec, dtype=np.float64)
     ncv = min(d, max(2 * k + 1, 20)) if ncv is None else ncv
     vals = scipy.sparse.linalg.eigs(
@@ -509,7 +518,7 @@ def top_eigenvalues(
     return vals[np.argsort(-np.abs(vals), kind="stable")], count[0]
 
 
-def step_map(task: Task, optimizer, params, state, batch):
+def step_map(task, optimizer, params, state, batch):
     """One training step with a fixed minibatch as a map of the joint state.
 
     Returns ``(fn, z)``: ``z`` ravels ``(params, floating leaves of state)`` and
@@ -550,7 +559,7 @@ class EigenRecord(NamedTuple):
 
 
 def top_eigenvalues_along_training(
-    task: Task | str,
+    task,
     optimizer: optax.GradientTransformation,
     steps: Sequence[int],
     k: int = 6,
@@ -564,12 +573,13 @@ def top_eigenvalues_along_training(
     The task is trained with ``optimizer`` (float32, minibatches drawn from
     ``seed``); at each step in ``steps`` the step map ``z -> z'`` over the joint
     state (parameters and every floating accumulator), with the minibatch of that
-    step held fixed, is linearised with ``jax.linearize`` and ARPACK finds its
+    step held fixed, is linearised (Jacobian-vector products) and ARPACK finds its
     ``k`` largest-magnitude eigenvalues from Jacobian-vector products.
 
     Args:
-      task: a task or its name (``digits_mlp``: 2,410 parameters; STAR's joint
-        state has about 12,600 coordinates).
+      task: a :class:`~stability.lopt.tasks.Task` or its name (``digits_mlp``:
+        2,410 parameters; STAR's joint state has 12,590 coordinates); any object
+        with ``init``, ``loss`` and ``sample_batch`` will do.
       optimizer: any optax transformation (STAR, small_fc_lopt, Adam, ...).
       steps: increasing training steps (0 = at initialisation).
       k: eigenvalues per point.
@@ -639,6 +649,12 @@ class MetagradRecord(NamedTuple):
         draws) of :math:`\\nabla_\\theta L`, over the finite samples.
       mean_norm: ``(V, H)`` norm of the mean meta-gradient.
       nonfinite: ``(V, H)`` samples whose meta-gradient was not finite.
+      variance_rate: ``(V,)`` least-squares slope of ``log variance`` against the
+        horizon (per step; ``nan`` with fewer than two finite cells).
+      predicted_rate: ``(V,)`` ``4 log rho``, the slope linear theory predicts
+        for an unstable loop (the variance grows like :math:`\\rho^{4T}`, see
+        :mod:`stability.lemmas.metagrad`); a stable loop predicts a bounded
+        variance (slope about 0).
       samples: noise draws per cell.
     """
 
@@ -648,6 +664,8 @@ class MetagradRecord(NamedTuple):
     variance: np.ndarray
     mean_norm: np.ndarray
     nonfinite: np.ndarray
+    variance_rate: np.ndarray
+    predicted_rate: np.ndarray
     samples: int
 
 
@@ -670,7 +688,9 @@ def metagrad_variance_vs_rho(
     meta-gradient :math:`\nabla_\theta L` is taken by reverse mode through the
     unroll for ``samples`` independent noise sequences. When the loop is unstable
     (``rho > 1``) the meta-gradient is a polynomial of growing degree in the
-    transition and its variance grows exponentially with ``T``.
+    transition and its variance grows exponentially with ``T``. (For a *linear*
+    learned term the exact expected meta-gradient is in
+    :mod:`stability.lemmas.metagrad`; here the optimizer is STAR itself.)
 
     Args:
       theta: STAR theta (3 heads), or ``None`` for the nominal term alone.
@@ -694,7 +714,10 @@ def metagrad_variance_vs_rho(
     factor = jnp.asarray(problem.noise_factor(), dtype)
     x0 = jnp.asarray(problem.x0, dtype)
 
-    def meta_loss(th, value, key, num_steps):
+    num_steps = int(horizons.max())
+
+    def prefix_losses(th, value, key):
+        """Meta-losses of every horizon from one unroll, shape ``(H,)``."""
         opt = star(th, nominal_stepsize=value, **star_kwargs)
 
         def step(carry, key_t):
@@ -704,24 +727,26 @@ def metagrad_variance_vs_rho(
             updates, state = opt.update(h @ d, state, params)
             return (optax.apply_updates(params, updates), state), 0.5 * d @ (h @ d)
 
-        keys = jax.random.split(key, num_steps)
-        _, losses = jax.lax.scan(step, (x0, opt.init(x0)), keys)
-        return jnp.mean(losses)
+        keys_t = jax.random.split(key, num_steps)
+        _, losses = jax.lax.scan(step, (x0, opt.init(x0)), keys_t)
+        return (jnp.cumsum(losses)[horizons - 1]) / horizons.astype(dtype)
+
+    keys = jax.random.split(jax.random.key(seed), samples)
+
+    @jax.jit
+    def grads(value):
+        jac = jax.jacrev(prefix_losses)  # one backward pass per horizon
+        g = jax.vmap(lambda key: jac(theta, value, key))(keys)
+        flat = [x.reshape(samples, horizons.size, -1) for x in jax.tree.leaves(g)]
+        return jnp.concatenate(flat, axis=-1)  # (samples, H, theta size)
 
     variance = np.zeros((values.size, horizons.size))
     mean_norm = np.zeros_like(variance)
     nonfinite = np.zeros(variance.shape, np.int64)
-    keys = jax.random.split(jax.random.key(seed), samples)
-    for j, num_steps in enumerate(horizons):
-        grad_fn = jax.grad(meta_loss)
-
-        @jax.jit
-        def grads(value, num_steps=int(num_steps), grad_fn=grad_fn):
-            g = jax.vmap(lambda key: grad_fn(theta, value, key, num_steps))(keys)
-            return jax.vmap(lambda t: ravel_pytree(t)[0])(g)
-
-        for i, v in enumerate(values):
-            g = np.asarray(grads(jnp.asarray(v, dtype)), np.float64)
+    for i, v in enumerate(values):
+        g_all = np.asarray(grads(jnp.asarray(v, dtype)), np.float64)
+        for j in range(horizons.size):
+            g = g_all[:, j]
             ok = np.all(np.isfinite(g), axis=1)
             nonfinite[i, j] = int(np.sum(~ok))
             if np.sum(ok) >= 2:
@@ -733,9 +758,24 @@ def metagrad_variance_vs_rho(
     opt_of = _star_of(theta, dtype, **star_kwargs)
     vals = jnp.asarray(values, dtype)
     ks = jnp.stack([jax.random.key(seed + 1)] * values.size)
-    _, _, points = _nqm_rollout(opt_of, problem, int(horizons.max()), ks, vals, every)
+    _, _, points = _nqm_rollout(opt_of, problem, num_steps, ks, vals, every)
     rho, _ = _radii(_transitions(opt_of, problem, vals, points), problem.dim)
     rho_med = _nan_reduce(np.nanmedian, rho, 1)
+    rates = np.full(values.size, np.nan)
+    for i in range(values.size):
+        ok = np.isfinite(variance[i]) & (variance[i] > 0)
+        if np.sum(ok) >= 2:
+            rates[i] = np.polyfit(horizons[ok], np.log(variance[i, ok]), 1)[0]
+    with np.errstate(all="ignore"):
+        predicted = np.where(rho_med > 1, 4 * np.log(rho_med), 0.0)
     return MetagradRecord(
-        values, horizons, rho_med, variance, mean_norm, nonfinite, int(samples)
+        values,
+        horizons,
+        rho_med,
+        variance,
+        mean_norm,
+        nonfinite,
+        rates,
+        predicted,
+        int(samples),
     )

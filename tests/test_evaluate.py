@@ -1,0 +1,125 @@
+"""lopt.evaluate and ``stability evaluate``: tiny horizons, one shared task."""
+
+import csv
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from stability import cli
+from stability.lopt import evaluate as ev
+from stability.lopt import init_theta, star, zero_output_layer
+from stability.lopt.io import save_theta
+from stability.lopt.tasks import get_task
+
+
+@pytest.fixture(scope="module")
+def task():
+    return get_task("digits_mlp")
+
+
+@pytest.fixture(scope="module")
+def adam():
+    return optax.adam(1e-2)
+
+
+def test_inner_train_is_deterministic_float32_and_finite(task, adam):
+    a = ev.inner_train(task, adam, 20, seed=[0, 1], record_every=10)
+    b = ev.inner_train(task, adam, 20, seed=[0, 1], record_every=10)
+    assert a.train_loss.shape == (2, 2) and a.test_accuracy.shape == (2, 1)
+    assert a.train_loss.dtype == np.float32  # x64 is on in the tests
+    for field in ("batch_loss", "train_loss", "test_loss", "test_accuracy"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert not a.diverged_by().any()
+    assert np.all(a.final_train_loss() < a.initial_loss)
+    # seeds differ; the seed fixes the initial parameters, whatever the optimizer
+    assert a.initial_loss[0] != a.initial_loss[1]
+
+
+def test_divergence_is_flagged(task):
+    rec = ev.inner_train(task, optax.adam(10.0), 20, seed=[0, 1], record_every=10)
+    assert rec.diverged_by().all()
+    assert np.all(rec.diverged_step == 10)
+
+
+def test_nominal_only_equals_star_with_zero_output_layer():
+    theta = zero_output_layer(init_theta(jax.random.key(1), heads=3))
+    params = {"w": jnp.ones((3, 2), jnp.float32), "b": jnp.zeros(2, jnp.float32)}
+    ref, ours = star(theta, nominal_stepsize=0.05), ev.nominal_only(0.05)
+
+    @jax.jit
+    def run(params):
+        def step(carry, t):
+            (p_ref, s_ref), (p_ours, s_ours) = carry
+            g = jax.tree.map(lambda x: jnp.sin(x + t) + 0.1, p_ref)
+            u_ref, s_ref = ref.update(g, s_ref, p_ref)
+            u_ours, s_ours = ours.update(g, s_ours, p_ours)
+            p_ref = optax.apply_updates(p_ref, u_ref)
+            p_ours = optax.apply_updates(p_ours, u_ours)
+            return ((p_ref, s_ref), (p_ours, s_ours)), None
+
+        init = ((params, ref.init(params)), (params, ours.init(params)))
+        steps = jnp.arange(4, dtype=jnp.float32)
+        ((p_ref, _), (p_ours, _)), _ = jax.lax.scan(step, init, steps)
+        return p_ref, p_ours
+
+    p_ref, p_ours = run(params)
+    for a, b in zip(jax.tree.leaves(p_ref), jax.tree.leaves(p_ours), strict=True):
+        assert b.dtype == jnp.float32
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_tuning_picks_the_best_grid_point(task):
+    tuned = ev.tune_adam(
+        task, [10, 20], seeds=[0], grid=(1e-4, 1e-2, 10.0), keep=2, record_every=10
+    )
+    assert tuned.best == (1e-2, 1e-2)
+    assert np.argmin(tuned.scores[0]) == 1
+    assert tuned.scores[0, 0] > tuned.scores[0, 1] < tuned.scores[0, 2]
+    # successive halving: the worst value did not go on to the second horizon
+    assert np.isnan(tuned.scores[1]).sum() == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["evaluate", "--task", "no_such_task", "--theta", "x.npz"],
+        ["evaluate", "--task", "digits_mlp", "--theta", "/no/such/theta.npz"],
+        ["evaluate", "--task", "digits_mlp", "--horizons", "0,1"],
+        ["evaluate", "--task", "digits_mlp", "--seeds", "-3"],
+        ["evaluate", "--task", "digits_mlp", "--baselines", "sgd"],
+    ],
+)
+def test_cli_bad_arguments_exit_2(argv, capsys):
+    try:
+        rc = cli.main(argv)
+    except SystemExit as exc:  # argparse errors
+        rc = exc.code
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err and len(err.splitlines()) == 1
+
+
+def test_cli_writes_json_csv_and_curves(tmp_path, capsys):
+    theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
+    path = tmp_path / "star.npz"
+    save_theta(path, theta, {"config": {"horizon": 10, "nominal_stepsize": 0.03}})
+    out = tmp_path / "out"
+    argv = ["evaluate", "--theta", str(path), "--task", "digits_mlp"]
+    argv += ["--horizons", "1,2", "--seeds", "2", "--tuning-seeds", "1"]
+    argv += ["--baselines", "adam", "--grid", "1e-3,3e-2", "--keep", "0"]
+    assert cli.main([*argv, "--out", str(out)]) == 0
+    assert "| digits_mlp | star |" in capsys.readouterr().out
+    record = json.loads((out / "eval.json").read_text())
+    with (out / "eval.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(record["rows"]) == 4  # (star, adam) x 2 horizons
+    assert {r["optimizer"] for r in rows} == {"star", "adam"}
+    assert {int(r["horizon"]) for r in rows} == {10, 20}
+    assert record["tuning"][0]["best"][0] in (1e-3, 3e-2)
+    assert all(r["diverged"] == "0" for r in rows if r["optimizer"] == "star")
+    with np.load(out / "curves.npz") as curves:
+        assert curves["digits_mlp/star/train_loss"].shape == (2, 20)
