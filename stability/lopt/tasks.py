@@ -75,6 +75,7 @@ class Task:
       batch_size: examples (or text windows) per batch.
       num_classes: classes, or vocabulary size for language models.
       description: one line for reports.
+      data: the device arrays the functions close over (read-only by convention).
     """
 
     name: str
@@ -86,6 +87,7 @@ class Task:
     batch_size: int
     num_classes: int
     description: str
+    data: dict[str, jax.Array]
 
     @property
     def chance_loss(self) -> float:
@@ -105,7 +107,16 @@ def _cross_entropy(logits, labels) -> Evaluation:
     return Evaluation(jnp.mean(nll), jnp.mean(hit))
 
 
-def _classifier(name, description, split: _data.Split, in_shape, init, apply, batch):
+def _uniform_indices(key, size: int, n: int):
+    """``size`` indices drawn uniformly with replacement from ``range(n)``, int32.
+
+    Raw bits modulo ``n`` (bias below ``n / 2**32``, negligible here) rather than
+    ``jax.random.randint``, which compiles about twice as slowly.
+    """
+    return (jax.random.bits(key, (size,), jnp.uint32) % n).astype(jnp.int32)
+
+
+def _classifier(name, description, split: _data.Split, in_shape, spec, apply, batch):
     """A classifier; ``apply(params, x)`` maps ``(N, *in_shape)`` inputs to logits."""
     x_train = jnp.asarray(split.x_train.reshape(-1, *in_shape))
     y_train = jnp.asarray(split.y_train, jnp.int32)
@@ -118,7 +129,7 @@ def _classifier(name, description, split: _data.Split, in_shape, init, apply, ba
         return x.astype(F32) * scale
 
     def sample_batch(key):
-        idx = jax.random.randint(key, (batch,), 0, n_train, dtype=jnp.int32)
+        idx = _uniform_indices(key, batch, n_train)
         return inputs(x_train[idx]), y_train[idx]
 
     def loss(params, b):
@@ -133,8 +144,21 @@ def _classifier(name, description, split: _data.Split, in_shape, init, apply, ba
     def train_loss(params):
         return _cross_entropy(apply(params, inputs(x_train)), y_train).loss
 
+    def init(key):
+        return _nets.init(key, spec)
+
+    data = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     return Task(
-        name, init, loss, sample_batch, evaluate, train_loss, batch, 10, description
+        name=name,
+        init=init,
+        loss=loss,
+        sample_batch=sample_batch,
+        evaluate=evaluate,
+        train_loss=train_loss,
+        batch_size=batch,
+        num_classes=10,
+        description=description,
+        data=data,
     )
 
 
@@ -145,7 +169,7 @@ def _digits_mlp(name, hidden, activation, batch_size=128):
         f"8x8 digits, MLP {'-'.join(map(str, sizes))} {activation}",
         _data.digits(),
         (8, 8, 1),
-        lambda key: _nets.mlp_init(key, sizes, activation),
+        _nets.mlp_spec(sizes),
         lambda p, x: _nets.mlp(p, x, activation),
         batch_size,
     )
@@ -158,7 +182,7 @@ def _mnist_mlp(name, batch_size=128):
         "MNIST 5k, MLP 784-128-128-10 relu",
         _data.mnist(),
         (28, 28, 1),
-        lambda key: _nets.mlp_init(key, sizes, "relu"),
+        _nets.mlp_spec(sizes),
         lambda p, x: _nets.mlp(p, x, "relu"),
         batch_size,
     )
@@ -170,7 +194,7 @@ def _mnist_cnn(name, batch_size=128):
         "MNIST 5k, CNN conv3x3/2 8-16 relu, dense 784-10",
         _data.mnist(),
         (28, 28, 1),
-        lambda key: _nets.cnn_init(key, (28, 28, 1), (8, 16), 10, 3, 2),
+        _nets.cnn_spec((28, 28, 1), (8, 16), 10, 3, 2),
         lambda p, x: _nets.cnn(p, x, 2),
         batch_size,
     )
@@ -183,7 +207,7 @@ def _mnist1d_mlp(name, batch_size=128):
         "MNIST-1D, MLP 40-100-100-10 relu",
         _data.mnist1d(),
         (40, 1),
-        lambda key: _nets.mlp_init(key, sizes, "relu"),
+        _nets.mlp_spec(sizes),
         lambda p, x: _nets.mlp(p, x, "relu"),
         batch_size,
     )
@@ -195,7 +219,7 @@ def _mnist1d_cnn(name, batch_size=128):
         "MNIST-1D, CNN conv5/2 16-16-16 relu, dense 80-10",
         _data.mnist1d(),
         (40, 1),
-        lambda key: _nets.cnn_init(key, (40, 1), (16, 16, 16), 10, 5, 2),
+        _nets.cnn_spec((40, 1), (16, 16, 16), 10, 5, 2),
         lambda p, x: _nets.cnn(p, x, 2),
         batch_size,
     )
@@ -220,7 +244,7 @@ def _windows(tokens: np.ndarray, n: int) -> np.ndarray:
     return tokens[starts[:, None] + np.arange(_SEQ_LEN + 1)]
 
 
-def _language_model(name, description, init, apply, batch):
+def _language_model(name, description, spec, apply, batch):
     train, test, _ = _data.stdlib_text()
     train_tokens = _tokens(train)
     stream = jnp.asarray(train_tokens)
@@ -233,7 +257,7 @@ def _language_model(name, description, init, apply, batch):
         return w[:, :-1], w[:, 1:]
 
     def sample_batch(key):
-        starts = jax.random.randint(key, (batch,), 0, n_starts, dtype=jnp.int32)
+        starts = _uniform_indices(key, batch, n_starts)
         return split(
             stream[starts[:, None] + jnp.arange(_SEQ_LEN + 1, dtype=jnp.int32)]
         )
@@ -252,8 +276,25 @@ def _language_model(name, description, init, apply, batch):
         x, y = split(train_windows)
         return _cross_entropy(apply(params, x), y).loss
 
+    def init(key):
+        return _nets.init(key, spec)
+
+    data = {
+        "train": stream,
+        "train_windows": train_windows,
+        "test_windows": test_windows,
+    }
     return Task(
-        name, init, loss, sample_batch, evaluate, train_loss, batch, _VOCAB, description
+        name=name,
+        init=init,
+        loss=loss,
+        sample_batch=sample_batch,
+        evaluate=evaluate,
+        train_loss=train_loss,
+        batch_size=batch,
+        num_classes=_VOCAB,
+        description=description,
+        data=data,
     )
 
 
@@ -261,7 +302,7 @@ def _text_lstm(name, batch_size=32):
     return _language_model(
         name,
         "stdlib source, char LSTM embed 32 hidden 64",
-        lambda key: _nets.lstm_init(key, _VOCAB, 32, 64),
+        _nets.lstm_spec(_VOCAB, 32, 64),
         _nets.lstm,
         batch_size,
     )
@@ -271,7 +312,7 @@ def _text_transformer(name, batch_size=32):
     return _language_model(
         name,
         "stdlib source, char transformer 2 layers width 64 4 heads",
-        lambda key: _nets.transformer_init(key, _VOCAB, _SEQ_LEN, 64, 2, 256),
+        _nets.transformer_spec(_VOCAB, _SEQ_LEN, 64, 2, 256),
         lambda p, x: _nets.transformer(p, x, 4),
         batch_size,
     )
