@@ -87,7 +87,7 @@ __all__ = [
 
 F32 = jnp.float32
 # tune_nominal_stepsize("digits_mlp", horizon=1000) on the half-decade grid.
-DEFAULT_NOMINAL_STEPSIZE = 3e-2
+DEFAULT_NOMINAL_STEPSIZE = 10**-1.5  # 0.0316
 DIVERGED_LOSS_FACTOR = 30.0
 OPTIMIZERS = ("star", "small_fc_lopt")
 ESTIMATORS = ("pes", "es")
