@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -143,11 +145,11 @@ with plotting.style():
         plotting.shade(ax, at, rho >= 1)
 late = at >= 100
 unstable = at[late & (rho >= 1)]
-spike = np.flatnonzero(losses[1:] > 10 * np.minimum.accumulate(losses)[:-1]) + 1
-spike = spike[spike >= 100]  # after the start-up transient
+means = losses[: STEPS // 50 * 50].reshape(-1, 50).mean(axis=1)  # 50-step windows
+spike = 50 * (np.flatnonzero(means[2:] > 100 * np.minimum.accumulate(means)[1:-1]) + 2)
 print("first checkpoint (t >= 100) with rho >= 1:", unstable[:1])
 print("first margin crossing:", at[late & (margin >= 1)][:1])
-print("first loss spike (> 10x the running minimum):", spike[:1])
+print("first loss spike (50-step mean > 100x the best so far):", spike[:1])
 plt.show()
 
 # %% [markdown]

@@ -33,7 +33,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 DEFAULT_OUT = "figures"
-QUICK_ENV = "STABILITY_QUICK"
 
 
 class Quality(NamedTuple):
@@ -46,7 +45,11 @@ class Quality(NamedTuple):
         return "full" if self.full else "quick"
 
     def pick(self, quick, full):
-        """``full`` in full mode, ``quick`` otherwise."""
+        """``full`` in full mode, ``quick`` otherwise.
+
+        >>> Quality(full=False).pick(100, 400), Quality(full=True).pick(100, 400)
+        (100, 400)
+        """
         return full if self.full else quick
 
     @property
@@ -1197,11 +1200,15 @@ def _fig09(q: Quality) -> Drawn:
             numbers[f"{tag}: fraction of checkpoints (t >= 100) with rho >= 1"] = _fmt(
                 np.mean(unstable[late]), 3
             )
-            running_min = np.minimum.accumulate(losses)[:-1]
-            spike = np.flatnonzero(losses[1:] > 10 * running_min) + 1
-            spike = spike[spike >= 100]  # after the start-up transient
-            numbers[f"{tag}: first loss spike (t >= 100, > 10x running min)"] = (
-                str(int(spike[0])) if spike.size else "none"
+            # a spike: a 50-step window whose mean loss is 100x the best earlier
+            # window mean (window means average the noise out)
+            means = losses[: steps // 50 * 50].reshape(-1, 50).mean(axis=1)
+            best = np.minimum.accumulate(means)
+            spike = np.flatnonzero(means[2:] > 100 * best[1:-1]) + 2
+            numbers[f"{tag}: first loss spike (50-step mean > 100x best so far)"] = (
+                f"steps {int(spike[0]) * 50}-{int(spike[0]) * 50 + 49}"
+                if spike.size
+                else "none"
             )
             numbers[f"{tag}: final loss"] = _fmt(losses[-1])
         fig.suptitle(
@@ -1230,7 +1237,12 @@ def _fig09(q: Quality) -> Drawn:
 
 
 def resolve(names) -> list[str]:
-    """Figure ids for ``--only`` names (``fig01`` or ``fig01_eigenvalues``)."""
+    """Figure ids for ``--only`` names (``fig01`` or ``fig01_eigenvalues``); all of
+    them when ``names`` is empty.
+
+    >>> resolve(["fig05_nqm_losses", "fig01"])
+    ['fig05', 'fig01']
+    """
     if not names:
         return list(FIGURES)
     ids = []
@@ -1451,14 +1463,6 @@ def script_main(fid: str, argv=None) -> int:
     for f in r.files:
         print(f"wrote {f}")
     return 1 if r.status == "failed" else 0
-
-
-def quick_from_env() -> bool:
-    """True when ``STABILITY_QUICK`` is set to a non-empty, non-zero value (used by
-    the notebooks)."""
-    import os
-
-    return os.environ.get(QUICK_ENV, "") not in ("", "0")
 
 
 if __name__ == "__main__":
