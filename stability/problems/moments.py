@@ -6,6 +6,8 @@ For ``z' = M z + N xi`` with ``xi ~ N(0, S_xi)``: ``E z_{t+1} = M E z_t`` and
 independent of the fresh draw ``xi_t``).
 """
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,6 +57,7 @@ def modal_blocks(problem: NoisyQuadratic, closed_loop):
     return m[idx, idx], g[idx, idx]  # (n, k, k), (n, k)
 
 
+@partial(jax.jit, static_argnames=("n", "num_steps"))
 def _dense_losses(h, s_xi, m, g, z0, n, num_steps):
     q = g @ s_xi @ g.T
     base = jnp.trace(h @ s_xi)
@@ -69,6 +72,7 @@ def _dense_losses(h, s_xi, m, g, z0, n, num_steps):
     return jax.lax.scan(step, (z0, cov0), None, length=num_steps)[1]
 
 
+@partial(jax.jit, static_argnames=("num_steps",))
 def _modal_losses(h, var, blocks, gains, z0, num_steps):
     # h, var: (n,); blocks (n, k, k); gains (n, k); z0 (n, k)
     q = gains[:, :, None] * gains[:, None, :] * var[:, None, None]
