@@ -1005,7 +1005,7 @@ def _fig05(q: Quality) -> Drawn:
                 label="simulated mean ± 2 s.e.",
             )
             ax.set_yscale("log")
-            ax.set_title(label)
+            ax.set_title(f"({'abcd'[k]}) {label}")
             mean = losses.mean(0)
             se = losses.std(0, ddof=1) / np.sqrt(seeds)
             z = np.abs(mean - exact) / se
