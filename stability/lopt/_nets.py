@@ -4,8 +4,10 @@ Parameters are nested dicts of float32 arrays. A network's ``*_spec`` function d
 them (:class:`Normal` weights, :class:`Const` biases) without a key; :func:`init` turns
 a spec into arrays from one key. Apply functions are pure.
 
-Weights are LeCun normal (variance ``1 / fan_in``), the default of Haiku and Flax and so
-of the ``learned_optimization`` tasks that these mirror; biases are zero.
+Dense, conv and recurrent weights are LeCun normal (variance ``1 / fan_in``), the
+default of Haiku and Flax and so of the ``learned_optimization`` tasks that these
+mirror; embeddings are normal with unit total variance; biases are zero except the
+LSTM's forget gate.
 """
 
 import itertools

@@ -9,8 +9,11 @@ a population of inner training runs can be vmapped and jitted as one program::
     loss, grads = jax.value_and_grad(task.loss)(params, batch)
     held_out = task.evaluate(params)               # Evaluation(loss, accuracy)
 
-Everything stays float32 when x64 is enabled. Held-out splits are fixed; parameters and
-batches are functions of the key alone. ``task_names()`` lists the registry:
+Parameters are LeCun normal with zero biases, drawn from the key; batches are drawn
+uniformly with replacement from the training split. Everything stays float32 when x64
+is enabled. Held-out splits are fixed, so parameters and batches are functions of the
+key alone (the text tasks read the running CPython's sources, so their data differ
+between CPython versions). ``task_names()`` lists the registry:
 
 - ``digits_mlp``: sklearn's 8x8 digits, MLP 64-32-10 ReLU, 2,410 parameters, batch 128;
   the default meta-training task (mirrors ``ImageMLP_FashionMnist8_Relu32``).
@@ -23,7 +26,8 @@ batches are functions of the key alone. ``task_names()`` lists the registry:
 - ``text_lstm`` (LSTM 64), ``text_transformer`` (2 causal layers, width 64): character
   models over 7-bit ASCII on the standard library's own source, 32 windows of 64.
 
-The ``mnist*`` tasks need ``pip install "stability[experiments]"``.
+The ``mnist*`` tasks need ``pip install "stability[experiments]"``; their arrays are
+cached under ``$STABILITY_CACHE`` (default ``~/.cache/stability``).
 
 >>> import jax
 >>> task = get_task("digits_mlp")
