@@ -24,6 +24,7 @@ every other float dtype (float32, bfloat16, float16) in float32. Accumulators ar
 stored in the compute dtype; the returned heads are in the compute dtype.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -44,13 +45,14 @@ class Decays(NamedTuple):
 
 
 class LeafAccumulators(NamedTuple):
-    """Accumulators of one tensor; the unused Adafactor slots have shape ``(3, 0)``."""
+    """Accumulators of one tensor, one array per decay; unused Adafactor slots hold
+    arrays of shape ``(0,)``."""
 
-    momentum: jax.Array  # (3, *shape)
+    momentum: tuple  # 3 x shape
     second_moment: jax.Array  # shape
-    row: jax.Array  # (3, *shape without d0) for rank >= 2
-    col: jax.Array  # (3, *shape without d1) for rank >= 2
-    full: jax.Array  # (3, *shape) for rank <= 1
+    row: tuple  # 3 x (shape without d0), rank >= 2
+    col: tuple  # 3 x (shape without d1), rank >= 2
+    full: tuple  # 3 x shape, rank <= 1
 
 
 class LeafFeatures(NamedTuple):
@@ -59,7 +61,7 @@ class LeafFeatures(NamedTuple):
     channels: list  # 28 arrays, each broadcastable to the (rank >= 1) tensor shape
     time: jax.Array  # (11,) time features, not normalised
     grad: jax.Array  # g, shape (rank >= 1)
-    momentum: jax.Array  # (3, *shape)
+    momentum: tuple  # 3 x shape
     rsqrt_v: jax.Array  # rsqrt(v + 1e-6), shape
 
 
@@ -83,23 +85,19 @@ def init_leaf(p: jax.Array) -> LeafAccumulators:
     """Zero accumulators for one parameter tensor."""
     dtype = compute_dtype(p.dtype)
     shape = tuple(p.shape)
-    empty = jnp.zeros((3, 0), dtype)
-    momentum = jnp.zeros((3, *shape), dtype)
-    second = jnp.zeros(shape, dtype)
+
+    def zeros(s, k=3):  # fresh buffers: donated state buffers must be distinct
+        return tuple(jnp.zeros(s, dtype) for _ in range(k))
+
+    momentum, (second,) = zeros(shape), zeros(shape, 1)
     dims = factored_dims(shape)
     if dims is None:
-        return LeafAccumulators(
-            momentum, second, empty, empty, jnp.zeros((3, *shape), dtype)
-        )
+        return LeafAccumulators(momentum, second, zeros(0), zeros(0), zeros(shape))
     d1, d0 = dims
     row_shape = tuple(np.delete(shape, d0))
     col_shape = tuple(np.delete(shape, d1))
     return LeafAccumulators(
-        momentum,
-        second,
-        jnp.zeros((3, *row_shape), dtype),
-        jnp.zeros((3, *col_shape), dtype),
-        empty,
+        momentum, second, zeros(row_shape), zeros(col_shape), zeros(0)
     )
 
 
@@ -138,46 +136,48 @@ def accumulate(
     are handled by the caller as shape ``(1,)``).
     """
     shape = p.shape
-    ndim = p.ndim
-    lead = (3,) + (1,) * ndim
-
-    b_m = decays.momentum.reshape(lead)
-    momentum = b_m * acc.momentum + (1 - b_m) * g
-    b_v = decays.rms
-    second = b_v * acc.second_moment + (1 - b_v) * (g * g)
+    momentum = tuple(
+        decays.momentum[k] * m + (1 - decays.momentum[k]) * g
+        for k, m in enumerate(acc.momentum)
+    )
+    second = decays.rms * acc.second_moment + (1 - decays.rms) * (g * g)
     g2 = g * g + 1e-30
+    b_f = decays.adafactor
 
     dims = factored_dims(shape)
     if dims is not None:
         d1, d0 = dims
-        b_f = decays.adafactor.reshape((3,) + (1,) * (ndim - 1))
-        row = b_f * acc.row + (1 - b_f) * jnp.mean(g2, axis=d0)
-        col = b_f * acc.col + (1 - b_f) * jnp.mean(g2, axis=d1)
+        row_g2, col_g2 = jnp.mean(g2, axis=d0), jnp.mean(g2, axis=d1)
+        row = tuple(b_f[k] * r + (1 - b_f[k]) * row_g2 for k, r in enumerate(acc.row))
+        col = tuple(b_f[k] * c + (1 - b_f[k]) * col_g2 for k, c in enumerate(acc.col))
         reduced_d1 = d1 - 1 if d1 > d0 else d1
-        row_mean = jnp.mean(row, axis=1 + reduced_d1, keepdims=True)
-        row_factor = lax.rsqrt(jnp.maximum(row / (row_mean + 1e-9), 1e-9))
-        col_factor = lax.rsqrt(jnp.maximum(col, 1e-9))
-        # Leading axis is the decay index; tensor axis a is axis 1 + a.
-        row_b = jnp.expand_dims(row, 1 + d0)
-        col_b = jnp.expand_dims(col, 1 + d1)
-        factor = jnp.expand_dims(row_factor, 1 + d0) * jnp.expand_dims(
-            col_factor, 1 + d1
+        factors = []
+        for r, c in zip(row, col, strict=True):
+            ratio = r / (jnp.mean(r, axis=reduced_d1, keepdims=True) + 1e-9)
+            row_factor = jnp.expand_dims(lax.rsqrt(jnp.maximum(ratio, 1e-9)), d0)
+            col_factor = jnp.expand_dims(lax.rsqrt(jnp.maximum(c, 1e-9)), d1)
+            factors.append((row_factor, col_factor))
+        fac_g = [g * rf * cf for rf, cf in factors]
+        fac_m = [m * rf * cf for m, (rf, cf) in zip(momentum, factors, strict=True)]
+        row_b = [jnp.expand_dims(r, d0) for r in row]
+        col_b = [jnp.expand_dims(c, d1) for c in col]
+        row_feats = (
+            row_b,
+            col_b,
+            [lax.rsqrt(r + 1e-8) for r in row_b],
+            [lax.rsqrt(c + 1e-8) for c in col_b],
         )
-        fac_g = g * factor
-        fac_m = momentum * factor
-        row_feats = (row_b, col_b, lax.rsqrt(row_b + 1e-8), lax.rsqrt(col_b + 1e-8))
         new_acc = LeafAccumulators(momentum, second, row, col, acc.full)
     else:
-        b_f = decays.adafactor.reshape(lead)
-        full = b_f * acc.full + (1 - b_f) * g2
-        fac_g = g * lax.rsqrt(jnp.maximum(full + 1e-9, 1e-9))
-        fac_m = momentum * lax.rsqrt(full + 1e-6)
-        rs_full = lax.rsqrt(full + 1e-8)
+        full = tuple(b_f[k] * f + (1 - b_f[k]) * g2 for k, f in enumerate(acc.full))
+        fac_g = [g * lax.rsqrt(jnp.maximum(f + 1e-9, 1e-9)) for f in full]
+        fac_m = [m * lax.rsqrt(f + 1e-6) for m, f in zip(momentum, full, strict=True)]
+        rs_full = [lax.rsqrt(f + 1e-8) for f in full]
         row_feats = (full, full, rs_full, rs_full)
         new_acc = LeafAccumulators(momentum, second, acc.row, acc.col, full)
 
     rsqrt_v = lax.rsqrt(second + 1e-6)
-    adam = momentum * rsqrt_v
+    adam = [m * rsqrt_v for m in momentum]
     channels = [g, p, *momentum, second, *adam, rsqrt_v, *fac_g]
     for block in row_feats:
         channels.extend(block)
@@ -192,10 +192,26 @@ def _mean_square(x: jax.Array) -> jax.Array:
 
 def dense_heads(feats: LeafFeatures, mlp: dict, shape: tuple) -> list:
     """The MLP as upstream runs it: a materialised ``(*shape, 39)`` feature stack."""
-    stack = jnp.stack([jnp.broadcast_to(c, shape) for c in feats.channels], axis=-1)
+    return _dense(feats.channels, feats.time, mlp, shape)
+
+
+def fused_heads(feats: LeafFeatures, mlp: dict, shape: tuple) -> list:
+    """The same MLP without the feature stack: normalisation folded into ``w0``.
+
+    Derivatives (``jvp``, and ``vjp`` by transposition) are those of the dense
+    formulation: differentiating the fused scalar arithmetic directly gives XLA one
+    reduction per first-layer weight, each fused with a copy of the whole elementwise
+    graph, which takes minutes to compile; the dense derivative is a few matrix
+    products. Only differentiated code pays for the materialised stack.
+    """
+    return _fused(feats.channels, feats.time, mlp, shape)
+
+
+def _dense(channels, time, mlp, shape):
+    stack = jnp.stack([jnp.broadcast_to(c, shape) for c in channels], axis=-1)
     axes = tuple(range(len(shape)))
     stack = stack * lax.rsqrt(1e-5 + jnp.mean(stack * stack, axis=axes, keepdims=True))
-    time = jnp.broadcast_to(feats.time, (*shape, feats.time.shape[0]))
+    time = jnp.broadcast_to(time, (*shape, time.shape[0]))
     net = jnp.concatenate([stack, time], axis=-1)
     net = jnp.maximum(net @ mlp["w0"] + mlp["b0"], 0)
     net = jnp.maximum(net @ mlp["w1"] + mlp["b1"], 0)
@@ -203,23 +219,21 @@ def dense_heads(feats: LeafFeatures, mlp: dict, shape: tuple) -> list:
     return [net[..., k] for k in range(net.shape[-1])]
 
 
-def fused_heads(feats: LeafFeatures, mlp: dict, shape: tuple) -> list:
-    """The same MLP without the feature stack: normalisation folded into ``w0``."""
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _fused(channels, time, mlp, shape):
     w0, w1, w2 = mlp["w0"], mlp["w1"], mlp["w2"]
     hidden = w0.shape[1]
     n_feat = NUM_ACCUMULATOR_FEATURES
     # Per-tensor constant: bias plus the (unnormalised) time features.
-    const = mlp["b0"] + feats.time @ w0[n_feat:]
-    scales = jnp.stack(
-        [lax.rsqrt(1e-5 + _mean_square(c)) for c in feats.channels]
-    )  # (28,)
+    const = mlp["b0"] + time @ w0[n_feat:]
+    scales = jnp.stack([lax.rsqrt(1e-5 + _mean_square(c)) for c in channels])
     w_eff = w0[:n_feat] * scales[:, None]  # (28, hidden)
 
     # Channels smaller than the tensor (row/column accumulators) are combined at
     # their own shape, grouped by shape, before being broadcast once.
     small: dict[tuple, list] = {}
     full_idx = []
-    for c, x in enumerate(feats.channels):
+    for c, x in enumerate(channels):
         if tuple(x.shape) == tuple(shape):
             full_idx.append(c)
         else:
@@ -228,10 +242,9 @@ def fused_heads(feats: LeafFeatures, mlp: dict, shape: tuple) -> list:
     for j in range(hidden):
         acc = const[j]
         for idx in small.values():
-            part = sum(w_eff[c, j] * feats.channels[c] for c in idx)
-            acc = acc + part
+            acc = acc + sum(w_eff[c, j] * channels[c] for c in idx)
         for c in full_idx:
-            acc = acc + w_eff[c, j] * feats.channels[c]
+            acc = acc + w_eff[c, j] * channels[c]
         pre.append(jnp.broadcast_to(acc, shape))
     act = [jnp.maximum(h, 0) for h in pre]
     act = [
@@ -242,3 +255,10 @@ def fused_heads(feats: LeafFeatures, mlp: dict, shape: tuple) -> list:
         mlp["b2"][k] + sum(act[i] * w2[i, k] for i in range(w1.shape[1]))
         for k in range(w2.shape[1])
     ]
+
+
+@_fused.defjvp
+def _fused_jvp(shape, primals, tangents):
+    out = _fused(*primals, shape)
+    _, tangent_out = jax.jvp(lambda *a: _dense(*a, shape), primals, tangents)
+    return out, tangent_out

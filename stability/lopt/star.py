@@ -76,27 +76,28 @@ NOMINAL_ESTIMATORS = ("SGD", "SGDM", "AggMo", "Adam", "AdamAggMo")
 class LOptState(NamedTuple):
     """State of STAR and small_fc_lopt.
 
-    Each field but ``count`` is a pytree with the parameters' structure.
+    ``count`` is an int32 scalar; ``second_moment`` is a pytree with the parameters'
+    structure; the other fields are 3-tuples of such pytrees, one per decay (so
+    ``state.momentum[0]`` holds the momenta of decay 0.9).
 
     Attributes:
-      count: steps taken so far (int32 scalar); the time features use its value
-        before the step.
-      momentum: ``(3, *shape)`` momenta, one per momentum decay.
-      second_moment: ``shape``, the EMA of :math:`g^2`.
-      row: ``(3, *shape without d0)`` Adafactor row accumulators for rank >= 2
-        (``d0`` the largest axis); shape ``(3, 0)`` for rank <= 1.
-      col: ``(3, *shape without d1)`` Adafactor column accumulators for rank >= 2
-        (``d1`` the second-largest axis); shape ``(3, 0)`` for rank <= 1.
-      full: ``(3, *shape)`` unfactored Adafactor accumulators for rank <= 1; shape
-        ``(3, 0)`` for rank >= 2.
+      count: steps taken so far; the time features use its value before the step.
+      momentum: the three momenta :math:`m_i`, each leaf of the parameter's shape.
+      second_moment: the EMA :math:`v` of :math:`g^2`.
+      row: Adafactor row accumulators, leaf shape ``shape`` without axis ``d0``
+        (the largest axis) for rank >= 2; shape ``(0,)`` for rank <= 1.
+      col: Adafactor column accumulators, leaf shape ``shape`` without axis ``d1``
+        (the second-largest axis) for rank >= 2; shape ``(0,)`` for rank <= 1.
+      full: unfactored Adafactor accumulators, the parameter's shape, for rank <= 1;
+        shape ``(0,)`` for rank >= 2.
     """
 
     count: jax.Array
-    momentum: optax.Updates
+    momentum: tuple
     second_moment: optax.Updates
-    row: optax.Updates
-    col: optax.Updates
-    full: optax.Updates
+    row: tuple
+    col: tuple
+    full: tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,12 +235,7 @@ def _transformation(
     def init(params):
         leaves, treedef = jax.tree.flatten(params)
         accs = [_features.init_leaf(jnp.asarray(p)) for p in leaves]
-        fields = (
-            [treedef.unflatten(f) for f in zip(*accs, strict=True)]
-            if accs
-            else [treedef.unflatten([]) for _ in range(5)]
-        )
-        return LOptState(jnp.zeros((), jnp.int32), *fields)
+        return LOptState(jnp.zeros((), jnp.int32), *_pack(treedef, accs))
 
     def update(grads, state, params=None, **extra_args):
         del extra_args
@@ -247,30 +243,47 @@ def _transformation(
             raise ValueError("params: STAR/small_fc_lopt need the parameters")
         p_leaves, treedef = jax.tree.flatten(params)
         g_leaves = treedef.flatten_up_to(grads)
-        acc_leaves = [
-            treedef.flatten_up_to(field)
-            for field in (
-                state.momentum,
-                state.second_moment,
-                state.row,
-                state.col,
-                state.full,
-            )
-        ]
+        accs = _unpack(treedef, state)
         updates, new_accs = [], []
-        for i, (p, g) in enumerate(zip(p_leaves, g_leaves, strict=True)):
-            acc = _features.LeafAccumulators(*(a[i] for a in acc_leaves))
+        for p, g, acc in zip(p_leaves, g_leaves, accs, strict=True):
             u, new_acc = _leaf_update(theta, config, heads_fn, state.count, p, g, acc)
             updates.append(u)
             new_accs.append(new_acc)
-        fields = (
-            [treedef.unflatten(f) for f in zip(*new_accs, strict=True)]
-            if new_accs
-            else [treedef.unflatten([]) for _ in range(5)]
-        )
-        return treedef.unflatten(updates), LOptState(state.count + 1, *fields)
+        new_state = LOptState(state.count + 1, *_pack(treedef, new_accs))
+        return treedef.unflatten(updates), new_state
 
     return optax.GradientTransformationExtraArgs(init, update)
+
+
+def _pack(treedef, accs: list) -> tuple:
+    """Per-leaf accumulators -> the state's fields (pytrees, or 3-tuples of them)."""
+    fields = []
+    for name in _features.LeafAccumulators._fields:
+        per_leaf = [getattr(a, name) for a in accs]
+        if name == "second_moment":
+            fields.append(treedef.unflatten(per_leaf))
+        else:
+            fields.append(
+                tuple(treedef.unflatten([x[k] for x in per_leaf]) for k in range(3))
+            )
+    return tuple(fields)
+
+
+def _unpack(treedef, state: LOptState) -> list:
+    """The state's fields -> per-leaf accumulators."""
+    n = treedef.num_leaves
+    cols = {}
+    for name in _features.LeafAccumulators._fields:
+        field = getattr(state, name)
+        if name == "second_moment":
+            cols[name] = treedef.flatten_up_to(field)
+        else:
+            per_k = [treedef.flatten_up_to(field[k]) for k in range(3)]
+            cols[name] = [tuple(per_k[k][i] for k in range(3)) for i in range(n)]
+    return [
+        _features.LeafAccumulators(**{name: cols[name][i] for name in cols})
+        for i in range(n)
+    ]
 
 
 def _leaf_update(theta, config, heads_fn, count, p, g, acc):
@@ -283,9 +296,9 @@ def _leaf_update(theta, config, heads_fn, count, p, g, acc):
     p_w = p.astype(dtype).reshape(work_shape)
     g_w = jnp.asarray(g).astype(dtype).reshape(work_shape)
     acc_w = acc._replace(
-        momentum=acc.momentum.reshape((3, *work_shape)),
+        momentum=tuple(m.reshape(work_shape) for m in acc.momentum),
         second_moment=acc.second_moment.reshape(work_shape),
-        full=acc.full.reshape((3, *work_shape)) if not shape else acc.full,
+        full=tuple(f.reshape(work_shape) for f in acc.full) if not shape else acc.full,
     )
     decays = _features.decays_from_offsets(
         theta, dtype, (MOMENTUM_DECAYS, RMS_DECAYS, ADAFACTOR_DECAYS)
@@ -310,11 +323,12 @@ def _leaf_update(theta, config, heads_fn, count, p, g, acc):
             g_hat = _nominal_estimate(c.nominal_estimator, feats)
             step = step + c.nominal_stepsize * jnp.exp(c.exp_mult * mag_g) * g_hat
     update = (-step).astype(param_dtype).reshape(shape)
-    new_acc = new_acc._replace(
-        momentum=new_acc.momentum.reshape((3, *shape)),
-        second_moment=new_acc.second_moment.reshape(shape),
-        full=new_acc.full.reshape((3, *shape)) if not shape else new_acc.full,
-    )
+    if not shape:
+        new_acc = new_acc._replace(
+            momentum=tuple(m.reshape(()) for m in new_acc.momentum),
+            second_moment=new_acc.second_moment.reshape(()),
+            full=tuple(f.reshape(()) for f in new_acc.full),
+        )
     return update, new_acc
 
 

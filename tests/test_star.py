@@ -1,0 +1,561 @@
+"""STAR and small_fc_lopt: agreement with an independent NumPy reference, dtypes,
+jit/vmap behaviour, meta-parameter checks, ablation switches and linearisation."""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from star_reference import ReferenceOptimizer
+
+from stability.lopt import (
+    LOptState,
+    _features,
+    from_learned_optimization,
+    init_theta,
+    num_params,
+    small_fc_lopt,
+    star,
+    theta_shapes,
+    validate_theta,
+    zero_output_layer,
+)
+
+# The package re-exports the function `star`, which shadows the module of that name.
+star_module = importlib.import_module("stability.lopt.star")
+
+SHAPES = {
+    "w_tall": (64, 32),
+    "w_wide": (32, 64),
+    "bias": (32,),
+    "scale": (),
+    "conv": (3, 3, 8, 16),
+}
+SMALL_SHAPES = {"w": (16, 8), "b": (5,), "s": ()}
+GRAD_SCALES = {
+    "w_tall": 1.0,
+    "w_wide": 0.1,
+    "bias": 3.0,
+    "scale": 0.5,
+    "conv": 0.03,
+    "w": 1.0,
+    "b": 0.2,
+    "s": 2.0,
+}
+TOL = {np.float32: 1e-4, np.float64: 1e-10}
+
+
+def random_theta(seed: int, heads: int) -> dict:
+    """Initial theta plus noise: scale 0.3 on the MLP, 0.1 on the decay offsets."""
+    theta = init_theta(jax.random.key(seed), heads)
+    rng = np.random.default_rng(seed)
+    out = {
+        k: np.asarray(theta[k]) + 0.1 * rng.standard_normal(theta[k].shape)
+        for k in ("momentum_decays", "rms_decays", "adafactor_decays")
+    }
+    out["mlp"] = {
+        k: np.asarray(v) + 0.3 * rng.standard_normal(v.shape)
+        for k, v in theta["mlp"].items()
+    }
+    return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), out)
+
+
+def problem(shapes, steps, dtype, seed=0):
+    """Initial parameters and a fixed gradient sequence, exactly representable in
+    float32 so that both dtypes see the same numbers."""
+    rng = np.random.default_rng(seed)
+    f32 = lambda a: np.asarray(a, np.float32).astype(dtype)
+    params = {k: f32(0.1 * rng.standard_normal(s)) for k, s in shapes.items()}
+    grads = [
+        {k: f32(GRAD_SCALES[k] * rng.standard_normal(s)) for k, s in shapes.items()}
+        for _ in range(steps)
+    ]
+    return params, grads
+
+
+def run_ours(opt, params, grads):
+    step = jax.jit(lambda p, s, g: _apply(opt, p, s, g))
+    state = opt.init(params)
+    path = []
+    for g in grads:
+        params, state = step(params, state, g)
+        path.append(jax.tree.map(np.asarray, params))
+    return path, state
+
+
+def _apply(opt, params, state, grads):
+    updates, state = opt.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+
+def run_reference(ref, params, grads):
+    path = []
+    for g in grads:
+        params = ref.step(params, g)
+        path.append(params)
+    return path
+
+
+def assert_paths_close(ours, ref, p0, tol):
+    worst = 0.0
+    for t, (a, b) in enumerate(zip(ours, ref, strict=True)):
+        for name in b:
+            scale = np.max(np.abs(b[name] - np.asarray(p0[name], np.float64)))
+            assert scale > 0, (t, name)
+            err = np.max(np.abs(np.asarray(a[name], np.float64) - b[name])) / scale
+            worst = max(worst, err)
+            assert err <= tol, (
+                f"step {t}, tensor {name}: relative error {err:.3g} > {tol}"
+            )
+    return worst
+
+
+# -- agreement with the reference ------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["small_fc_lopt", "star"])
+def test_matches_numpy_reference(kind, dtype):
+    heads = 2 if kind == "small_fc_lopt" else 3
+    theta = random_theta(1, heads)
+    params, grads = problem(SHAPES, 50, dtype)
+    if kind == "star":
+        opt, ref = star(theta), ReferenceOptimizer(theta, kind="star")
+    else:
+        opt, ref = small_fc_lopt(theta), ReferenceOptimizer(theta, kind="small_fc_lopt")
+    ours, state = run_ours(opt, params, grads)
+    expected = run_reference(ref, params, grads)
+    worst = assert_paths_close(ours, expected, params, TOL[dtype])
+    print(f"{kind} {np.dtype(dtype).name}: worst relative error {worst:.3g}")
+    assert int(state.count) == 50
+
+
+ABLATIONS = [
+    {"precondition": False},
+    {"nominal": False},
+    {"aggregate_magnitudes": True},
+    *({"nominal_estimator": e} for e in ("SGD", "SGDM", "AggMo", "Adam")),
+    {"nominal_stepsize": 3e-2, "step_mult": 3e-3, "exp_mult": 0.1},
+]
+
+
+@pytest.mark.parametrize(
+    "options", ABLATIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items())
+)
+def test_ablations_match_reference(options):
+    theta = random_theta(2, 3)
+    params, grads = problem(SMALL_SHAPES, 10, np.float64, seed=3)
+    ours, _ = run_ours(star(theta, **options), params, grads)
+    expected = run_reference(
+        ReferenceOptimizer(theta, kind="star", **options), params, grads
+    )
+    assert_paths_close(ours, expected, params, TOL[np.float64])
+
+
+def test_fused_and_dense_first_layer_agree():
+    theta = random_theta(4, 3)
+    params, grads = problem(SMALL_SHAPES, 3, np.float64, seed=5)
+    config = star_module._Config(
+        heads=3,
+        step_mult=1e-3,
+        exp_mult=1e-3,
+        nominal_stepsize=1e-3,
+        precondition=True,
+        nominal=True,
+    )
+    fused = star_module._transformation(theta, config, _features.fused_heads)
+    dense = star_module._transformation(theta, config, _features.dense_heads)
+    a, _ = run_ours(fused, params, grads)
+    b, _ = run_ours(dense, params, grads)
+    for x, y in zip(a, b, strict=True):
+        for k in x:
+            np.testing.assert_allclose(x[k], y[k], rtol=1e-12, atol=1e-14)
+
+
+# -- dtypes ---------------------------------------------------------------------------
+
+
+def test_float32_is_not_promoted_under_x64():
+    assert jax.config.jax_enable_x64
+    params, grads = problem(SMALL_SHAPES, 1, np.float32)
+    opt = star(random_theta(0, 3))
+    state = opt.init(params)
+    jaxpr = str(jax.make_jaxpr(opt.update)(grads[0], state, params))
+    assert "f64" not in jaxpr  # no constant or intermediate promotes to float64
+    # a float64 theta is cast to the parameters' compute dtype
+    theta64 = jax.tree.map(lambda x: x.astype(jnp.float64), random_theta(0, 3))
+    updates, state = star(theta64).update(grads[0], state, params)
+    for leaf in jax.tree.leaves((updates, state)):
+        assert leaf.dtype in (jnp.float32, jnp.int32), leaf.dtype
+    assert state.count.dtype == jnp.int32
+
+
+def test_bfloat16_params_float32_accumulators():
+    theta = random_theta(0, 3)
+    params32, grads = problem(SMALL_SHAPES, 3, np.float32)
+    params16 = jax.tree.map(lambda x: jnp.asarray(x, jnp.bfloat16), params32)
+    exact = jax.tree.map(lambda x: x.astype(jnp.float32), params16)
+    opt = star(theta)
+    s16, s32 = opt.init(params16), opt.init(exact)
+    for g in grads:
+        g16 = jax.tree.map(lambda x: jnp.asarray(x, jnp.bfloat16), g)
+        g32 = jax.tree.map(lambda x: x.astype(jnp.float32), g16)
+        u16, s16 = opt.update(g16, s16, params16)
+        u32, s32 = opt.update(g32, s32, exact)
+        for k in u16:
+            assert u16[k].dtype == jnp.bfloat16
+            np.testing.assert_allclose(
+                np.asarray(u16[k], np.float32),
+                u32[k],
+                rtol=1e-2,
+                atol=1e-2 * np.abs(u32[k]).max(),
+            )
+        params16 = optax.apply_updates(params16, u16)
+        exact = jax.tree.map(lambda x: x.astype(jnp.float32), params16)
+        assert all(p.dtype == jnp.bfloat16 for p in jax.tree.leaves(params16))
+    for field in LOptState._fields[1:]:
+        for leaf in jax.tree.leaves(getattr(s16, field)):
+            assert leaf.dtype == jnp.float32
+
+
+# -- JAX transformations --------------------------------------------------------------
+
+
+def test_jit_does_not_recompile():
+    theta = random_theta(0, 3)
+    params, grads = problem(SMALL_SHAPES, 3, np.float32)
+    opt = star(theta)
+    traces = []
+
+    def step(p, s, g):
+        traces.append(1)
+        return _apply(opt, p, s, g)
+
+    step = jax.jit(step, donate_argnums=(0, 1))
+    state = opt.init(params)
+    params = jax.tree.map(jnp.asarray, params)
+    for g in grads:
+        params, state = step(params, state, g)
+    assert len(traces) == 1
+
+
+def test_vmap_over_population_of_thetas():
+    thetas = [random_theta(s, 3) for s in range(3)]
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *thetas)
+    params, grads = problem(SMALL_SHAPES, 1, np.float32)
+    state = star(thetas[0]).init(params)
+
+    @jax.jit
+    @jax.vmap
+    def population_update(theta):
+        return star(theta).update(grads[0], state, params)
+
+    updates, states = population_update(stacked)
+    for i, theta in enumerate(thetas):
+        u, s = star(theta).update(grads[0], state, params)
+        for k in u:
+            np.testing.assert_allclose(updates[k][i], u[k], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            states.momentum[0]["w"][i], s.momentum[0]["w"], rtol=1e-6
+        )
+
+
+def test_meta_gradient_through_steps_is_finite():
+    # Reverse mode through the fused step differentiates the dense formulation
+    # (custom_jvp): it must compile quickly and give finite theta-gradients.
+    params, grads = problem({"w": (16, 8), "s": ()}, 2, np.float64)
+
+    def meta_loss(theta):
+        opt = star(theta)
+        p, s = params, opt.init(params)
+        for g in grads:
+            p, s = _apply(opt, p, s, g)
+        return sum(jnp.sum(x**2) for x in jax.tree.leaves(p))
+
+    theta = random_theta(0, 3)
+    grad = jax.jit(jax.grad(meta_loss))(theta)
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(grad))
+    assert np.abs(np.asarray(grad["mlp"]["w2"])).max() > 0
+    # and it is the derivative of the fused step: compare with a central difference
+    direction = jax.tree.map(lambda x: jnp.ones_like(x) / np.sqrt(202), theta)
+    theta64 = jax.tree.map(lambda x: x.astype(jnp.float64), theta)
+    eps = 1e-6
+    plus = meta_loss(jax.tree.map(lambda t, d: t + eps * d, theta64, direction))
+    minus = meta_loss(jax.tree.map(lambda t, d: t - eps * d, theta64, direction))
+    along = sum(
+        jnp.vdot(a, b)
+        for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(direction), strict=True)
+    )
+    np.testing.assert_allclose(along, (plus - minus) / (2 * eps), rtol=1e-6)
+
+
+def test_composes_with_optax_chain():
+    theta = zero_output_layer(random_theta(0, 3))
+    params, grads = problem(SMALL_SHAPES, 1, np.float32)
+    opt = optax.chain(optax.clip_by_global_norm(1.0), star(theta))
+    updates, _ = opt.update(grads[0], opt.init(params), params)
+    assert jax.tree.structure(updates) == jax.tree.structure(params)
+
+
+# -- meta-parameters ------------------------------------------------------------------
+
+
+def test_parameter_counts_and_layout():
+    key = jax.random.key(0)
+    assert num_params(init_theta(key, 2)) == 197
+    assert num_params(init_theta(key, 3)) == 202
+    theta = init_theta(key, 3)
+    shapes = jax.tree.map(lambda x: x.shape, theta)
+    assert shapes == theta_shapes(3)
+    assert np.all(np.asarray(theta["mlp"]["b0"]) == 0)
+    assert np.abs(np.asarray(theta["mlp"]["w0"])).max() <= 2 / np.sqrt(39) + 1e-7
+
+
+def _set(theta, path, value):
+    theta = jax.tree.map(lambda x: x, theta)
+    where = theta
+    for k in path[:-1]:
+        where = where[k]
+    if value is None:
+        del where[path[-1]]
+    else:
+        where[path[-1]] = value
+    return theta
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("rms_decays",), None, "theta: missing key 'rms_decays'"),
+        (("extra",), jnp.zeros(1), "theta: unexpected key 'extra'"),
+        (
+            ("mlp", "w0"),
+            jnp.zeros((38, 4)),
+            r"theta\['mlp'\]\['w0'\]: expected shape \(39, 4\)",
+        ),
+        (("mlp", "b1"), None, r"theta\['mlp'\]: missing key 'b1'"),
+        (
+            ("momentum_decays",),
+            jnp.array([0.0, jnp.nan, 0.0]),
+            r"theta\['momentum_decays'\]: contains non-finite",
+        ),
+        (
+            ("mlp", "w2"),
+            jnp.full((4, 3), jnp.inf),
+            r"theta\['mlp'\]\['w2'\]: contains non-finite",
+        ),
+        (
+            ("mlp", "b0"),
+            jnp.zeros(4, jnp.int32),
+            r"theta\['mlp'\]\['b0'\]: expected a float",
+        ),
+    ],
+)
+def test_validator_names_the_key(path, value, message):
+    theta = _set(random_theta(0, 3), path, value)
+    with pytest.raises(ValueError, match=message):
+        validate_theta(theta)
+    with pytest.raises(ValueError, match=message):
+        star(theta)
+
+
+def test_validator_heads_and_options():
+    with pytest.raises(
+        ValueError, match=r"theta\['mlp'\]\['w2'\]: expected shape \(4, 3\)"
+    ):
+        star(random_theta(0, 2))
+    with pytest.raises(
+        ValueError, match=r"theta\['mlp'\]\['w2'\]: expected shape \(4, 2\)"
+    ):
+        small_fc_lopt(random_theta(0, 3))
+    with pytest.raises(ValueError, match="nominal_estimator"):
+        star(random_theta(0, 3), nominal_estimator="Lion")
+    with pytest.raises(ValueError, match="step_mult"):
+        star(random_theta(0, 3), step_mult=-1.0)
+    with pytest.raises(ValueError, match="heads"):
+        init_theta(jax.random.key(0), 4)
+    opt = star(random_theta(0, 3))
+    params = {"w": jnp.ones((2, 2))}
+    with pytest.raises(ValueError, match="params"):
+        opt.update(params, opt.init(params))
+
+
+def test_traced_theta_is_not_value_checked():
+    theta = random_theta(0, 3)
+    params = {"w": jnp.ones((2, 3))}
+
+    @jax.jit
+    def update(theta):
+        opt = star(theta)
+        return opt.update(params, opt.init(params), params)[0]["w"]
+
+    bad = _set(theta, ("mlp", "w1"), jnp.full((4, 4), jnp.nan))
+    assert np.all(np.isnan(update(bad)))  # shapes checked, values not
+    with pytest.raises(ValueError, match=r"expected shape"):
+        update(_set(theta, ("mlp", "w1"), jnp.zeros((4, 5))))
+
+
+def test_from_learned_optimization():
+    rng = np.random.default_rng(0)
+    mlp = {
+        "w0": rng.standard_normal((39, 4)),
+        "b0": rng.standard_normal(4),
+        "w1": rng.standard_normal((4, 4)),
+        "b1": rng.standard_normal(4),
+        "w2": rng.standard_normal((4, 4)),
+        "b2": rng.standard_normal(4),
+    }
+    upstream = {
+        "momentum_decays": rng.standard_normal(3),
+        "rms_decays": rng.standard_normal(1),
+        "adafactor_decays": rng.standard_normal(3),
+        "nn": {"~": mlp},
+    }
+    theta = from_learned_optimization(upstream)
+    assert num_params(theta) == 202
+    np.testing.assert_allclose(theta["mlp"]["w2"], mlp["w2"][:, :3].astype(np.float32))
+    np.testing.assert_allclose(theta["mlp"]["b2"], mlp["b2"][:3].astype(np.float32))
+    np.testing.assert_allclose(theta["mlp"]["w0"], mlp["w0"].astype(np.float32))
+    np.testing.assert_allclose(
+        theta["rms_decays"], upstream["rms_decays"].astype(np.float32)
+    )
+    assert theta["mlp"]["w0"].dtype == jnp.float32
+    two = dict(upstream, nn={"~": dict(mlp, w2=mlp["w2"][:, :2], b2=mlp["b2"][:2])})
+    assert num_params(from_learned_optimization(two)) == 197
+    with pytest.raises(ValueError, match="theta_upstream: missing key 'nn'"):
+        from_learned_optimization({k: v for k, v in upstream.items() if k != "nn"})
+    with pytest.raises(ValueError, match=r"\['~'\]: missing key 'b1'"):
+        from_learned_optimization(
+            dict(upstream, nn={"~": {k: v for k, v in mlp.items() if k != "b1"}})
+        )
+
+
+# -- the nominal term and the ablation switches ----------------------------------------
+
+
+def nominal_only(grads, lr, estimator):
+    """The nominal-only optimizer written out: EMAs with decays float32(0.9, ...)."""
+    b = np.asarray([0.9, 0.99, 0.999], np.float32).astype(np.float64)
+    b_v = float(np.float32(0.999))
+    m = [np.zeros_like(grads[0]) for _ in range(3)]
+    v = np.zeros_like(grads[0])
+    out = []
+    for g in grads:
+        m = [b[i] * m[i] + (1 - b[i]) * g for i in range(3)]
+        v = b_v * v + (1 - b_v) * g**2
+        r = 1 / np.sqrt(v + 1e-6)
+        est = {
+            "SGD": g,
+            "SGDM": m[0],
+            "AggMo": sum(m) / 3,
+            "Adam": m[0] * r,
+            "AdamAggMo": sum(m) / 3 * r,
+        }
+        out.append(-lr * est[estimator])
+    return out
+
+
+@pytest.mark.parametrize("estimator", ["AdamAggMo", "SGD", "SGDM", "AggMo", "Adam"])
+def test_zero_output_layer_is_the_nominal_term(estimator):
+    # zero decay offsets: the decays are the initial ones, 0.9, 0.99, 0.999
+    theta = zero_output_layer(init_theta(jax.random.key(0), 3))
+    assert np.all(np.asarray(theta["mlp"]["w2"]) == 0)
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal((6, 5)) for _ in range(5)]
+    params = jnp.asarray(rng.standard_normal((6, 5)))
+    opt = star(theta, nominal_stepsize=0.03, nominal_estimator=estimator)
+    state = opt.init(params)
+    for g, expected in zip(grads, nominal_only(grads, 0.03, estimator), strict=True):
+        updates, state = opt.update(jnp.asarray(g), state, params)
+        np.testing.assert_allclose(updates, expected, rtol=1e-12, atol=1e-15)
+        params = params + updates
+    off, _ = star(theta, nominal=False).update(jnp.asarray(g), state, params)
+    assert np.all(np.asarray(off) == 0)
+    small, _ = small_fc_lopt(
+        zero_output_layer(init_theta(jax.random.key(0), 2))
+    ).update(jnp.asarray(g), state, params)
+    assert np.all(np.asarray(small) == 0)
+
+
+def test_precondition_and_nominal_switches():
+    theta = random_theta(0, 3)
+    rng = np.random.default_rng(1)
+    params = jnp.asarray(rng.standard_normal((8, 6)))
+    g = jnp.asarray(rng.standard_normal((8, 6)))
+    opts = {
+        (pre, nom): star(theta, precondition=pre, nominal=nom)
+        for pre in (True, False)
+        for nom in (True, False)
+    }
+    state0 = opts[True, True].init(params)
+    out = {key: opt.update(g, state0, params) for key, opt in opts.items()}
+    state = out[True, True][1]
+    precond = 1 / np.sqrt(np.asarray(state.second_moment) + 1e-6)
+    # preconditioning multiplies the blackbox term by (v + 1e-6)^(-1/2), only it
+    np.testing.assert_allclose(
+        out[True, False][0], out[False, False][0] * precond, rtol=1e-12
+    )
+    nominal_term = out[True, True][0] - out[True, False][0]
+    np.testing.assert_allclose(
+        out[False, True][0] - out[False, False][0], nominal_term, rtol=1e-10
+    )
+    assert np.abs(np.asarray(nominal_term)).min() > 0
+
+
+def test_aggregated_magnitudes_are_per_tensor():
+    theta = random_theta(0, 3)
+    rng = np.random.default_rng(1)
+    params = jnp.asarray(rng.standard_normal((8, 6)))
+    g = jnp.asarray(rng.standard_normal((8, 6)))
+    # With the nominal term alone, aggregation makes exp(exp_mult * m_g) one number.
+    opt = star(
+        theta,
+        aggregate_magnitudes=True,
+        nominal_estimator="SGD",
+        exp_mult=0.5,
+        step_mult=0.0,
+    )
+    updates, _ = opt.update(g, opt.init(params), params)
+    ratio = np.asarray(updates) / np.asarray(g)
+    np.testing.assert_allclose(ratio, ratio.flat[0], rtol=1e-12)
+    per_element = star(theta, nominal_estimator="SGD", exp_mult=0.5, step_mult=0.0)
+    updates, _ = per_element.update(g, per_element.init(params), params)
+    assert np.ptp(np.asarray(updates) / np.asarray(g)) > 1e-6
+
+
+# -- linearisation ---------------------------------------------------------------------
+
+
+def test_closed_loop_of_star_matches_finite_differences():
+    from stability.operators import closed_loop
+    from stability.operators.closed_loop import step_function
+    from stability.problems import NoisyQuadratic
+
+    n = 3
+    problem_ = NoisyQuadratic.from_eigenvalues([2.0, 0.5, 0.1], 0.01, np.ones(n))
+    opt = star(random_theta(0, 3), nominal_stepsize=0.01)
+    params = jnp.asarray([1.0, -0.5, 0.25])
+    state = opt.init(params)
+    h = jnp.asarray(problem_.hessian)
+    for _ in range(5):  # linearise away from the all-zero initial state
+        params, state = _apply(opt, params, state, h @ params)
+    loop = closed_loop(opt, problem_, params, state)
+    accumulators = 3 * n + n + 3 * n  # momenta, second moment, unfactored Adafactor
+    d = n + accumulators
+    assert loop.transition.shape == (d, d)
+    assert np.all(np.isfinite(loop.transition))
+    step, z = step_function(opt, problem_, params, state)
+    step = jax.jit(step)
+    xi = jnp.zeros(n)
+    # fourth-order central differences, steps relative to each coordinate's size:
+    # some accumulators are ~1e-4 and enter through rsqrt(v + 1e-6).
+    h = 1e-4 * np.maximum(np.abs(np.asarray(z)), 1e-3)
+    columns = []
+    for i, e in enumerate(np.eye(d)):
+        f = [step(z + k * h[i] * e, xi) for k in (2, 1, -1, -2)]
+        columns.append((-f[0] + 8 * f[1] - 8 * f[2] + f[3]) / (12 * h[i]))
+    fd = np.stack(columns, axis=1)
+    scale = np.abs(fd).max()
+    np.testing.assert_allclose(loop.transition, fd, atol=1e-8 * scale, rtol=1e-6)
