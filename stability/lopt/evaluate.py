@@ -70,9 +70,11 @@ __all__ = [
     "format_table",
     "inner_train",
     "learned_optimizer",
+    "measure_rates",
     "merge",
     "nominal_only",
     "profile_horizons",
+    "project_costs",
     "tune_adam",
     "tune_nominal",
     "write_csv",
@@ -1016,3 +1018,102 @@ def format_table(rows: Sequence[Mapping]) -> str:
             f"| {r['diverged']}/{r['seeds']} |"
         )
     return "\n".join(lines)
+
+
+# -- costs ---------------------------------------------------------------------------
+
+
+def measure_rates(
+    task: Task | str,
+    *,
+    members: int = 3,
+    record_every: int = 20,
+    windows: int = 3,
+) -> dict:
+    """Measured cost of each optimizer family on ``task``.
+
+    For ``adam``, ``nominal``, ``star`` (cost does not depend on theta) and
+    ``small_fc_lopt``: one program of ``members`` vmapped runs is compiled and run
+    for ``1 + windows`` windows of ``record_every`` steps (training-split loss at
+    every window end included, as in :func:`evaluate`).
+
+    Returns:
+      ``{family: {"compile_s", "step_s", "cpu_step_s"}}``: compilation (first
+      window minus a steady one), wall and process-CPU seconds per member-step.
+    """
+    from stability.lopt.theta import init_theta, zero_output_layer
+
+    task = get_task(task) if isinstance(task, str) else task
+    star_theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
+    sfc_theta = init_theta(jax.random.key(0), heads=2)
+    makers = {
+        "adam": _make_adam,
+        "nominal": _make_nominal,
+        "star": _Fixed(star(star_theta, nominal_stepsize=0.03)),
+        "small_fc_lopt": _Fixed(small_fc_lopt(sfc_theta)),
+    }
+    out = {}
+    for name, make in makers.items():
+        runs = _Runs(
+            _runner(task, make, record_every),
+            np.full(members, 1e-3),
+            _run_keys(TUNING_ROOT, np.arange(members)),
+        )
+        t0 = time.perf_counter()
+        runs.run_to(record_every)
+        jax.block_until_ready(runs.carry)
+        first = time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time()
+        runs.run_to(record_every * (1 + windows))
+        jax.block_until_ready(runs.carry)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        steady = wall / windows
+        n = members * record_every * windows
+        out[name] = {
+            "compile_s": max(first - steady, 0.0),
+            "step_s": wall / n,
+            "cpu_step_s": cpu / n,
+        }
+    return out
+
+
+def project_costs(
+    rates: Mapping,
+    base_horizon: int,
+    multiples: Sequence[int],
+    *,
+    seeds: int = 3,
+    tuning_seeds: int = 2,
+    grid_size: int = len(TUNING_GRID),
+    keep: int | None = 3,
+    learned: Sequence[str] = ("star", "small_fc_lopt"),
+    rate_key: str = "step_s",
+) -> dict:
+    """Projected seconds of each part of :func:`evaluate` from measured rates.
+
+    Member-steps per part, with horizons :math:`h_1 < \\dots < h_n`:
+    a learned optimizer ``seeds * h_n``; tuning a baseline
+    ``grid * tuning_seeds * h_1 + min(keep, grid) * tuning_seeds * (h_n - h_1)``;
+    a baseline's held-out runs at most ``seeds * sum(h_i)`` (a different tuned value
+    at every horizon). Compilation: one program per learned optimizer, three per
+    baseline (tuning, halving, held-out).
+
+    Returns:
+      ``{part: seconds, ..., "total": seconds}``.
+    """
+    hs = sorted(m * base_horizon for m in multiples)
+    kept = grid_size if keep is None else min(keep, grid_size)
+    parts = {}
+    for name in learned:
+        r = rates[name]
+        parts[f"{name}: held-out runs"] = r["compile_s"] + seeds * hs[-1] * r[rate_key]
+    for family in ("adam", "nominal"):
+        r = rates[family]
+        tune = grid_size * tuning_seeds * hs[0] + kept * tuning_seeds * (hs[-1] - hs[0])
+        stages = 1 + (len(hs) > 1 and kept < grid_size)
+        parts[f"{family}: tuning"] = stages * r["compile_s"] + tune * r[rate_key]
+        parts[f"{family}: held-out runs"] = (
+            r["compile_s"] + seeds * sum(hs) * r[rate_key]
+        )
+    parts["total"] = sum(parts.values())
+    return parts
