@@ -198,11 +198,14 @@ def test_text_split_by_file():
 def test_mnist_cache_is_rebuilt_identically(tmp_path, monkeypatch):
     cached = _data.mnist()
     monkeypatch.setenv("STABILITY_CACHE", str(tmp_path))
+    (tmp_path / "mnist_5k_v1.npz").write_bytes(b"PK\x03\x04 truncated")
     fresh = _data.mnist()
     assert [p.name for p in tmp_path.iterdir()] == ["mnist_5k_v1.npz"]
     for u, v in zip(cached[:4], fresh[:4], strict=True):
         np.testing.assert_array_equal(u, v)
     assert fresh.x_train.shape == (4000, 28, 28) and fresh.x_train.dtype == np.uint8
+    assert len(fresh.y_test) == 1000 and np.all(np.bincount(fresh.y_test) == 100)
+    np.testing.assert_array_equal(_data.mnist().x_test, fresh.x_test)  # from cache
 
 
 def test_mnist1d_keeps_global_rngs(tmp_path, monkeypatch):

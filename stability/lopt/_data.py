@@ -72,7 +72,8 @@ def _cached(filename: str, build) -> dict[str, np.ndarray]:
     """Arrays cached in ``cache_dir()/filename``, built by ``build()`` if absent."""
     path = cache_dir() / filename
     try:
-        with np.load(path) as f:
+        # Our own handle: np.load(path) leaks it when the file is corrupt.
+        with open(path, "rb") as fh, np.load(fh) as f:
             return {k: f[k] for k in f.files}
     except Exception:  # absent or unreadable (e.g. truncated): rebuild it
         pass
