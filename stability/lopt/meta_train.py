@@ -11,12 +11,17 @@ One outer step is one truncation of ``truncation`` inner steps for a population 
 ``population`` antithetic pairs (``2 * population`` inner training runs), compiled as
 one jitted program: a ``lax.scan`` over inner steps of a step ``vmap``-ped over the
 members (minibatch sampling inside), then the ES or PES estimate (see
-:mod:`stability.lopt._unroll` for the estimators and the per-step meta-loss), then
-AdamW on theta (decoupled weight decay, the paper's regulariser) after clipping the
-meta-gradient's global norm. A non-finite meta-gradient leaves theta and the outer
+:mod:`stability.lopt._unroll`), then AdamW on theta (decoupled weight decay, the
+paper's regulariser) after clipping the meta-gradient's global norm. A non-finite meta-gradient leaves theta and the outer
 optimizer untouched and is counted (``skipped``); an inner run whose loss becomes
 non-finite or exceeds ``DIVERGED_LOSS_FACTOR * log(classes)`` restarts with its
 antithetic partner (counted as ``diverged``); runs restart at the horizon.
+
+The meta-loss is the mean over the truncation's inner steps of the log of the
+training loss on the step's minibatch, clipped as upstream clips classification
+losses: NaN and inf count as :math:`1.5 \log(\text{classes})`, the clip range is
+``[1e-6, 1.5 log(classes)]`` (the floor keeps the log finite; float32 cross-entropy
+is not resolved much below it).
 
 STAR meta-training starts from a zero output layer, where STAR equals its nominal
 term (upstream's random output layer makes the untrained STAR diverge);
