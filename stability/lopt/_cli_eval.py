@@ -3,12 +3,14 @@
     stability evaluate --theta FILE --task NAME [--horizons 1,10] [--seeds N]
                        [--out DIR] [--extra FILE ...] [--profile default|full|quick]
 
-``--task`` takes a name, a comma-separated list or ``all``. Without ``--horizons``
-the profile's multiples of the meta-training horizon are used (``default``: 1, 10
-and 100 on ``digits_mlp``, 1 and 10 elsewhere). Without ``--theta`` the thetas
-shipped in ``stability/lopt/thetas/`` are used. Writes ``eval.json``, ``eval.csv``
-and ``curves.npz`` in ``--out`` and prints the table. Bad arguments: one line on
-stderr, exit code 2.
+``--task`` takes a name, a comma-separated list or ``all``. Settings the command
+line does not give come from the profile (``stability.lopt.evaluate.PROFILES``):
+in ``default``, horizons of 1, 10 and 100 times the meta-training horizon on
+``digits_mlp``, 1 and 10 on the other digits tasks and ``mnist1d_mlp``, 1 on the
+rest, whose steps cost 1 to 40 ms (``--profile full``: 1, 10 and 100 everywhere).
+Without ``--theta`` the thetas shipped in ``stability/lopt/thetas/`` are used.
+Writes ``eval.json``, ``eval.csv`` and ``curves.npz`` in ``--out`` and prints the
+table. Bad arguments: one line on stderr, exit code 2.
 """
 
 import argparse
@@ -72,7 +74,14 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, help="task name, comma list or 'all'")
     p.add_argument("--horizons", type=_ints, help="multiples of the base horizon")
     p.add_argument("--seeds", type=_positive, default=3, help="held-out seeds")
-    p.add_argument("--tuning-seeds", type=_positive, default=2)
+    p.add_argument(
+        "--tuning-seeds", type=_positive, help="default: the profile's (2 or 1)"
+    )
+    p.add_argument(
+        "--screen",
+        type=float,
+        help="fraction of the first horizon where tuning keeps the --keep best",
+    )
     p.add_argument("--profile", choices=("default", "full", "quick"), default="default")
     p.add_argument(
         "--base-horizon",
@@ -152,16 +161,19 @@ def _run(args) -> int:
     out = pathlib.Path(args.out)
     tables = []
     t0 = time.perf_counter()
+    if args.screen is not None and not 0 < args.screen < 1:
+        return _fail(f"--screen: expected a fraction in (0, 1), got {args.screen}")
     for name in names:
-        horizons = args.horizons or ev.profile_horizons(args.profile, name)
+        settings = ev.profile_settings(args.profile, name)
         table = ev.evaluate(
             learned[0],
             name,
-            horizons,
+            args.horizons or settings["multiples"],
             args.seeds,
             extra=learned[1:],
             base_horizon=args.base_horizon,
-            tuning_seeds=args.tuning_seeds,
+            tuning_seeds=args.tuning_seeds or settings["tuning_seeds"],
+            screen=settings["screen"] if args.screen is None else args.screen,
             keep=args.keep or None,
             grid=args.grid or ev.TUNING_GRID,
             baselines=baselines,

@@ -73,7 +73,7 @@ __all__ = [
     "measure_rates",
     "merge",
     "nominal_only",
-    "profile_horizons",
+    "profile_settings",
     "project_costs",
     "tune_adam",
     "tune_nominal",
@@ -90,12 +90,24 @@ TUNING_GRID = tuple(float(10.0 ** (k / 2)) for k in range(-8, 1))
 # is a key that meta-training draws.
 HELD_OUT_ROOT = 6_000_001
 TUNING_ROOT = 6_000_002
-# Horizon multiples (of the meta-training horizon) per task; "default" must run in
-# under 40 minutes on 2 CPU cores for all tasks (measured in benchmarks/RESULTS.md).
+# Settings of evaluate() per task ("*": every other task): horizon multiples (of the
+# meta-training horizon), tuning seeds, and screening (the grid is cut to the `keep`
+# best values at this fraction of the first horizon). "default" has to run all tasks
+# in under 40 minutes on 2 CPU cores: the projected costs are in
+# benchmarks/RESULTS.md (section "Evaluation (issue 6)").
 PROFILES = {
-    "default": {"digits_mlp": (1, 10, 100), "*": (1, 10)},
-    "full": {"*": (1, 10, 100)},
-    "quick": {"*": (1,)},
+    "default": {
+        "digits_mlp": {"multiples": (1, 10, 100)},
+        "digits_mlp_wide": {"multiples": (1, 10), "tuning_seeds": 1},
+        "mnist_mlp": {"multiples": (1,)},
+        "mnist1d_cnn": {"multiples": (1,), "tuning_seeds": 1},
+        "mnist_cnn": {"multiples": (1,), "tuning_seeds": 1, "screen": 0.1},
+        "text_lstm": {"multiples": (1,), "tuning_seeds": 1, "screen": 0.1},
+        "text_transformer": {"multiples": (1,), "tuning_seeds": 1, "screen": 0.1},
+        "*": {"multiples": (1, 10)},
+    },
+    "full": {"*": {"multiples": (1, 10, 100)}},
+    "quick": {"*": {"multiples": (1,), "tuning_seeds": 1, "screen": 0.1}},
 }
 
 
@@ -520,6 +532,7 @@ class TuneResult(NamedTuple):
         ``inf`` where non-finite, ``nan`` where not run (successive halving).
       best: best value per horizon.
       seconds: wall time, compilation included.
+      screened: ``((step, values kept), ...)`` for the screening stages.
     """
 
     family: str
@@ -528,22 +541,30 @@ class TuneResult(NamedTuple):
     scores: np.ndarray
     best: tuple
     seconds: float
+    screened: tuple = ()
 
     def best_at(self, horizon: int) -> float:
         return self.best[self.horizons.index(horizon)]
 
 
-def _tune(family, task, horizons, seeds, grid, keep, record_every) -> TuneResult:
+def _tune(
+    family, task, horizons, seeds, grid, keep, record_every, screen=()
+) -> TuneResult:
     task = get_task(task) if isinstance(task, str) else task
     if isinstance(horizons, int | np.integer):
         horizons = (horizons,)
     horizons = tuple(sorted({_check_positive_int("horizon", h) for h in horizons}))
+    screen = tuple(sorted({_check_positive_int("screen", h) for h in screen}))
+    if screen and max(screen) >= horizons[0]:
+        raise ValueError(f"screen: {screen} must lie before the first horizon")
     seeds = _check_seeds(seeds)
     grid = tuple(float(g) for g in grid)
     if not grid or not all(math.isfinite(g) and g > 0 for g in grid):
         raise ValueError(f"grid: expected positive finite values, got {grid!r}")
     keep = len(grid) if keep is None else _check_positive_int("keep", keep)
-    _, _, record_every = _check_schedule(max(horizons), horizons, record_every)
+    _, _, record_every = _check_schedule(
+        max(horizons), (*screen, *horizons), record_every
+    )
     runner = _runner(task, _FAMILIES[family], record_every)
     n_s = len(seeds)
     t0 = time.perf_counter()
@@ -552,22 +573,32 @@ def _tune(family, task, horizons, seeds, grid, keep, record_every) -> TuneResult
     runs = _Runs(runner, values, keys)
     active = np.arange(len(grid))  # grid indices still running
     scores = np.full((len(horizons), len(grid)), np.nan)
-    best = []
-    for i, h in enumerate(horizons):
+    best, screened = [], []
+    stages = [(h, True) for h in screen] + [(h, False) for h in horizons]
+    for i, (h, screening) in enumerate(stages):
         runs.run_to(h)
         loss = np.asarray(runs.windows[-1][3], np.float64).reshape(len(active), n_s)
         score = np.mean(loss, axis=1)
         score = np.where(np.isfinite(score), score, np.inf)
-        scores[i, active] = score
         order = np.argsort(score, kind="stable")
-        best.append(grid[active[order[0]]])
-        if i + 1 < len(horizons) and keep < len(active):
+        if screening:
+            screened.append((h, tuple(grid[a] for a in active[np.sort(order[:keep])])))
+        else:
+            scores[horizons.index(h), active] = score
+            best.append(grid[active[order[0]]])
+        if i + 1 < len(stages) and keep < len(active):
             chosen = np.sort(order[:keep])
             members = (chosen[:, None] * n_s + np.arange(n_s)).reshape(-1)
             runs = runs.subset(members)
             active = active[chosen]
     return TuneResult(
-        family, grid, horizons, scores, tuple(best), time.perf_counter() - t0
+        family,
+        grid,
+        horizons,
+        scores,
+        tuple(best),
+        time.perf_counter() - t0,
+        tuple(screened),
     )
 
 
@@ -579,6 +610,7 @@ def tune_adam(
     *,
     keep: int | None = None,
     record_every: int | None = None,
+    screen: Sequence[int] = (),
 ) -> TuneResult:
     """Tune ``optax.adam``'s learning rate per horizon on tuning seeds.
 
@@ -595,10 +627,12 @@ def tune_adam(
       grid: values to try (default :data:`TUNING_GRID`).
       keep: grid values continued past each horizon (default all).
       record_every: window length (default about ``min(horizon) / 50``).
+      screen: steps before the first horizon at which only the ``keep`` best
+        values go on (a cheaper, approximate tuning for expensive tasks).
     Returns:
       a :class:`TuneResult`.
     """
-    return _tune("adam", task, horizon, seeds, grid, keep, record_every)
+    return _tune("adam", task, horizon, seeds, grid, keep, record_every, screen)
 
 
 def tune_nominal(
@@ -609,10 +643,11 @@ def tune_nominal(
     *,
     keep: int | None = None,
     record_every: int | None = None,
+    screen: Sequence[int] = (),
 ) -> TuneResult:
     """Tune the nominal-only optimizer's ``nominal_stepsize`` (see
     :func:`nominal_only`) exactly as :func:`tune_adam` tunes Adam."""
-    return _tune("nominal", task, horizon, seeds, grid, keep, record_every)
+    return _tune("nominal", task, horizon, seeds, grid, keep, record_every, screen)
 
 
 # -- learned optimizers from thetas --------------------------------------------------
@@ -765,6 +800,7 @@ def evaluate(
     grid: Sequence[float] = TUNING_GRID,
     keep: int | None = 3,
     baselines: Sequence[str] = ("adam", "nominal"),
+    screen: float | None = None,
     record_every: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> EvaluationTable:
@@ -785,6 +821,9 @@ def evaluate(
       keep: successive halving for tuning across horizons (``None``: every grid
         value runs to the longest horizon).
       baselines: which of ``adam``, ``nominal`` to tune and run.
+      screen: if set, a fraction of the first horizon at which tuning keeps only
+        the ``keep`` best grid values (cheaper, approximate; see
+        :func:`tune_adam`).
       record_every: window length (default about ``base_horizon / 50``).
       log: called with a line of progress per part.
     Returns:
@@ -814,6 +853,12 @@ def evaluate(
     seeds = _check_positive_int("seeds", seeds)
     tuning_seeds = _check_positive_int("tuning_seeds", tuning_seeds)
     _, _, record_every = _check_schedule(max(steps), steps, record_every)
+    screen_steps: tuple[int, ...] = ()
+    if screen is not None:
+        if not 0 < screen < 1:
+            raise ValueError(f"screen: expected a fraction in (0, 1), got {screen}")
+        s0 = int(steps[0] * screen) // record_every * record_every
+        screen_steps = (s0,) if 0 < s0 < steps[0] else ()
     held_out = np.arange(seeds)
     rows, curves, tuning, costs = [], {}, {}, {}
 
@@ -856,6 +901,7 @@ def evaluate(
             grid,
             keep,
             record_every,
+            screen_steps,
         )
         tuning[(task.name, family)] = tuned
         costs[f"{family}: tuning"] = tuned.seconds
@@ -882,6 +928,7 @@ def evaluate(
         "tuning_root": TUNING_ROOT,
         "grid": list(grid),
         "keep": keep,
+        "screen_steps": list(screen_steps),
         "record_every": record_every,
         "learned": {lo.label: lo.metadata for lo in learned},
         "jax_backend": jax.default_backend(),
@@ -993,12 +1040,13 @@ def write_curves(table: EvaluationTable, path) -> None:
     tmp.replace(path)
 
 
-def profile_horizons(profile: str, task: str) -> tuple[int, ...]:
-    """Horizon multiples for ``task`` in a profile of :data:`PROFILES`."""
+def profile_settings(profile: str, task: str) -> dict:
+    """Settings of ``task`` in a profile of :data:`PROFILES`: ``multiples``,
+    ``tuning_seeds`` (default 2) and ``screen`` (default ``None``)."""
     if profile not in PROFILES:
         raise ValueError(f"profile: expected one of {tuple(PROFILES)}, got {profile!r}")
     p = PROFILES[profile]
-    return p.get(task, p["*"])
+    return {"tuning_seeds": 2, "screen": None, **p.get(task, p["*"])}
 
 
 def format_table(rows: Sequence[Mapping]) -> str:
@@ -1086,34 +1134,40 @@ def project_costs(
     tuning_seeds: int = 2,
     grid_size: int = len(TUNING_GRID),
     keep: int | None = 3,
+    screen: float | None = None,
     learned: Sequence[str] = ("star", "small_fc_lopt"),
-    rate_key: str = "step_s",
+    rate_key: str = "cpu_step_s",
 ) -> dict:
     """Projected seconds of each part of :func:`evaluate` from measured rates.
 
-    Member-steps per part, with horizons :math:`h_1 < \\dots < h_n`:
+    Member-steps per part, with horizons :math:`h_1 < \\dots < h_n` and screening
+    step :math:`s` (:math:`s = h_1` without screening), ``k = min(keep, grid)``:
     a learned optimizer ``seeds * h_n``; tuning a baseline
-    ``grid * tuning_seeds * h_1 + min(keep, grid) * tuning_seeds * (h_n - h_1)``;
+    ``grid * tuning_seeds * s + k * tuning_seeds * (h_n - s)``;
     a baseline's held-out runs at most ``seeds * sum(h_i)`` (a different tuned value
-    at every horizon). Compilation: one program per learned optimizer, three per
-    baseline (tuning, halving, held-out).
+    at every horizon). Compilation: one program per learned optimizer and per
+    baseline's held-out runs, one per member count in tuning.
 
+    Args:
+      rates: ``{family: {"compile_s", rate_key}}`` from :func:`measure_rates`.
+      rate_key: ``"cpu_step_s"`` (process CPU time: what the part costs on an idle
+        machine, measured even on a busy one) or ``"step_s"`` (wall time).
     Returns:
       ``{part: seconds, ..., "total": seconds}``.
     """
     hs = sorted(m * base_horizon for m in multiples)
     kept = grid_size if keep is None else min(keep, grid_size)
+    s = hs[0] if screen is None else max(1, int(hs[0] * screen))
     parts = {}
     for name in learned:
         r = rates[name]
         parts[f"{name}: held-out runs"] = r["compile_s"] + seeds * hs[-1] * r[rate_key]
     for family in ("adam", "nominal"):
         r = rates[family]
-        tune = grid_size * tuning_seeds * hs[0] + kept * tuning_seeds * (hs[-1] - hs[0])
-        stages = 1 + (len(hs) > 1 and kept < grid_size)
-        parts[f"{family}: tuning"] = stages * r["compile_s"] + tune * r[rate_key]
-        parts[f"{family}: held-out runs"] = (
-            r["compile_s"] + seeds * sum(hs) * r[rate_key]
-        )
+        tune = grid_size * tuning_seeds * s + kept * tuning_seeds * (hs[-1] - s)
+        pruned = kept < grid_size and (len(hs) > 1 or s < hs[0])
+        parts[f"{family}: tuning"] = (1 + pruned) * r["compile_s"] + tune * r[rate_key]
+        held = seeds * sum(hs)
+        parts[f"{family}: held-out runs"] = r["compile_s"] + held * r[rate_key]
     parts["total"] = sum(parts.values())
     return parts
