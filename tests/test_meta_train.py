@@ -418,3 +418,12 @@ def test_four_devices_give_the_one_device_meta_gradient(four_device_run):
 def test_tune_nominal_stepsize_picks_a_grid_value():
     best, table = mt.tune_nominal_stepsize(horizon=50, seeds=2, grid=[1e-4, 3e-2])
     assert best in table and table[3e-2] < table[1e-4]
+
+
+@pytest.mark.slow
+def test_diverging_inner_runs_are_restarted(tmp_path):
+    config = dataclasses.replace(TINY, nominal_stepsize=30.0, steps=3, eval_every=0)
+    result = mt.meta_train(config, tmp_path, progress=False)
+    assert result.diverged > 0 and result.steps == 3
+    for leaf in jax.tree.leaves(result.theta):
+        assert np.all(np.isfinite(leaf))
