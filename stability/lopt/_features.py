@@ -59,6 +59,8 @@ class LeafFeatures(NamedTuple):
     """What the MLP and the update rule need from one tensor after accumulating."""
 
     channels: list  # 28 arrays, each broadcastable to the (rank >= 1) tensor shape
+    mean_squares: list  # 28 entries: mean(channel^2) where a cheaper formula exists,
+    # else None (the fused MLP then reduces the channel itself)
     time: jax.Array  # (11,) time features, not normalised
     grad: jax.Array  # g, shape (rank >= 1)
     momentum: tuple  # 3 x shape
@@ -134,20 +136,27 @@ def accumulate(
 
     ``p`` and ``g`` must already be in the compute dtype and of rank >= 1 (scalars
     are handled by the caller as shape ``(1,)``).
+
+    For rank >= 2 the mean squares of the 16 full-size channels are computed here
+    (see :func:`_full_mean_squares`), for the fused MLP.
     """
     shape = p.shape
     momentum = tuple(
         decays.momentum[k] * m + (1 - decays.momentum[k]) * g
         for k, m in enumerate(acc.momentum)
     )
-    second = decays.rms * acc.second_moment + (1 - decays.rms) * (g * g)
-    g2 = g * g + 1e-30
+    second = decays.rms * acc.second_moment + ((1 - decays.rms) * g) * g
     b_f = decays.adafactor
+    size = int(np.prod(shape))
 
     dims = factored_dims(shape)
     if dims is not None:
         d1, d0 = dims
-        row_g2, col_g2 = jnp.mean(g2, axis=d0), jnp.mean(g2, axis=d1)
+        # |g| * |g| is exactly g * g, spelled differently so that the two
+        # reductions do not share one g * g array (see _full_mean_squares)
+        row_mean = jnp.sum(g * g, axis=d0) / shape[d0]
+        col_mean = jnp.sum(jnp.abs(g) * jnp.abs(g), axis=d1) / shape[d1]
+        row_g2, col_g2 = row_mean + 1e-30, col_mean + 1e-30
         row = tuple(b_f[k] * r + (1 - b_f[k]) * row_g2 for k, r in enumerate(acc.row))
         col = tuple(b_f[k] * c + (1 - b_f[k]) * col_g2 for k, c in enumerate(acc.col))
         reduced_d1 = d1 - 1 if d1 > d0 else d1
@@ -168,13 +177,18 @@ def accumulate(
             [lax.rsqrt(c + 1e-8) for c in col_b],
         )
         new_acc = LeafAccumulators(momentum, second, row, col, acc.full)
+        full_ms = _full_mean_squares(
+            p, g, momentum, second, factors, row_mean, d0, d1, size
+        )
     else:
+        g2 = g * g + 1e-30
         full = tuple(b_f[k] * f + (1 - b_f[k]) * g2 for k, f in enumerate(acc.full))
         fac_g = [g * lax.rsqrt(jnp.maximum(f + 1e-9, 1e-9)) for f in full]
         fac_m = [m * lax.rsqrt(f + 1e-6) for m, f in zip(momentum, full, strict=True)]
         rs_full = [lax.rsqrt(f + 1e-8) for f in full]
         row_feats = (full, full, rs_full, rs_full)
         new_acc = LeafAccumulators(momentum, second, acc.row, acc.col, full)
+        full_ms = [None] * 16
 
     rsqrt_v = lax.rsqrt(second + 1e-6)
     adam = [m * rsqrt_v for m in momentum]
@@ -183,7 +197,59 @@ def accumulate(
         channels.extend(block)
     channels.extend(fac_m)
     assert len(channels) == NUM_ACCUMULATOR_FEATURES
-    return new_acc, LeafFeatures(channels, time, g, momentum, rsqrt_v)
+    mean_squares = full_ms[:13] + [None] * 12 + full_ms[13:]
+    return new_acc, LeafFeatures(channels, mean_squares, time, g, momentum, rsqrt_v)
+
+
+def _unshared(*arrays):
+    """``arrays`` unchanged, through an optimisation barrier: XLA does not merge
+    expressions built on them with equal expressions built on another barrier's
+    outputs, as long as the two barriers hold different arrays."""
+    out = lax.optimization_barrier(arrays)
+    return out[0] if len(out) == 1 else out
+
+
+def _full_mean_squares(p, g, momentum, second, factors, row_mean, d0, d1, size):
+    """Mean squares of the 16 full-size channels of a rank >= 2 tensor, in channel
+    order: g, p, m_1..3, v, m_k/sqrt(v + 1e-6), 1/sqrt(v + 1e-6), fac_g_1..3,
+    fac_m_1..3.
+
+    On CPU, XLA hands each reduction to a kernel that fuses the elementwise work
+    feeding it, unless that work (or a broadcast) is a common subexpression shared
+    with another consumer: then it writes the shared array out in full, a fresh
+    temporary as large as the tensor, which costs more than the reductions
+    themselves. So every reduction reads the arrays that exist anyway (g, p, the
+    new accumulators) through its own :func:`_unshared` barrier, holding a set of
+    arrays no other barrier holds (the constant ``1e-6`` included: one broadcast
+    of it shared by four reductions is written out in full too). ``mean(g^2)`` is
+    the mean of the Adafactor row means (``sum`` of the row sums would be merged
+    with them into one reduction of a shared ``g^2``). The squares of the rsqrt
+    channels are written as reciprocals; a factored channel ``x * rf * cf`` is
+    reduced along ``d0`` against ``cf^2`` and weighted by ``rf^2`` at the small
+    shape.
+    """
+
+    def mean(x):
+        return jnp.sum(x) / size
+
+    def factored(x, rf, cf):
+        x, cf = _unshared(x, cf)
+        inner = jnp.sum(x * x * (cf * cf), axis=d0)
+        return jnp.sum(inner * jnp.squeeze(rf * rf, d0)) / size
+
+    out = [jnp.mean(row_mean)]
+    for x in (p, *momentum, second):
+        x = _unshared(x)
+        out.append(mean(x * x))
+    eps = np.asarray(1e-6, second.dtype)
+    for m in momentum:
+        m, v, e = _unshared(m, second, eps)
+        out.append(mean(m * m / (v + e)))
+    v, e = _unshared(second, eps)
+    out.append(mean(1 / (v + e)))
+    out += [factored(g, rf, cf) for rf, cf in factors]
+    out += [factored(m, rf, cf) for m, (rf, cf) in zip(momentum, factors, strict=True)]
+    return out
 
 
 def _mean_square(x: jax.Array) -> jax.Array:
@@ -204,7 +270,7 @@ def fused_heads(feats: LeafFeatures, mlp: dict, shape: tuple) -> list:
     graph, which takes minutes to compile; the dense derivative is a few matrix
     products. Only differentiated code pays for the materialised stack.
     """
-    return _fused(feats.channels, feats.time, mlp, shape)
+    return _fused(feats.channels, feats.mean_squares, feats.time, mlp, shape)
 
 
 def _dense(channels, time, mlp, shape):
@@ -219,18 +285,26 @@ def _dense(channels, time, mlp, shape):
     return [net[..., k] for k in range(net.shape[-1])]
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _fused(channels, time, mlp, shape):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4,))
+def _fused(channels, mean_squares, time, mlp, shape):
     w0, w1, w2 = mlp["w0"], mlp["w1"], mlp["w2"]
     hidden = w0.shape[1]
     n_feat = NUM_ACCUMULATOR_FEATURES
     # Per-tensor constant: bias plus the (unnormalised) time features.
     const = mlp["b0"] + time @ w0[n_feat:]
-    scales = jnp.stack([lax.rsqrt(1e-5 + _mean_square(c)) for c in channels])
+    scales = jnp.stack(
+        [
+            lax.rsqrt(1e-5 + (_mean_square(c) if ms is None else ms))
+            for c, ms in zip(channels, mean_squares, strict=True)
+        ]
+    )
     w_eff = w0[:n_feat] * scales[:, None]  # (28, hidden)
 
-    # Channels smaller than the tensor (row/column accumulators) are combined at
-    # their own shape, grouped by shape, before being broadcast once.
+    # Channels smaller than the tensor (row/column accumulators, constant along one
+    # axis) are combined at their own shape, one small matrix product per shape,
+    # whose (..., hidden) result the elementwise pass only reads: a product is
+    # always written out, where an elementwise expression of them would be fused
+    # into the pass and recomputed for every element.
     small: dict[tuple, list] = {}
     full_idx = []
     for c, x in enumerate(channels):
@@ -238,11 +312,16 @@ def _fused(channels, time, mlp, shape):
             full_idx.append(c)
         else:
             small.setdefault(tuple(x.shape), []).append(c)
+    partial = [const]
+    for group_shape, idx in small.items():
+        stack = jnp.stack([channels[c] for c in idx], axis=-1)
+        partial.append(
+            jnp.matmul(stack, w_eff[jnp.asarray(idx)], precision=lax.Precision.HIGHEST)
+        )
+        del group_shape
     pre = []
     for j in range(hidden):
-        acc = const[j]
-        for idx in small.values():
-            acc = acc + sum(w_eff[c, j] * channels[c] for c in idx)
+        acc = sum(term[..., j] for term in partial)
         for c in full_idx:
             acc = acc + w_eff[c, j] * channels[c]
         pre.append(jnp.broadcast_to(acc, shape))
@@ -259,6 +338,14 @@ def _fused(channels, time, mlp, shape):
 
 @_fused.defjvp
 def _fused_jvp(shape, primals, tangents):
-    out = _fused(*primals, shape)
-    _, tangent_out = jax.jvp(lambda *a: _dense(*a, shape), primals, tangents)
+    # ``mean_squares`` are functions of ``channels``, through which the dense
+    # formulation already differentiates: their own tangents are not needed.
+    channels, mean_squares, time, mlp = primals
+    d_channels, _, d_time, d_mlp = tangents
+    out = _fused(channels, mean_squares, time, mlp, shape)
+    _, tangent_out = jax.jvp(
+        lambda c, t, m: _dense(c, t, m, shape),
+        (channels, time, mlp),
+        (d_channels, d_time, d_mlp),
+    )
     return out, tangent_out
