@@ -1,0 +1,221 @@
+"""Time one optimizer step of STAR and small_fc_lopt against ``optax.adam``.
+
+Side by side in one run, on the same pytree (a realistic MLP/CNN mix of about 10k,
+1M and 10M parameters): STAR, small_fc_lopt and Adam, plus the naive ports of STAR
+and small_fc_lopt that materialise the ``(num_elements, 39)`` feature stack.
+
+Each step is ``params, state = step(params, state, grads)`` jitted with the params and
+state buffers donated, timed with ``block_until_ready``; the median of ``--repeats``
+calls is reported, with its ratio to Adam, the FLOP count and bytes accessed from XLA's
+cost analysis (as achieved GFLOP/s and GB/s), and the compulsory memory traffic (state
+and parameters read and written once, gradients read once) against the machine's
+memory bandwidth, measured in the same run by copying a large array.
+
+Run (CPU)::
+
+    /work/venv/bin/python benchmarks/bench_step.py --sizes 10k 1M 10M
+
+The load of the machine (``uptime``) is printed before and after: timings taken
+while other processes share the cores are not comparable.
+"""
+
+import argparse
+import importlib
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from stability.lopt import _features, init_theta
+
+star_module = importlib.import_module("stability.lopt.star")
+
+# layer widths of each named size: (conv channels, dense widths); see make_params
+SIZES = {
+    "10k": ((1, 8, 16), (256, 32, 10)),
+    "1M": ((3, 32, 64, 128), (1024, 768, 128, 10)),
+    "10M": ((3, 64, 128, 256, 256), (4096, 2048, 512, 10)),
+}
+
+
+def make_params(size: str, dtype=jnp.float32) -> dict:
+    """A CNN followed by an MLP: 3x3 conv kernels and biases, dense matrices and
+    biases, a layer-norm scale vector per dense layer and a scalar temperature."""
+    convs, dense = SIZES[size]
+    rng = np.random.default_rng(0)
+    params = {}
+    for i, (cin, cout) in enumerate(zip(convs[:-1], convs[1:], strict=True)):
+        params[f"conv{i}"] = {
+            "kernel": rng.standard_normal((3, 3, cin, cout)) / np.sqrt(9 * cin),
+            "bias": np.zeros(cout),
+        }
+    for i, (din, dout) in enumerate(zip(dense[:-1], dense[1:], strict=True)):
+        params[f"dense{i}"] = {
+            "kernel": rng.standard_normal((din, dout)) / np.sqrt(din),
+            "bias": np.zeros(dout),
+            "ln_scale": np.ones(dout),
+        }
+    params["temperature"] = np.ones(())
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype), params)
+
+
+def optimizers() -> dict:
+    theta3 = init_theta(jax.random.key(0), heads=3)
+    theta2 = init_theta(jax.random.key(0), heads=2)
+    star_cfg = star_module._Config(
+        heads=3,
+        step_mult=1e-3,
+        exp_mult=1e-3,
+        nominal_stepsize=1e-3,
+        precondition=True,
+        nominal=True,
+    )
+    small_cfg = star_module._Config(heads=2, step_mult=1e-3, exp_mult=1e-3)
+    build = star_module._transformation
+    return {
+        "adam": optax.adam(1e-3),
+        "star": build(theta3, star_cfg, _features.fused_heads),
+        "small_fc_lopt": build(theta2, small_cfg, _features.fused_heads),
+        "star (naive)": build(theta3, star_cfg, _features.dense_heads),
+        "small_fc_lopt (naive)": build(theta2, small_cfg, _features.dense_heads),
+    }
+
+
+def compulsory_bytes(name: str, params) -> int:
+    """Bytes every implementation must move: state and params read and written once,
+    gradients read once (float32)."""
+    n = sum(x.size for x in jax.tree.leaves(params))
+    per_element = {"adam": 2 + 2 + 1}  # (p, m, v) read, written; g read
+    # STAR/small_fc_lopt: p, 3 momenta, v read and written; g read. The Adafactor
+    # row/column accumulators are O(rows + cols), ignored.
+    per_element_lopt = 5 * 2 + 1
+    return 4 * n * per_element.get(name, per_element_lopt)
+
+
+def time_step(opt, params, grads, repeats: int):
+    def step(p, s, g):
+        updates, s = opt.update(g, s, p)
+        return optax.apply_updates(p, updates), s
+
+    jitted = jax.jit(step, donate_argnums=(0, 1))
+    params = jax.tree.map(jnp.array, params)  # private copies: they get donated
+    state = opt.init(params)
+    compiled = jitted.lower(params, state, grads).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list | tuple) else cost
+    for _ in range(2):
+        params, state = jitted(params, state, grads)
+    jax.block_until_ready(params)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        params, state = jitted(params, state, grads)
+        jax.block_until_ready((params, state))
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), cost or {}
+
+
+def memory_bandwidth(mbytes: int = 256, repeats: int = 10) -> float:
+    """Bytes/s of a large float32 array copied onto itself plus one (read + write),
+    jitted with the buffer donated so that no fresh memory is touched: the same
+    access pattern as an optimizer step updating its state in place."""
+    x = jnp.ones(mbytes * 2**20 // 4, jnp.float32)
+    nbytes = x.nbytes
+    copy = jax.jit(lambda a: a + 1.0, donate_argnums=0)
+    x = copy(x)
+    x.block_until_ready()
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        x = copy(x)
+        x.block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * nbytes / best
+
+
+def machine() -> str:
+    model = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores ({model}), {jax.devices()[0].platform}"
+
+
+def load() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--naive-max",
+        default="1M",
+        choices=list(SIZES),
+        help="largest size at which the naive ports are timed (they are slow)",
+    )
+    parser.add_argument("--only", nargs="*", default=None, help="optimizer names")
+    args = parser.parse_args(argv)
+
+    print(f"# {machine()}; jax {jax.__version__}; {' '.join(sys.argv)}")
+    print(f"# load before: {load()}")
+    bandwidth = memory_bandwidth()
+    print(
+        f"# memory bandwidth (jitted in-place 256 MiB x + 1): {bandwidth / 1e9:.1f} GB/s"
+    )
+    opts = optimizers()
+    if args.only:
+        opts = {k: v for k, v in opts.items() if k in args.only or k == "adam"}
+    header = (
+        "| size | params | optimizer | ms/step | x Adam | GFLOP/s | "
+        "XLA bytes/step | GB/s | compulsory MB | floor ms | x floor |"
+    )
+    print(header)
+    print("|" + "---|" * (header.count("|") - 1))
+    naive_limit = list(SIZES).index(args.naive_max)
+    for size in args.sizes:
+        params = make_params(size)
+        n = sum(x.size for x in jax.tree.leaves(params))
+        grads = jax.tree.map(
+            lambda x: 0.01 * jax.random.normal(jax.random.key(1), x.shape, x.dtype),
+            params,
+        )
+        adam_ms = None
+        for name, opt in opts.items():
+            if "naive" in name and list(SIZES).index(size) > naive_limit:
+                continue
+            repeats = args.repeats if "naive" not in name else max(3, args.repeats // 4)
+            seconds, cost = time_step(opt, params, grads, repeats)
+            ms = 1e3 * seconds
+            adam_ms = ms if name == "adam" else adam_ms
+            flops = float(cost.get("flops", np.nan))
+            xla_bytes = float(cost.get("bytes accessed", np.nan))
+            floor_bytes = compulsory_bytes(name, params)
+            floor_ms = 1e3 * floor_bytes / bandwidth
+            print(
+                f"| {size} | {n:,} | {name} | {ms:.3f} | {ms / adam_ms:.2f} | "
+                f"{flops / seconds / 1e9:.2f} | {xla_bytes / 1e6:.1f} MB | "
+                f"{xla_bytes / seconds / 1e9:.1f} | {floor_bytes / 1e6:.1f} | "
+                f"{floor_ms:.3f} | {ms / floor_ms:.1f} |",
+                flush=True,
+            )
+    print(f"# load after: {load()}")
+
+
+if __name__ == "__main__":
+    main()
