@@ -188,14 +188,34 @@ def _nqm_rollout(opt_of, problem, num_steps, keys, values, every):
     return jax.jit(jax.vmap(run))(values, keys)
 
 
-def _transitions(opt_of, problem, values, points):
-    """Joint transitions ``(M, K, d, d)`` at the stacked points."""
+def _transitions(opt_of, problem, values, points) -> np.ndarray:
+    """Joint transitions ``(M, K, d, d)`` at the stacked points.
 
+    One jitted ``closed_loop`` per point in a Python loop, not a ``vmap`` over the
+    points: batching ``jax.jacfwd`` of STAR's fused MLP (a ``custom_jvp``) over
+    points gave non-deterministic NaN rows (in about 1 run in 4 with jax 0.10.2 on
+    CPU); the loop has not. A non-finite transition at a finite point is computed
+    once more.
+    """
+
+    @jax.jit
     def one(value, params, state):
         return closed_loop(opt_of(value), problem, params, state).transition
 
-    per_point = jax.vmap(one, in_axes=(None, 0, 0))
-    return jax.jit(jax.vmap(per_point))(values, *points)
+    params, state = jax.tree.map(np.asarray, points)  # cheap slicing on the host
+    values = np.asarray(values)
+    n_m, n_k = np.shape(params)[:2]
+    out = None
+    for m in range(n_m):
+        for k in range(n_k):
+            p, s = jax.tree.map(lambda x, m=m, k=k: x[m, k], (params, state))
+            t = np.asarray(one(values[m], p, s))
+            if not np.all(np.isfinite(t)) and np.all(np.isfinite(np.asarray(p))):
+                t = np.asarray(one(values[m], p, s))
+            if out is None:
+                out = np.empty((n_m, n_k, *t.shape), t.dtype)
+            out[m, k] = t
+    return out
 
 
 def _radii(m: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
