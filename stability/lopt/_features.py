@@ -157,24 +157,26 @@ def accumulate(
         row_mean = jnp.sum(g * g, axis=d0) / shape[d0]
         col_mean = jnp.sum(jnp.abs(g) * jnp.abs(g), axis=d1) / shape[d1]
         row_g2, col_g2 = row_mean + 1e-30, col_mean + 1e-30
-        row = tuple(b_f[k] * r + (1 - b_f[k]) * row_g2 for k, r in enumerate(acc.row))
-        col = tuple(b_f[k] * c + (1 - b_f[k]) * col_g2 for k, c in enumerate(acc.col))
+        # the three decays' small accumulators are handled stacked: fewer, larger
+        # operations (each one has a fixed cost on CPU)
+        b_s = b_f.reshape((3,) + (1,) * (len(shape) - 1))
+        rows = b_s * jnp.stack(acc.row) + (1 - b_s) * row_g2
+        cols = b_s * jnp.stack(acc.col) + (1 - b_s) * col_g2
         reduced_d1 = d1 - 1 if d1 > d0 else d1
-        factors = []
-        for r, c in zip(row, col, strict=True):
-            ratio = r / (jnp.mean(r, axis=reduced_d1, keepdims=True) + 1e-9)
-            row_factor = jnp.expand_dims(lax.rsqrt(jnp.maximum(ratio, 1e-9)), d0)
-            col_factor = jnp.expand_dims(lax.rsqrt(jnp.maximum(c, 1e-9)), d1)
-            factors.append((row_factor, col_factor))
+        ratio = rows / (jnp.mean(rows, axis=1 + reduced_d1, keepdims=True) + 1e-9)
+        row_factors = jnp.expand_dims(lax.rsqrt(jnp.maximum(ratio, 1e-9)), 1 + d0)
+        col_factors = jnp.expand_dims(lax.rsqrt(jnp.maximum(cols, 1e-9)), 1 + d1)
+        factors = [(row_factors[k], col_factors[k]) for k in range(3)]
+        row, col = tuple(rows), tuple(cols)
         fac_g = [g * rf * cf for rf, cf in factors]
         fac_m = [m * rf * cf for m, (rf, cf) in zip(momentum, factors, strict=True)]
-        row_b = [jnp.expand_dims(r, d0) for r in row]
-        col_b = [jnp.expand_dims(c, d1) for c in col]
+        row_b = jnp.expand_dims(rows, 1 + d0)
+        col_b = jnp.expand_dims(cols, 1 + d1)
         row_feats = (
-            row_b,
-            col_b,
-            [lax.rsqrt(r + 1e-8) for r in row_b],
-            [lax.rsqrt(c + 1e-8) for c in col_b],
+            list(row_b),
+            list(col_b),
+            list(lax.rsqrt(row_b + 1e-8)),
+            list(lax.rsqrt(col_b + 1e-8)),
         )
         new_acc = LeafAccumulators(momentum, second, row, col, acc.full)
         full_ms = _full_mean_squares(
@@ -292,12 +294,11 @@ def _fused(channels, mean_squares, time, mlp, shape):
     n_feat = NUM_ACCUMULATOR_FEATURES
     # Per-tensor constant: bias plus the (unnormalised) time features.
     const = mlp["b0"] + time @ w0[n_feat:]
-    scales = jnp.stack(
-        [
-            lax.rsqrt(1e-5 + (_mean_square(c) if ms is None else ms))
-            for c, ms in zip(channels, mean_squares, strict=True)
-        ]
-    )
+    squares = [
+        _mean_square(c) if ms is None else ms
+        for c, ms in zip(channels, mean_squares, strict=True)
+    ]
+    scales = lax.rsqrt(1e-5 + jnp.stack(squares))
     w_eff = w0[:n_feat] * scales[:, None]  # (28, hidden)
 
     # Channels smaller than the tensor (row/column accumulators, constant along one
