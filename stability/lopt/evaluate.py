@@ -663,6 +663,7 @@ class LearnedOptimizer(NamedTuple):
       theta: its meta-parameters.
       metadata: the theta's JSON sidecar (empty for an in-memory theta).
       base_horizon: meta-training horizon from the metadata, or ``None``.
+      nominal_stepsize: STAR's nominal step (``None`` for small_fc_lopt).
     """
 
     label: str
@@ -670,6 +671,7 @@ class LearnedOptimizer(NamedTuple):
     theta: dict
     metadata: dict
     base_horizon: int | None
+    nominal_stepsize: float | None = None
 
 
 def learned_optimizer(
@@ -735,7 +737,7 @@ def learned_optimizer(
         nominal=nominal,
         precondition=precondition,
     )
-    return LearnedOptimizer(label, opt, theta, metadata, base)
+    return LearnedOptimizer(label, opt, theta, metadata, base, float(nominal_stepsize))
 
 
 # -- the evaluation table ------------------------------------------------------------
@@ -888,8 +890,7 @@ def evaluate(
         )
         costs[f"{lo.label}: held-out runs"] = time.perf_counter() - t0
         curves[lo.label] = rec
-        hyper = lo.metadata.get("config", {}).get("nominal_stepsize")
-        add_rows(lo.label, rec, hyper, steps)
+        add_rows(lo.label, rec, lo.nominal_stepsize, steps)
         say(f"{task.name} {lo.label}: {costs[f'{lo.label}: held-out runs']:.1f}s")
 
     for family in baselines:
