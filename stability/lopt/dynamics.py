@@ -450,7 +450,9 @@ def push_until_divergence(
         )
         rho, _ = _radii(_transitions(opt_of, problem, vals, points), problem.dim)
         rho = _nan_reduce(np.nanmean, rho.reshape(n_v, num_seeds, -1), 1)
-        clean = np.mean(np.asarray(clean, np.float64).reshape(n_v, num_seeds, -1), 1)
+        clean = np.asarray(clean, np.float64).reshape(n_v, num_seeds, -1)
+        with np.errstate(all="ignore"):  # a blown-up run overflows the mean: inf
+            clean = np.mean(clean, axis=1)
         lengths = np.full(n_v, num_steps)
         return _verdicts(parameter, values, rho, clean, lengths, every, tol, num_steps)
     horizons = values.astype(np.int64)
@@ -461,7 +463,8 @@ def push_until_divergence(
     _, clean, points = _nqm_rollout(opt_of, problem, steps, keys, vals, every)
     rho, _ = _radii(_transitions(opt_of, problem, vals, points), problem.dim)
     rho = _nan_reduce(np.nanmean, rho, 0)  # (K,)
-    clean = np.mean(np.asarray(clean, np.float64), axis=0)  # (T,)
+    with np.errstate(all="ignore"):
+        clean = np.mean(np.asarray(clean, np.float64), axis=0)  # (T,)
     n_v = horizons.size
     return _verdicts(
         parameter,
