@@ -1,23 +1,25 @@
 r"""Per-tensor kernels shared by STAR and small_fc_lopt.
 
-One call of :func:`leaf_step` updates the accumulators of one parameter tensor, builds
-its 28 normalised accumulator features and 11 time features, runs the 39-4-4-heads MLP
-on every element and returns the heads. Two evaluations of the MLP's first layer give
-the same numbers (up to floating-point reassociation):
+:func:`accumulate` updates the accumulators of one parameter tensor and returns its 28
+accumulator feature channels (each an array broadcastable to the tensor) and 11 time
+features; a heads function then runs the 39-4-4-heads MLP on every element. Two
+heads functions give the same numbers (up to floating-point reassociation):
 
-* :func:`dense_heads` — the direct port: broadcast every feature to the tensor's shape,
-  stack them into an ``(*shape, 39)`` array, normalise each channel, multiply by
-  ``w0``. Memory traffic is 39 tensors' worth; kept as the reference and the
+* :func:`dense_heads` -- the direct port: broadcast every channel to the tensor's
+  shape, stack them into an ``(*shape, 39)`` array, normalise each channel, multiply
+  by ``w0``. Memory traffic is 39 tensors' worth; kept as the reference and as the
   benchmark's "naive" row.
-* :func:`fused_heads` — never builds the stack. A channel's normalisation is a scalar
-  :math:`s_c = (10^{-5} + \mathrm{mean}(x_c^2))^{-1/2}`; the mean of a broadcast
-  channel (a row or column accumulator tiled along one axis) is the mean over the
-  small accumulator itself. The scalars fold into the first layer,
-  :math:`h_j = b_j + \sum_k w_{28+k,j}\,\tau_k + \sum_c (s_c w_{cj})\, x_c`, where the
-  time terms are per-tensor constants, the row/column terms are summed at their own
-  (small) shape and broadcast once, and the remaining 16 channels are accumulated
-  elementwise. The hidden and output layers are written as scalar arithmetic on the 4
-  hidden arrays, so XLA fuses the whole MLP into one elementwise loop per tensor.
+* :func:`fused_heads` -- never builds the stack. A channel's normalisation is a
+  scalar :math:`s_c = (10^{-5} + \mathrm{mean}(x_c^2))^{-1/2}`, folded into the first
+  layer, :math:`h_j = b_j + \sum_k w_{28+k,j}\,\tau_k + \sum_c (s_c w_{cj})\, x_c`.
+  The time terms are per-tensor constants; the 12 row/column channels (constant
+  along one axis) are combined at their own small shape by one small matrix product
+  per shape; the 16 remaining channels are accumulated elementwise. The hidden and
+  output layers are scalar arithmetic on the 4 hidden arrays, so XLA fuses the whole
+  MLP into one elementwise pass per tensor. The 16 full-size second moments are taken
+  in :func:`accumulate` by reductions over arrays that exist anyway (see
+  :func:`_full_mean_squares`). Derivatives of the fused heads are those of the
+  dense formulation (``custom_jvp``).
 
 The compute dtype follows the parameter: float64 parameters are computed in float64,
 every other float dtype (float32, bfloat16, float16) in float32. Accumulators are
@@ -228,13 +230,19 @@ def _full_mean_squares(p, g, momentum, second, factors, row_mean, d0, d1, size):
     with them into one reduction of a shared ``g^2``). The squares of the rsqrt
     channels are written as reciprocals; a factored channel ``x * rf * cf`` is
     reduced along ``d0`` against ``cf^2`` and weighted by ``rf^2`` at the small
-    shape.
+    shape, or along ``d1`` against ``rf^2`` when ``d1`` is the last (contiguous)
+    axis: a reduction over an outer axis with a factor varying along it runs
+    several times slower.
     """
 
     def mean(x):
         return jnp.sum(x) / size
 
     def factored(x, rf, cf):
+        if d1 == x.ndim - 1:  # reduce the contiguous axis: outer ones are slow
+            x, rf = _unshared(x, rf)
+            inner = jnp.sum(x * x * (rf * rf), axis=d1)
+            return jnp.sum(inner * jnp.squeeze(cf * cf, d1)) / size
         x, cf = _unshared(x, cf)
         inner = jnp.sum(x * x * (cf * cf), axis=d0)
         return jnp.sum(inner * jnp.squeeze(rf * rf, d0)) / size
