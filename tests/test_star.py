@@ -381,6 +381,14 @@ def test_validator_heads_and_options():
     params = {"w": jnp.ones((2, 2))}
     with pytest.raises(ValueError, match="params"):
         opt.update(params, opt.init(params))
+    with pytest.raises(ValueError, match="grads"):
+        opt.update({"w": jnp.ones((2, 3))}, opt.init(params), params)
+    ints = {"w": jnp.ones((2, 2), jnp.int32)}
+    with pytest.raises(ValueError, match="params: expected floating"):
+        opt.update(ints, opt.init(params), ints)
+    empty = {"w": jnp.ones((0, 3)), "b": jnp.ones(2)}
+    updates, _ = opt.update(empty, opt.init(empty), empty)
+    assert updates["w"].shape == (0, 3)
 
 
 def test_traced_theta_is_not_value_checked():

@@ -288,13 +288,21 @@ def _unpack(treedef, state: LOptState) -> list:
 
 def _leaf_update(theta, config, heads_fn, count, p, g, acc):
     """One tensor's update (in the parameter's dtype) and new accumulators."""
-    p = jnp.asarray(p)
+    p, g = jnp.asarray(p), jnp.asarray(g)
     param_dtype = p.dtype
+    if not jnp.issubdtype(param_dtype, jnp.floating):
+        raise ValueError(f"params: expected floating-point leaves, got {param_dtype}")
+    if g.shape != p.shape:
+        raise ValueError(
+            f"grads: a leaf of shape {g.shape} where params has shape {p.shape}"
+        )
+    if p.size == 0:
+        return jnp.zeros_like(p), acc
     dtype = _features.compute_dtype(param_dtype)
     shape = tuple(p.shape)
     work_shape = shape or (1,)
     p_w = p.astype(dtype).reshape(work_shape)
-    g_w = jnp.asarray(g).astype(dtype).reshape(work_shape)
+    g_w = g.astype(dtype).reshape(work_shape)
     acc_w = acc._replace(
         momentum=tuple(m.reshape(work_shape) for m in acc.momentum),
         second_moment=acc.second_moment.reshape(work_shape),
