@@ -317,19 +317,23 @@ def _leaf_update(theta, config, heads_fn, count, p, g, acc):
     heads = heads_fn(feats, mlp, work_shape)
 
     c = config
+    # hyperparameters may be traced (and float64 under x64): cast, never promote
+    step_mult = jnp.asarray(c.step_mult).astype(dtype)
+    exp_mult = jnp.asarray(c.exp_mult).astype(dtype)
     if c.heads == 2:
         direction, magnitude = heads
-        step = c.step_mult * direction * jnp.exp(c.exp_mult * magnitude)
+        step = step_mult * direction * jnp.exp(exp_mult * magnitude)
     else:
         direction, mag_b, mag_g = heads
         if c.aggregate_magnitudes:
             mag_b, mag_g = jnp.mean(mag_b), jnp.mean(mag_g)
-        step = c.step_mult * direction * jnp.exp(c.exp_mult * mag_b)
+        step = step_mult * direction * jnp.exp(exp_mult * mag_b)
         if c.precondition:
             step = step * feats.rsqrt_v
         if c.nominal:
             g_hat = _nominal_estimate(c.nominal_estimator, feats)
-            step = step + c.nominal_stepsize * jnp.exp(c.exp_mult * mag_g) * g_hat
+            alpha = jnp.asarray(c.nominal_stepsize).astype(dtype)
+            step = step + alpha * jnp.exp(exp_mult * mag_g) * g_hat
     update = (-step).astype(param_dtype).reshape(shape)
     if not shape:
         new_acc = new_acc._replace(
