@@ -737,7 +737,8 @@ def learned_optimizer(
         nominal=nominal,
         precondition=precondition,
     )
-    return LearnedOptimizer(label, opt, theta, metadata, base, float(nominal_stepsize))
+    step = float(nominal_stepsize) if nominal else None  # unused without nominal
+    return LearnedOptimizer(label, opt, theta, metadata, base, step)
 
 
 # -- the evaluation table ------------------------------------------------------------
