@@ -22,6 +22,7 @@ A claim module defines
   for an instance satisfying every hypothesis but ``drop`` that breaks the claim.
 """
 
+import numbers
 from typing import NamedTuple
 
 KINDS = ("sufficiency", "necessity")
@@ -46,4 +47,22 @@ class ClaimResult(NamedTuple):
 def check_kind(kind):
     if kind not in KINDS:
         raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
+    return kind
+
+
+def check_search(drops, drop, kind, budget):
+    """Validate the arguments of a ``counterexample`` search; returns the kind.
+
+    ``kind=None`` means the kind that dropping ``drop`` gives (``drops[drop]``).
+    """
+    if drop not in drops:
+        raise ValueError(f"drop: expected one of {tuple(drops)}, got {drop!r}")
+    kind = drops[drop] if kind is None else check_kind(kind)
+    if kind != drops[drop]:
+        raise ValueError(
+            f"kind: dropping {drop!r} gives a {drops[drop]!r} counterexample, "
+            f"not {kind!r}"
+        )
+    if not isinstance(budget, numbers.Integral) or budget < 1:
+        raise ValueError(f"budget: must be a positive integer, got {budget!r}")
     return kind

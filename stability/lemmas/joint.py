@@ -76,7 +76,7 @@ from stability._validation import (
     check_square,
 )
 from stability.analyses import max_stable_learning_rate
-from stability.lemmas._claim import check_kind
+from stability.lemmas._claim import check_search
 from stability.lemmas.nominal import random_hessian, spd_power
 from stability.operators import ClosedLoop, closed_loop
 from stability.optimizers import (
@@ -538,16 +538,7 @@ def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
     >>> radii(inst)[0] < 1 < radii(inst)[1]
     True
     """
-    if drop not in DROPS:
-        raise ValueError(f"drop: expected one of {tuple(DROPS)}, got {drop!r}")
-    kind = DROPS[drop] if kind is None else check_kind(kind)
-    if kind != DROPS[drop]:
-        raise ValueError(
-            f"kind: dropping {drop!r} gives a {DROPS[drop]!r} counterexample, "
-            f"not {kind!r}"
-        )
-    if not isinstance(budget, int | np.integer) or budget < 1:
-        raise ValueError(f"budget: must be a positive integer, got {budget!r}")
+    kind = check_search(DROPS, drop, kind, budget)
     rng = np.random.default_rng(seed)
     for _ in range(int(budget)):
         inst = SEARCHES[drop](rng)

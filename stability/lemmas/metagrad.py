@@ -65,7 +65,7 @@ from stability._validation import (
     check_spd,
     check_square,
 )
-from stability.lemmas._claim import check_kind
+from stability.lemmas._claim import check_search
 from stability.lemmas.nominal import random_hessian, spd_power
 from stability.operators import ClosedLoop
 from stability.problems import NoisyQuadratic, expected_losses, noisy_quadratic
@@ -582,16 +582,7 @@ def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
     >>> radius(inst) > 1, bounded(inst)
     (True, True)
     """
-    if drop not in DROPS:
-        raise ValueError(f"drop: expected one of {tuple(DROPS)}, got {drop!r}")
-    kind = DROPS[drop] if kind is None else check_kind(kind)
-    if kind != DROPS[drop]:
-        raise ValueError(
-            f"kind: dropping {drop!r} gives a {DROPS[drop]!r} counterexample, "
-            f"not {kind!r}"
-        )
-    if not isinstance(budget, int | np.integer) or budget < 1:
-        raise ValueError(f"budget: must be a positive integer, got {budget!r}")
+    kind = check_search(DROPS, drop, kind, budget)
     rng = np.random.default_rng(seed)
     for _ in range(int(budget)):
         inst = _unexcited(rng)

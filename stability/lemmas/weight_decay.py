@@ -58,7 +58,7 @@ import numpy as np
 from numpy.polynomial import polynomial as npoly
 
 from stability._validation import check_lr, check_scalar, check_spd
-from stability.lemmas._claim import check_kind
+from stability.lemmas._claim import check_search
 from stability.lemmas.nominal import random_hessian
 from stability.problems import noisy_quadratic
 
@@ -343,16 +343,7 @@ def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
     >>> b["rho_P_penalised"] > b["rho_P_unpenalised"], conclusion(inst)
     (True, False)
     """
-    if drop not in DROPS:
-        raise ValueError(f"drop: expected one of {tuple(DROPS)}, got {drop!r}")
-    kind = DROPS[drop] if kind is None else check_kind(kind)
-    if kind != DROPS[drop]:
-        raise ValueError(
-            f"kind: dropping {drop!r} gives a {DROPS[drop]!r} counterexample, "
-            f"not {kind!r}"
-        )
-    if not isinstance(budget, int | np.integer) or budget < 1:
-        raise ValueError(f"budget: must be a positive integer, got {budget!r}")
+    kind = check_search(DROPS, drop, kind, budget)
     rng = np.random.default_rng(seed)
     for _ in range(int(budget)):
         inst = _dense_candidate(rng)
