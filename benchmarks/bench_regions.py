@@ -90,8 +90,10 @@ def main(argv=None):
         rows.append(("python-control (not installed)", float("nan")))
 
     agree = np.max(np.abs(np.asarray(rho) - rho_np))
-    print(f"grid {n} x {n} = {count:,} modes; machine: {_cpu()}, "
-          f"{os.cpu_count()} cores, jax {jax.__version__}, numpy {np.__version__}")
+    print(
+        f"grid {n} x {n} = {count:,} modes; machine: {_cpu()}, "
+        f"{os.cpu_count()} cores, jax {jax.__version__}, numpy {np.__version__}"
+    )
     print(f"max |rho_ours - rho_numpy| = {agree:.2e}")
     print()
     print("| method | time (s) | modes/s | ours is faster by |")

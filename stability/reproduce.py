@@ -1126,7 +1126,12 @@ def _star_trajectory(opt, prob, num_steps, stride, key):
     def transition(x, s, prob):
         return operators.closed_loop(opt, prob, x, s).transition
 
-    mats = jax.jit(jax.vmap(transition, in_axes=(0, 0, None)))(sel_x, sel_s, prob)
+    # ``lax.map``, not ``vmap``: batching ``jacfwd`` of STAR's fused heads (a
+    # ``custom_jvp``) over points gave NaN parameter rows in about 1 compile in 12
+    # on a loaded 2-core CPU (jax 0.10.2); the sequential map gave none in 60.
+    mats = jax.jit(
+        lambda xs, ss, prob: jax.lax.map(lambda z: transition(*z, prob), (xs, ss))
+    )(sel_x, sel_s, prob)
     rho = np.asarray(analyses.spectral_radius(np.asarray(mats)))
     return np.asarray(losses), at, rho, np.asarray(sel_s.second_moment), mats.shape[-1]
 

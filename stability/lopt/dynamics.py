@@ -193,9 +193,11 @@ def _transitions(opt_of, problem, values, points) -> np.ndarray:
 
     One jitted ``closed_loop`` per point in a Python loop, not a ``vmap`` over the
     points: batching ``jax.jacfwd`` of STAR's fused MLP (a ``custom_jvp``) over
-    points gave non-deterministic NaN rows (in about 1 run in 4 with jax 0.10.2 on
-    CPU); the loop has not. A non-finite transition at a finite point is computed
-    once more.
+    points makes XLA's CPU compiler emit, for the same StableHLO, an executable
+    whose parameter rows are all NaN in some compilations (1 in 5 to 1 in 20 on a
+    loaded 2-core machine with jax 0.10.2; ``benchmarks/repro_batched_jacfwd_nan.py``
+    shows it); per point, or under ``lax.map``, it has not happened. A non-finite
+    transition at a finite point is computed once more.
     """
 
     @jax.jit
@@ -759,7 +761,8 @@ def metagrad_variance_vs_rho(
     @jax.jit
     def grads(value):
         jac = jax.jacrev(prefix_losses)  # one backward pass per horizon
-        g = jax.vmap(lambda key: jac(theta, value, key))(keys)
+        # ``lax.map`` over samples, not ``vmap``: see :func:`_transitions`.
+        g = jax.lax.map(lambda key: jac(theta, value, key), keys)
         flat = [x.reshape(samples, horizons.size, -1) for x in jax.tree.leaves(g)]
         return jnp.concatenate(flat, axis=-1)  # (samples, H, theta size)
 

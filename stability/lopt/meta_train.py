@@ -12,10 +12,11 @@ One outer step is one truncation of ``truncation`` inner steps for a population 
 one jitted program: a ``lax.scan`` over inner steps of a step ``vmap``-ped over the
 members (minibatch sampling inside), then the ES or PES estimate (see
 :mod:`stability.lopt._unroll`), then AdamW on theta (decoupled weight decay, the
-paper's regulariser) after clipping the meta-gradient's global norm. A non-finite meta-gradient leaves theta and the outer
-optimizer untouched and is counted (``skipped``); an inner run whose loss becomes
-non-finite or exceeds ``DIVERGED_LOSS_FACTOR * log(classes)`` restarts with its
-antithetic partner (counted as ``diverged``); runs restart at the horizon.
+paper's regulariser) after clipping the meta-gradient's global norm. A non-finite
+meta-gradient leaves theta and the outer optimizer untouched and is counted
+(``skipped``); an inner run whose loss becomes non-finite or exceeds
+``DIVERGED_LOSS_FACTOR * log(classes)`` restarts with its antithetic partner
+(counted as ``diverged``); runs restart at the horizon.
 
 The meta-loss is the mean over the truncation's inner steps of the log of the
 training loss on the step's minibatch, clipped as upstream clips classification
