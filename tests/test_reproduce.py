@@ -73,19 +73,14 @@ def test_quick_end_to_end(tmp_path):
     assert rc == 0
     report = (tmp_path / "REPORT.md").read_text()
     assert "Quality: **quick**" in report
-    drawn = {"fig01", "fig02", "fig03", "fig04", "fig05", "fig09"}
-    for fid, spec in reproduce.FIGURES.items():
+    for spec in reproduce.FIGURES.values():
         section = _section(report, spec.name)
-        if fid in drawn:
-            for suffix in (".png", ".pdf"):
-                _check_image(tmp_path / f"{spec.name}{suffix}")
-            rows = re.findall(r"^\| (?!quantity|---)(.+?) \| (.+?) \|$", section, re.M)
-            assert len(rows) >= 3, section
-        elif not reproduce._shipped_thetas():
-            assert "not available" in section
-            assert "thetas" in section
-            assert not (tmp_path / f"{spec.name}.png").exists()
+        for suffix in (".png", ".pdf"):
+            _check_image(tmp_path / f"{spec.name}{suffix}")
+        rows = re.findall(r"^\| (?!quantity|---)(.+?) \| (.+?) \|$", section, re.M)
+        assert len(rows) >= 3, section
     assert "## Skipped and failed" in report
+    assert "Nothing was skipped." in report
     # the key numbers agree with the exact results they are checked against
     assert "0 / 25921" in _section(report, "fig02_regions")
     assert "15116438/146521" in _section(report, "fig02_regions")
@@ -109,19 +104,25 @@ def test_failed_figure_sets_exit_status(tmp_path, monkeypatch, capsys):
     assert "deliberately broken" in capsys.readouterr().err
 
 
+def _no_records(monkeypatch, tmp_path):
+    from stability.lopt import _records
+
+    monkeypatch.setattr(_records, "RECORDS_DIR", tmp_path / "no-records")
+
+
 def test_not_available_is_not_a_failure(tmp_path, monkeypatch):
-    monkeypatch.setattr(reproduce, "_shipped_thetas", lambda: [])
+    _no_records(monkeypatch, tmp_path)
     rc = reproduce.main(["--out", str(tmp_path), "--only", "fig06", "fig08"])
     assert rc == 0
     report = (tmp_path / "REPORT.md").read_text()
     for name in ("fig06_meta_training", "fig08_generalization"):
         assert f"| `{name}` | not available |" in report
-        assert "meta-trained thetas" in _section(report, name)
+        assert "stability/lopt/records/" in _section(report, name)
     assert not list(tmp_path.glob("*.png"))
 
 
 def test_add_parser_and_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(reproduce, "_shipped_thetas", lambda: [])
+    _no_records(monkeypatch, tmp_path)
     parser = argparse.ArgumentParser(prog="stability")
     sub = parser.add_subparsers(dest="command", required=True)
     reproduce.add_parser(sub)
@@ -140,7 +141,7 @@ def test_add_parser_and_run(tmp_path, monkeypatch):
 def test_stability_cli_reproduce(tmp_path, monkeypatch):
     from stability import cli
 
-    monkeypatch.setattr(reproduce, "_shipped_thetas", lambda: [])
+    _no_records(monkeypatch, tmp_path)
     rc = cli.main(["reproduce", "--only", "fig06", "--out", str(tmp_path)])
     assert rc == 0
     assert "fig06_meta_training" in (tmp_path / "REPORT.md").read_text()
@@ -182,3 +183,37 @@ def test_figure_script(fid, tmp_path):
         _check_image(tmp_path / f"{spec.name}{suffix}")
     numbers = [ln for ln in proc.stdout.splitlines()[1:] if ": " in ln]
     assert len(numbers) >= 3
+
+
+def test_learned_figures_report_the_shipped_records(tmp_path):
+    """fig06-08 draw the shipped records and report their numbers, not others."""
+    from stability.lopt import _records
+
+    rc = reproduce.main(
+        ["--out", str(tmp_path), "--only", "fig06", "fig07", "fig08", "--no-lemmas"]
+    )
+    assert rc == 0
+    report = (tmp_path / "REPORT.md").read_text()
+    mt = _records.load("meta_training")
+    fig06 = _section(report, "fig06_meta_training")
+    for name, run in mt["runs"].items():
+        assert f"| {name}: wall time (s) for 3000 outer steps | " in fig06
+        assert f"({run['best_step']}) |" in fig06
+    ev = _records.load("evaluation")
+    fig07 = _section(report, "fig07_long_horizon")
+    for row in ev["rows"]:
+        if row["task"] != "digits_mlp":
+            continue
+        value = reproduce._fmt(row["train_loss_mean"])
+        key = f"{row['optimizer']} at {row['multiple']}x"
+        assert f"| {key}: final train loss (diverged seeds) | {value} (" in fig07
+    fig08 = _section(report, "fig08_generalization")
+    for task in ev["tasks"]:
+        assert f"| {task} 1x: STAR / small_fc_lopt / tuned Adam |" in fig08
+    for suffix in (".png", ".pdf"):
+        for name in (
+            "fig06_meta_training",
+            "fig07_long_horizon",
+            "fig08_generalization",
+        ):
+            _check_image(tmp_path / f"{name}{suffix}")

@@ -1,0 +1,255 @@
+r"""Compact records of meta-training runs and evaluations, shipped for the figures.
+
+A ``stability meta-train`` run directory holds a per-outer-step ``log.csv`` (about
+250 KB for 3000 steps), ``eval.jsonl`` and the theta sidecar; a ``stability
+evaluate`` directory holds ``eval.json`` and a ``curves.npz`` of every held-out run
+(MBs). The figures need much less: this module condenses both into small JSON files
+(``stability/lopt/records/``) so that ``stability reproduce`` draws the learned-
+optimizer figures without meta-training or evaluating anything. Non-finite numbers
+are written as ``null``.
+
+Regenerate the shipped records from fresh runs with::
+
+    python -m stability.lopt._records meta-training NAME=RUN_DIR ... --out FILE
+    python -m stability.lopt._records evaluation EVAL_DIR --out FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import pathlib
+import tempfile
+import warnings
+
+import numpy as np
+
+RECORDS_DIR = pathlib.Path(__file__).with_name("records")
+META_TRAINING = "meta_training.json"
+EVALUATION = "evaluation.json"
+
+
+def _clean(x, digits=None):
+    """JSON-safe copy: numpy to lists, non-finite floats to None; the entries of
+    numpy arrays (the curves) rounded to 6 significant digits, other numbers (the
+    configurations, the table rows) kept exact."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v, digits) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v, digits) for v in x]
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist(), 6)
+    if isinstance(x, np.generic):
+        return _clean(x.item(), digits)
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return None
+        return float(f"{x:.{digits}g}") if digits else x
+    return x
+
+
+def _write_json(obj, path) -> None:
+    """Write ``obj`` as JSON atomically (temporary file, then rename)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(_clean(obj), f, separators=(",", ":"), allow_nan=False)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _array(values) -> np.ndarray:
+    return np.asarray([np.nan if v is None else v for v in values], np.float64)
+
+
+def load(name: str, directory=None) -> dict:
+    """A shipped record (``"meta_training"`` or ``"evaluation"``) as a dict, with its
+    curves as float64 arrays (``null`` -> NaN).
+
+    Raises:
+      FileNotFoundError: if the record is not there.
+    """
+    files = {"meta_training": META_TRAINING, "evaluation": EVALUATION}
+    if name not in files:
+        raise ValueError(f"name must be one of {sorted(files)}, got {name!r}")
+    path = pathlib.Path(directory or RECORDS_DIR) / files[name]
+    with open(path) as f:
+        record = json.load(f)
+    for run in record.get("runs", {}).values():
+        for key in ("curve", "eval"):
+            for field, values in run.get(key, {}).items():
+                run[key][field] = _array(values)
+    for curve in record.get("curves", {}).values():
+        for field, values in curve.items():
+            if isinstance(values, list):
+                curve[field] = _array(values)
+    return record
+
+
+def running_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over the last ``window`` finite entries (fewer at the start)."""
+    x = np.asarray(x, np.float64)
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    ok = np.isfinite(x)
+    total = np.cumsum(np.where(ok, x, 0.0))
+    count = np.cumsum(ok)
+    lag_t = np.concatenate([np.zeros(window), total[:-window]])[: x.size]
+    lag_c = np.concatenate([np.zeros(window), count[:-window]])[: x.size]
+    n = count - lag_c
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (total - lag_t) / n, np.nan)
+
+
+def compact_meta_training(runs: dict, *, every: int = 10, window: int = 50) -> dict:
+    """Condense meta-training run directories ``{name: run_dir}``.
+
+    Per run: the sidecar of its final theta (command, config, date, commit, metrics),
+    the wall time, the meta-loss every ``every`` outer steps (raw and its trailing
+    mean over ``window`` steps), the meta-gradient norm and skip/divergence totals
+    at the same steps, and every held-out evaluation (``eval.jsonl``).
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    out = {"every": every, "window": window, "runs": {}}
+    for name, run_dir in runs.items():
+        run_dir = pathlib.Path(run_dir)
+        with open(run_dir / "log.csv") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            raise ValueError(f"runs[{name!r}]: {run_dir / 'log.csv'} has no rows")
+        col = {k: np.asarray([float(r[k]) for r in rows]) for k in rows[0]}
+        smooth = running_mean(col["meta_loss"], window)
+        keep = np.unique(
+            np.r_[np.arange(every - 1, col["step"].size, every), -1 % col["step"].size]
+        )
+        curve = {
+            "step": col["step"][keep],
+            "meta_loss": col["meta_loss"][keep],
+            "meta_loss_smooth": smooth[keep],
+            "grad_norm": col["grad_norm"][keep],
+            "skipped_total": col["skipped_total"][keep],
+            "diverged_total": col["diverged_total"][keep],
+            "wall_s": col["wall_s"][keep],
+        }
+        evals = []
+        if (run_dir / "eval.jsonl").exists():
+            with open(run_dir / "eval.jsonl") as f:
+                evals = [json.loads(line) for line in f if line.strip()]
+        fields = ("step", "objective", "train_loss", "test_accuracy", "wall_s")
+        ev = {k: [e.get(k) for e in evals] for k in fields}
+        sidecar = {}
+        for candidate in ("theta.json", "best_theta.json"):
+            if (run_dir / candidate).exists():
+                with open(run_dir / candidate) as f:
+                    sidecar = json.load(f)
+                break
+        best = [e["step"] for e in evals if e.get("best")]
+        out["runs"][name] = {
+            "command": sidecar.get("command"),
+            "config": sidecar.get("config"),
+            "date": sidecar.get("date"),
+            "git_commit": sidecar.get("git_commit"),
+            "wall_s": float(col["wall_s"][-1]),
+            "best_step": best[-1] if best else None,
+            "curve": curve,
+            "eval": ev,
+        }
+    return out
+
+
+def _log_indices(n: int, points: int) -> np.ndarray:
+    """About ``points`` indices into ``range(n)``, evenly spaced in log(index + 1)."""
+    idx = np.unique(np.round(np.geomspace(1, n, points)).astype(int) - 1)
+    return idx
+
+
+def compact_evaluation(eval_dir, *, points: int = 100) -> dict:
+    """Condense a ``stability evaluate --out`` directory.
+
+    Keeps the table rows, the tuning scores, the costs and each task's protocol
+    (horizons, seeds, grid, the learned optimizers' commands), and for every held-out
+    curve the training-split loss over seeds (geometric mean, min and max, at about
+    ``points`` log-spaced steps), the initial loss and the step at which each seed
+    diverged (or None).
+    """
+    eval_dir = pathlib.Path(eval_dir)
+    with open(eval_dir / "eval.json") as f:
+        table = json.load(f)
+    curves = {}
+    with np.load(eval_dir / "curves.npz") as z:
+        names = sorted({k.rsplit("/", 1)[0] for k in z.files})
+        for name in names:
+            steps = z[f"{name}/steps"]
+            loss = np.asarray(z[f"{name}/train_loss"], np.float64)  # (seeds, n)
+            idx = _log_indices(steps.size, points)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+                pos = np.where(loss > 0, loss, np.nan)
+                geo = np.exp(np.nanmean(np.log(pos), axis=0))
+            diverged = np.asarray(z[f"{name}/diverged_step"]).astype(np.int64)
+            curves[name] = {
+                "step": steps[idx],
+                "loss_geomean": geo[idx],
+                "loss_min": np.min(loss, axis=0)[idx],
+                "loss_max": np.max(loss, axis=0)[idx],
+                "initial_loss": float(np.mean(z[f"{name}/initial_loss"])),
+                "diverged_step": [int(d) if d >= 0 else None for d in diverged],
+            }
+    info = table.get("info", {})
+    tasks = {}
+    for t in info.get("tasks", []):
+        t = dict(t)
+        t["learned"] = {
+            k: {f: v.get(f) for f in ("command", "date", "git_commit", "config")}
+            for k, v in t.get("learned", {}).items()
+        }
+        tasks[t["task"]] = t
+    return {
+        "rows": table["rows"],
+        "tuning": table.get("tuning", []),
+        "costs": table.get("costs", {}),
+        "tasks": tasks,
+        "curves": curves,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stability.lopt._records")
+    sub = parser.add_subparsers(dest="what", required=True)
+    mt = sub.add_parser("meta-training", help="condense meta-training run directories")
+    mt.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
+    mt.add_argument("--every", type=int, default=10)
+    mt.add_argument("--window", type=int, default=50)
+    mt.add_argument("--out", default=str(RECORDS_DIR / META_TRAINING))
+    ev = sub.add_parser("evaluation", help="condense a stability evaluate --out dir")
+    ev.add_argument("eval_dir")
+    ev.add_argument("--points", type=int, default=100)
+    ev.add_argument("--out", default=str(RECORDS_DIR / EVALUATION))
+    args = parser.parse_args(argv)
+    if args.what == "meta-training":
+        runs = {}
+        for spec in args.runs:
+            name, sep, path = spec.partition("=")
+            if not sep or not name or not path:
+                parser.error(f"runs: expected NAME=RUN_DIR, got {spec!r}")
+            runs[name] = path
+        record = compact_meta_training(runs, every=args.every, window=args.window)
+    else:
+        record = compact_evaluation(args.eval_dir, points=args.points)
+    _write_json(record, args.out)
+    print(f"wrote {args.out} ({pathlib.Path(args.out).stat().st_size:,} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""Compact meta-training and evaluation records (``stability.lopt._records``)."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from stability.lopt import _records
+
+
+def _fake_run(path, steps=95, best=60):
+    path.mkdir()
+    fields = [
+        "step",
+        "meta_loss",
+        "grad_norm",
+        "skipped",
+        "skipped_total",
+        "diverged",
+        "diverged_total",
+        "episodes_total",
+        "theta_norm",
+        "wall_s",
+    ]
+    with open(path / "log.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields)
+        for s in range(1, steps + 1):
+            loss = float("nan") if s == 7 else -0.1 * s
+            w.writerow([s, loss, 1.0, int(s == 7), int(s >= 7), 0, 0, 0, 2.0, 0.5 * s])
+    with open(path / "eval.jsonl", "w") as f:
+        for s in range(0, steps + 1, 20):
+            f.write(
+                json.dumps(
+                    {
+                        "step": s,
+                        "objective": -s / 10,
+                        "train_loss": 1.0,
+                        "test_accuracy": 0.5,
+                        "best": s == best,
+                        "wall_s": s,
+                    }
+                )
+                + "\n"
+            )
+    (path / "theta.json").write_text(
+        json.dumps(
+            {
+                "command": "stability meta-train --steps 95",
+                "config": {"task": "t"},
+                "date": "2026-11-23",
+                "git_commit": "abc",
+            }
+        )
+    )
+
+
+def test_running_mean_against_a_loop():
+    x = np.array([1.0, 2.0, np.nan, 4.0, 5.0, 6.0])
+    got = _records.running_mean(x, 3)
+    want = []
+    for i in range(x.size):
+        w = x[max(0, i - 2) : i + 1]
+        want.append(np.nanmean(w))
+    np.testing.assert_allclose(got, want)
+    with pytest.raises(ValueError, match="window"):
+        _records.running_mean(x, 0)
+
+
+def test_meta_training_round_trip(tmp_path):
+    _fake_run(tmp_path / "a", best=60)
+    rec = _records.compact_meta_training({"a": tmp_path / "a"}, every=10, window=5)
+    _records._write_json(rec, tmp_path / "records" / _records.META_TRAINING)
+    back = _records.load("meta_training", tmp_path / "records")
+    run = back["runs"]["a"]
+    np.testing.assert_array_equal(run["curve"]["step"], [*range(10, 100, 10), 95])
+    assert np.isnan(run["curve"]["meta_loss"]).sum() == 0  # step 7 is not kept
+    # the trailing mean skips the NaN at step 7: steps 6, 8, 9, 10 at step 10
+    np.testing.assert_allclose(run["curve"]["meta_loss_smooth"][0], -0.1 * 33 / 4)
+    assert run["curve"]["skipped_total"][-1] == 1
+    assert run["best_step"] == 60 and run["wall_s"] == 47.5
+    assert run["command"].startswith("stability meta-train")
+    np.testing.assert_array_equal(run["eval"]["step"], [0, 20, 40, 60, 80])
+    with pytest.raises(ValueError, match="every"):
+        _records.compact_meta_training({"a": tmp_path / "a"}, every=0)
+
+
+def test_evaluation_round_trip(tmp_path):
+    d = tmp_path / "ev"
+    d.mkdir()
+    rows = [{"optimizer": "star", "task": "t", "multiple": 1, "train_loss_mean": 0.5}]
+    info = {
+        "tasks": [
+            {
+                "task": "t",
+                "base_horizon": 10,
+                "learned": {
+                    "star": {
+                        "command": "c",
+                        "date": "d",
+                        "git_commit": "g",
+                        "config": {},
+                        "metrics": {"huge": 1},
+                    }
+                },
+            }
+        ]
+    }
+    (d / "eval.json").write_text(json.dumps({"rows": rows, "info": info}))
+    loss = np.array([[1.0, 0.5, 0.0, np.inf], [1.0, 0.25, 0.1, 0.1]])
+    np.savez(
+        d / "curves.npz",
+        **{
+            "t/star/steps": np.arange(1, 5) * 10,
+            "t/star/train_loss": loss,
+            "t/star/initial_loss": np.array([2.0, 4.0]),
+            "t/star/diverged_step": np.array([40, -1]),
+        },
+    )
+    rec = _records.compact_evaluation(d, points=10)
+    _records._write_json(rec, tmp_path / "r" / _records.EVALUATION)
+    back = _records.load("evaluation", tmp_path / "r")
+    c = back["curves"]["t/star"]
+    np.testing.assert_array_equal(c["step"], [10, 20, 30, 40])
+    # geometric mean over seeds of the positive, finite losses
+    want = [1.0, np.sqrt(0.125), 0.1]  # stored to 6 significant digits
+    np.testing.assert_allclose(c["loss_geomean"][:3], want, rtol=5e-6)
+    assert np.isnan(c["loss_max"][3])  # inf is written as null
+    assert c["initial_loss"] == 3.0
+    np.testing.assert_array_equal(c["diverged_step"], [40, np.nan])  # None: never
+    assert back["rows"] == rows
+    assert "metrics" not in back["tasks"]["t"]["learned"]["star"]
+
+
+def test_load_rejects_unknown_names(tmp_path):
+    with pytest.raises(ValueError, match="name"):
+        _records.load("curves")
+    with pytest.raises(FileNotFoundError):
+        _records.load("evaluation", tmp_path)
+
+
+def test_shipped_records_match_the_shipped_thetas():
+    """The records come from the runs that produced the shipped thetas."""
+    thetas = _records.RECORDS_DIR.parent / "thetas"
+    mt = _records.load("meta_training")
+    for name, run in mt["runs"].items():
+        sidecar = json.loads((thetas / f"{name}.json").read_text())
+        assert run["git_commit"] == sidecar["git_commit"], name
+        assert run["config"] == sidecar["config"], name
+        assert run["best_step"] == sidecar["metrics"]["best_step"], name
+    ev = _records.load("evaluation")
+    learned = ev["tasks"]["digits_mlp"]["learned"]
+    assert set(learned) == set(mt["runs"])
+    for name, meta in learned.items():
+        assert meta["config"] == mt["runs"][name]["config"], name
