@@ -23,10 +23,10 @@
 # perturbations grow. This notebook compares that prediction with what STAR actually
 # does along its own trajectory.
 #
-# **Which STAR.** No meta-trained theta ships with the package yet, so this notebook
-# uses the untrained STAR with a zero output layer: its MLP outputs zero, the blackbox
-# term vanishes and STAR is exactly its nominal term, AdamAggMo with step
-# `nominal_stepsize`. (It will be updated to a meta-trained theta once one ships.)
+# **Which STAR.** First the untrained STAR with a zero output layer: its MLP outputs
+# zero, the blackbox term vanishes and STAR is exactly its nominal term, AdamAggMo with
+# step `nominal_stepsize`; its instability can be derived by hand. Then the shipped
+# meta-trained STAR (`stability/lopt/thetas/star.npz`), where nothing can.
 #
 # Set `STABILITY_QUICK=1` for shorter runs (the tests do).
 
@@ -123,10 +123,22 @@ with plotting.style():
 # %%
 at = np.arange(0, STEPS, 25)
 pick = jax.tree.map(lambda a: a[at], (xs, states))
-jac = jax.jit(
-    jax.vmap(lambda x, s: operators.closed_loop(opt, problem, x, s).transition)
-)
-rho = np.asarray(analyses.spectral_radius(np.asarray(jac(*pick))))
+
+
+def radii_along(opt, problem, points):
+    """Spectral radius of the linearised joint step at each stacked point.
+
+    ``lax.map``, not ``vmap``: XLA:CPU sometimes miscompiles a batched ``jacfwd``
+    of STAR (see ``benchmarks/repro_batched_jacfwd_nan.py``)."""
+
+    def one(point):
+        return operators.closed_loop(opt, problem, *point).transition
+
+    mats = jax.jit(lambda pts: jax.lax.map(one, pts))(points)
+    return np.asarray(analyses.spectral_radius(np.asarray(mats)))
+
+
+rho = radii_along(opt, problem, pick)
 v = np.asarray(pick[1].second_moment)
 x_star = analyses.max_stable_learning_rate("aggmo", 1.0)
 margin = np.max(NOMINAL * lam / np.sqrt(v + 1e-6), axis=1) / x_star
@@ -157,3 +169,52 @@ plt.show()
 # instability when the frozen-second-moment AggMo analysis does, and the loss spikes
 # right after. With gradient noise the second moment stays bounded away from zero and
 # the loop stays stable (see `figures/fig09_linearized_star.png`).
+
+# %% [markdown]
+# ## The meta-trained STAR
+#
+# The shipped theta was meta-trained on an MLP for 1000-step episodes, not on a
+# quadratic. Run at its own nominal step on the same noiseless quadratic, its nominal
+# part stays far inside the AggMo limit, so any instability comes from the learned
+# term: the linearisation says whether it does.
+
+# %%
+from stability.lopt._cli_eval import THETA_DIR  # noqa: E402
+from stability.lopt.evaluate import learned_optimizer  # noqa: E402
+
+trained = learned_optimizer(THETA_DIR / "star.npz")
+opt = trained.optimizer  # configured with the nominal step it was meta-trained at
+a = trained.nominal_stepsize
+losses_t, xs_t, states_t = trajectory(problem, STEPS, jax.random.key(0))
+pick_t = jax.tree.map(lambda arr: arr[at], (xs_t, states_t))
+rho_t = radii_along(opt, problem, pick_t)
+margin_t = np.max(a * lam / np.sqrt(np.asarray(pick_t[1].second_moment) + 1e-6), 1)
+losses_t = np.asarray(losses_t)
+with plotting.style():
+    fig, axes = plotting.figure(2, 1, width=6.0, height=4.4, sharex=True)
+    axes[0, 0].plot(np.maximum(losses_t, 1e-300), linewidth=0.6)
+    axes[0, 0].set_yscale("log")
+    axes[0, 0].set_ylabel("loss")
+    plotting.radius_trace(axes[1, 0], at, rho_t, label="ρ, linearised STAR step")
+    axes[1, 0].plot(at, margin_t / x_star, linestyle="--", label="nominal part margin")
+    axes[1, 0].set_yscale("log")
+    axes[1, 0].set_xlabel("step")
+    axes[1, 0].legend(loc="lower right")
+    for ax in axes[:, 0]:
+        plotting.shade(ax, at, rho_t >= 1)
+late = at >= 100
+best = int(np.argmin(losses_t))
+print(f"nominal step {a:.4g}; largest nominal margin {np.max(margin_t) / x_star:.3g}")
+print(f"checkpoints (t >= 100) with rho >= 1: {np.mean(rho_t[late] >= 1):.0%}")
+print(f"median rho (t >= 100): {np.median(rho_t[late]):.3f}")
+print(f"lowest loss {losses_t[best]:.2e} at step {best}; final {losses_t[-1]:.2e}")
+plt.show()
+
+# %% [markdown]
+# The learned term, not the nominal one, makes the joint step unstable near the
+# optimum, and the loss indeed climbs away from its minimum; but it climbs far more
+# slowly than `rho^t`. The learned term's inputs are normalised by their own RMS, so
+# its step does not shrink as the gradient does: the linearisation is exact for one
+# step and predicts the direction (away from the optimum), not the rate over many.
+# Past its meta-training horizon on the MLP it was trained on, the same STAR diverges
+# (`figures/fig07_long_horizon.png`).
