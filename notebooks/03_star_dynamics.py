@@ -143,18 +143,25 @@ v = np.asarray(pick[1].second_moment)
 x_star = analyses.max_stable_learning_rate("aggmo", 1.0)
 margin = np.max(NOMINAL * lam / np.sqrt(v + 1e-6), axis=1) / x_star
 losses = np.asarray(losses)
-with plotting.style():
-    fig, axes = plotting.figure(2, 1, width=6.0, height=4.4, sharex=True)
-    axes[0, 0].plot(np.maximum(losses, 1e-300), linewidth=0.6)
-    axes[0, 0].set_yscale("log")
-    axes[0, 0].set_ylabel("loss")
-    plotting.radius_trace(axes[1, 0], at, rho, label="ρ, linearised STAR step")
-    axes[1, 0].plot(at, margin, linestyle="--", label="frozen-v AggMo margin")
-    axes[1, 0].set_yscale("log")
-    axes[1, 0].set_xlabel("step")
-    axes[1, 0].legend(loc="lower right")
-    for ax in axes[:, 0]:
-        plotting.shade(ax, at, rho >= 1)
+
+
+def plot_along(losses, at, rho, margin, margin_label):
+    """Observed loss above; rho and the nominal margin below; rho >= 1 shaded."""
+    with plotting.style():
+        fig, axes = plotting.figure(2, 1, width=6.0, height=4.4, sharex=True)
+        axes[0, 0].plot(np.maximum(losses, 1e-300), linewidth=0.6)
+        axes[0, 0].set_yscale("log")
+        axes[0, 0].set_ylabel("loss")
+        plotting.radius_trace(axes[1, 0], at, rho, label="ρ, linearised STAR step")
+        axes[1, 0].plot(at, margin, linestyle="--", label=margin_label)
+        axes[1, 0].set_yscale("log")
+        axes[1, 0].set_xlabel("step")
+        axes[1, 0].legend(loc="lower right")
+        for ax in axes[:, 0]:
+            plotting.shade(ax, at, rho >= 1)
+
+
+plot_along(losses, at, rho, margin, "frozen-v AggMo margin")
 late = at >= 100
 unstable = at[late & (rho >= 1)]
 means = losses[: STEPS // 50 * 50].reshape(-1, 50).mean(axis=1)  # 50-step windows
@@ -190,18 +197,7 @@ pick_t = jax.tree.map(lambda arr: arr[at], (xs_t, states_t))
 rho_t = radii_along(opt, problem, pick_t)
 margin_t = np.max(a * lam / np.sqrt(np.asarray(pick_t[1].second_moment) + 1e-6), 1)
 losses_t = np.asarray(losses_t)
-with plotting.style():
-    fig, axes = plotting.figure(2, 1, width=6.0, height=4.4, sharex=True)
-    axes[0, 0].plot(np.maximum(losses_t, 1e-300), linewidth=0.6)
-    axes[0, 0].set_yscale("log")
-    axes[0, 0].set_ylabel("loss")
-    plotting.radius_trace(axes[1, 0], at, rho_t, label="ρ, linearised STAR step")
-    axes[1, 0].plot(at, margin_t / x_star, linestyle="--", label="nominal part margin")
-    axes[1, 0].set_yscale("log")
-    axes[1, 0].set_xlabel("step")
-    axes[1, 0].legend(loc="lower right")
-    for ax in axes[:, 0]:
-        plotting.shade(ax, at, rho_t >= 1)
+plot_along(losses_t, at, rho_t, margin_t / x_star, "nominal part margin")
 late = at >= 100
 best = int(np.argmin(losses_t))
 print(f"nominal step {a:.4g}; largest nominal margin {np.max(margin_t) / x_star:.3g}")

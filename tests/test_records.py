@@ -7,22 +7,12 @@ import numpy as np
 import pytest
 
 from stability.lopt import _records
+from stability.lopt.meta_train import _LOG_FIELDS
 
 
 def _fake_run(path, steps=95, best=60):
     path.mkdir()
-    fields = [
-        "step",
-        "meta_loss",
-        "grad_norm",
-        "skipped",
-        "skipped_total",
-        "diverged",
-        "diverged_total",
-        "episodes_total",
-        "theta_norm",
-        "wall_s",
-    ]
+    fields = _LOG_FIELDS
     with open(path / "log.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(fields)
