@@ -7,17 +7,20 @@ plain ``pip install``. Each figure function computes its records with
 figure with the key numbers behind it. ``figures/figNN_name.py`` are thin scripts
 calling :func:`script_main` for one figure. Calling pattern::
 
-    stability reproduce [--quick | --full] [--out DIR] [--only fig01 fig02 ...]
+    stability reproduce [--quick | --full [--shipped-records]] [--out DIR]
+                        [--only fig01 fig02 ...]
 
     from stability import reproduce
     reproduce.main(["--quick", "--out", "/tmp/figs", "--only", "fig02"])
 
 ``--quick`` (the default) shrinks grids, seeds and horizons; ``--full`` is
-publication quality. Images (PNG and PDF) and ``REPORT.md`` go into ``--out``
-(default ``figures/``). Figures whose inputs do not exist yet (meta-trained thetas,
-evaluation records) are reported as not yet available, with the reason, and never
-drawn from stand-in data. The exit status is 1 if any figure (or the lemma report)
-failed, else 0.
+publication quality and reruns the meta-training and the evaluation behind fig06-08
+(:func:`rerun_lopt_records`, about 45 minutes on 2 cores, resumable) unless
+``--shipped-records`` says to draw the records shipped in ``stability/lopt/records/``
+(as the committed renders in ``figures/`` do). Images (PNG and PDF) and
+``REPORT.md`` go into ``--out`` (default ``figures/``). Figures whose inputs do not
+exist are reported as not available, with the reason, and never drawn from stand-in
+data. The exit status is 1 if any figure (or the lemma report) failed, else 0.
 
 Float64 is switched on when a run starts (:func:`run`), never at import.
 """
@@ -39,6 +42,9 @@ class Quality(NamedTuple):
     """Quick (small grids, few seeds, short horizons) or full (publication)."""
 
     full: bool = False
+    # --full: folder where meta-training and evaluation are rerun (None: use the
+    # records shipped in stability/lopt/records/)
+    lopt_runs: str | None = None
 
     @property
     def name(self) -> str:
@@ -1073,10 +1079,66 @@ def _lopt_style(name):
     return label, plotting.PALETTE.get(colour, colour), marker
 
 
-def _lopt_record(name, fid, what):
-    """A shipped record (``stability/lopt/records/``), or NotAvailable."""
+# The runs behind the shipped records (stability/lopt/records/README.md); --full
+# reruns them into OUT/lopt_runs (each meta-training resumes where it stopped).
+LOPT_RUNS = (  # (name, stability meta-train arguments)
+    ("star", ["--optimizer", "star"]),
+    ("small_fc_lopt", ["--optimizer", "small_fc_lopt"]),
+    ("star_no_nominal", ["--optimizer", "star", "--no-nominal"]),
+    ("star_no_precond", ["--optimizer", "star", "--no-precondition"]),
+    ("star_wd0", ["--optimizer", "star", "--weight-decay", "0"]),
+)
+LOPT_META_ARGS = ["--steps", "3000", "--eval-seeds", "8", "--no-progress"]
+LOPT_EVAL_ARGS = [
+    "--task",
+    "digits_mlp,digits_mlp_tanh,digits_mlp_gelu,digits_mlp_deep,mnist1d_mlp",
+]
+
+
+def rerun_lopt_records(folder) -> pathlib.Path:
+    """Meta-train the five learned optimizers, evaluate them against the tuned
+    baselines and condense both into records, all under ``folder``; return the
+    records folder. About 45 minutes on 2 CPU cores with the default arguments;
+    meta-training resumes from its checkpoints and a finished step is not redone."""
+    from stability import cli
     from stability.lopt import _records
 
+    folder = pathlib.Path(folder)
+    records = folder / "records"
+    done = [records / _records.META_TRAINING, records / _records.EVALUATION]
+    if all(p.exists() for p in done):
+        return records
+    thetas = []
+    for name, extra in LOPT_RUNS:
+        run_dir = folder / "meta_training" / name
+        if not (run_dir / "theta.npz").exists():
+            resume = ["--resume"] if (run_dir / "checkpoint.npz").exists() else []
+            argv = ["meta-train", *extra, *LOPT_META_ARGS, "--out", str(run_dir)]
+            if cli.main(argv + resume) != 0:
+                raise RuntimeError(f"stability {' '.join(argv)} failed")
+        thetas.append(run_dir / "best_theta.npz")
+    eval_dir = folder / "evaluation"
+    if not (eval_dir / "eval.json").exists():
+        argv = ["evaluate", "--theta", str(thetas[0])]
+        for t in thetas[1:]:
+            argv += ["--extra", str(t)]
+        argv += [*LOPT_EVAL_ARGS, "--out", str(eval_dir)]
+        if cli.main(argv) != 0:
+            raise RuntimeError(f"stability {' '.join(argv)} failed")
+    runs = [f"{n}={folder / 'meta_training' / n}" for n, _ in LOPT_RUNS]
+    out_mt, out_ev = (str(p) for p in done)
+    _records.main(["meta-training", *runs, "--out", out_mt])
+    _records.main(["evaluation", str(eval_dir), "--out", out_ev])
+    return records
+
+
+def _lopt_record(name, q: Quality, what):
+    """A record: the shipped one (``stability/lopt/records/``), or with ``--full``
+    one rerun into ``q.lopt_runs``; NotAvailable when the shipped one is missing."""
+    from stability.lopt import _records
+
+    if q.lopt_runs is not None:
+        return _records.load(name, rerun_lopt_records(q.lopt_runs))
     try:
         return _records.load(name)
     except FileNotFoundError:
@@ -1086,13 +1148,12 @@ def _lopt_record(name, fid, what):
         ) from None
 
 
-def _full_note(q: Quality) -> str:
-    if not q.full:
-        return ""
+def _records_note(q: Quality) -> str:
+    if q.lopt_runs is not None:
+        return f" Records rerun by this --full run in {q.lopt_runs}."
     return (
-        " --full draws the shipped records too: re-meta-training and re-evaluating "
-        "is `stability meta-train` / `stability evaluate` followed by "
-        "`python -m stability.lopt._records` (see stability/lopt/records/README.md)."
+        " Drawn from the records shipped in stability/lopt/records/ (--full reruns "
+        "the meta-training and the evaluation)."
     )
 
 
@@ -1102,7 +1163,7 @@ def _fig06(q: Quality) -> Drawn:
 
     from stability import plotting
 
-    rec = _lopt_record("meta_training", "fig06", "meta-training curves")
+    rec = _lopt_record("meta_training", q, "meta-training curves")
     runs = rec["runs"]
     numbers = {}
     with plotting.style():
@@ -1167,9 +1228,8 @@ def _fig06(q: Quality) -> Drawn:
         f"{cfg['population']} antithetic pairs, sigma {cfg['sigma']}, AdamW lr "
         f"{cfg['outer_lr']}, weight decay {cfg['weight_decay']} (0 for the wd-0 "
         f"ablation), nominal step {_fmt(cfg['nominal_stepsize'], 3)}. Meta-loss: "
-        "mean log training loss over each truncation. Records shipped in "
-        "stability/lopt/records/meta_training.json, from the runs that produced "
-        "the shipped thetas." + _full_note(q)
+        "mean log training loss over each truncation; the shipped thetas are "
+        "these runs' kept (★) thetas." + _records_note(q)
     )
     return Drawn(fig, caption, numbers)
 
@@ -1205,7 +1265,7 @@ def _fig07(q: Quality) -> Drawn:
 
     from stability import plotting
 
-    rec = _lopt_record("evaluation", "fig07", "training curves past the horizon")
+    rec = _lopt_record("evaluation", q, "training curves past the horizon")
     task = "digits_mlp"
     rows = _eval_rows(rec, task)
     if not rows:
@@ -1307,12 +1367,13 @@ def _fig07(q: Quality) -> Drawn:
         )
     caption = (
         f"Inner training on {task} past the meta-training horizon T = {base}: the "
-        "shipped STAR and small_fc_lopt (meta-trained at T) against Adam and the "
+        "meta-trained STAR and small_fc_lopt (kept by a held-out evaluation at T) "
+        "against Adam and the "
         "nominal term alone, each with its step tuned per horizon on separate seeds "
         f"over {len(proto['grid'])} half-decade values. A run diverged when its "
         "training-split loss rose above its initial value or went non-finite; "
-        f"losses of 0 (float32 underflow) are drawn at {_LOSS_FLOOR:g}. Records: "
-        "stability/lopt/records/evaluation.json." + _full_note(q)
+        f"losses of 0 (float32 underflow) are drawn at {_LOSS_FLOOR:g}."
+        + _records_note(q)
     )
     return Drawn(fig, caption, numbers)
 
@@ -1324,7 +1385,7 @@ def _fig08(q: Quality) -> Drawn:
     from stability import plotting
     from stability.lopt.tasks import task_names
 
-    rec = _lopt_record("evaluation", "fig08", "out-of-distribution evaluation")
+    rec = _lopt_record("evaluation", q, "out-of-distribution evaluation")
     tasks = list(rec["tasks"])
     missing = [t for t in task_names() if t not in rec["tasks"]]
     order = [n for n in _LOPT_STYLE if any(r["optimizer"] == n for r in rec["rows"])]
@@ -1406,11 +1467,11 @@ def _fig08(q: Quality) -> Drawn:
                 + f" / {_fmt(ad['train_loss_mean'])}: STAR {verdict}"
             )
     caption = (
-        "Final training loss of the shipped learned optimizers (meta-trained on "
+        "Final training loss of the learned optimizers (meta-trained on "
         "digits_mlp at T = 1000) on other activations, depths and data, at 1x and "
         "10x T, against Adam and the nominal term with tuned steps; hollow markers: "
         "at least one of the held-out seeds diverged; small markers: STAR "
-        "ablations." + _full_note(q)
+        "ablations." + _records_note(q)
     )
     return Drawn(fig, caption, numbers)
 
@@ -1729,6 +1790,12 @@ def _add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="figure ids to run, e.g. fig01 fig05 (default: all)",
     )
     p.add_argument(
+        "--shipped-records",
+        action="store_true",
+        help="with --full: draw fig06-08 from the shipped meta-training and "
+        "evaluation records instead of rerunning them (about 45 min on 2 cores)",
+    )
+    p.add_argument(
         "--no-lemmas",
         dest="lemmas",
         action="store_false",
@@ -1760,8 +1827,10 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     ids = resolve(getattr(args, "only", None))
-    quality = Quality(bool(getattr(args, "full", False)))
     out = pathlib.Path(getattr(args, "out", DEFAULT_OUT))
+    full = bool(getattr(args, "full", False))
+    rerun = full and not getattr(args, "shipped_records", False)
+    quality = Quality(full, str(out / "lopt_runs") if rerun else None)
     out.mkdir(parents=True, exist_ok=True)
     _enable_x64()
     start = time.perf_counter()
@@ -1795,8 +1864,9 @@ def main(argv=None) -> int:
 
 def script_main(fid: str, argv=None) -> int:
     """Entry point of ``figures/figNN_name.py``: one figure, ``--quick`` or default
-    (full quality), ``--out DIR`` (default: the script's own folder). Prints the
-    key numbers; exit status 1 if the figure failed."""
+    (full quality; fig06-08 from the shipped records), ``--out DIR`` (default: the
+    script's own folder). Prints the key numbers; exit status 1 if the figure
+    failed."""
     spec = FIGURES[fid]
     p = argparse.ArgumentParser(prog=f"{spec.name}.py", description=spec.title)
     p.add_argument("--quick", action="store_true", help="small grids and runs")

@@ -7,6 +7,7 @@ Every run writes into ``tmp_path``, never into the committed ``figures/``.
 """
 
 import argparse
+import json
 import os
 import pathlib
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from stability import reproduce
@@ -217,3 +219,153 @@ def test_learned_figures_report_the_shipped_records(tmp_path):
             "fig08_generalization",
         ):
             _check_image(tmp_path / f"{name}{suffix}")
+
+
+def _fake_cli(calls, tmp_path):
+    """A stand-in for ``stability.cli.main`` that records each command and writes
+    the files the real one would (the shipped runs' records, unchanged)."""
+    import shutil
+
+    from test_records import _fake_run
+
+    def fake(argv):
+        calls.append(list(argv))
+        out = pathlib.Path(argv[argv.index("--out") + 1])
+        if argv[0] == "meta-train":
+            if out.exists():
+                shutil.rmtree(out)
+            _fake_run(out)
+            for name in ("theta.npz", "best_theta.npz", "checkpoint.npz"):
+                (out / name).write_bytes(b"")
+        else:
+            out.mkdir(parents=True)
+            rows = [{"optimizer": "star", "task": "t", "multiple": 1}]
+            (out / "eval.json").write_text(json.dumps({"rows": rows, "info": {}}))
+            np.savez(
+                out / "curves.npz",
+                **{
+                    "t/star/steps": np.arange(1, 4),
+                    "t/star/train_loss": np.ones((1, 3)),
+                    "t/star/initial_loss": np.ones(1),
+                    "t/star/diverged_step": -np.ones(1),
+                },
+            )
+        return 0
+
+    return fake
+
+
+def test_full_reruns_meta_training_and_evaluation(tmp_path, monkeypatch):
+    """--full's pipeline: five meta-training runs (resumed when interrupted), one
+    evaluation of their kept thetas, records condensed; nothing redone after."""
+    from stability import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "main", _fake_cli(calls, tmp_path))
+    folder = tmp_path / "lopt_runs"
+    interrupted = folder / "meta_training" / "star_wd0"
+    interrupted.mkdir(parents=True)
+    (interrupted / "checkpoint.npz").write_bytes(b"")
+    records = reproduce.rerun_lopt_records(folder)
+    names = [name for name, _ in reproduce.LOPT_RUNS]
+    assert [c[0] for c in calls] == ["meta-train"] * 5 + ["evaluate"]
+    for call, (name, extra) in zip(calls[:5], reproduce.LOPT_RUNS, strict=True):
+        assert call[1 : 1 + len(extra)] == extra
+        assert call[call.index("--out") + 1] == str(folder / "meta_training" / name)
+        assert ("--resume" in call) == (name == "star_wd0")
+    evaluate = calls[-1]
+    kept = [str(folder / "meta_training" / n / "best_theta.npz") for n in names]
+    assert evaluate[evaluate.index("--theta") + 1] == kept[0]
+    assert [evaluate[i + 1] for i, a in enumerate(evaluate) if a == "--extra"] == kept[
+        1:
+    ]
+    from stability.lopt import _records
+
+    assert set(_records.load("meta_training", records)["runs"]) == set(names)
+    assert _records.load("evaluation", records)["rows"][0]["optimizer"] == "star"
+    calls.clear()
+    assert reproduce.rerun_lopt_records(folder) == records
+    assert calls == []
+
+
+def test_full_uses_the_rerun_records(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(
+        reproduce, "rerun_lopt_records", lambda folder: seen.append(folder) or 1 / 0
+    )
+    rc = reproduce.main(
+        ["--full", "--out", str(tmp_path), "--only", "fig06", "--no-lemmas"]
+    )
+    assert rc == 1 and seen == [str(tmp_path / "lopt_runs")]
+    seen.clear()
+    rc = reproduce.main(
+        [
+            "--full",
+            "--shipped-records",
+            "--out",
+            str(tmp_path),
+            "--only",
+            "fig06",
+            "--no-lemmas",
+        ]
+    )
+    assert rc == 0 and seen == []
+    assert "shipped in stability/lopt/records/" in (tmp_path / "REPORT.md").read_text()
+
+
+@pytest.mark.slow
+def test_full_pipeline_for_real_on_a_tiny_budget(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        reproduce,
+        "LOPT_META_ARGS",
+        [
+            "--steps",
+            "2",
+            "--horizon",
+            "20",
+            "--truncation",
+            "10",
+            "--population",
+            "1",
+            "--eval-seeds",
+            "1",
+            "--eval-every",
+            "1",
+            "--checkpoint-every",
+            "1",
+            "--no-progress",
+        ],
+    )
+    monkeypatch.setattr(
+        reproduce,
+        "LOPT_EVAL_ARGS",
+        [
+            "--task",
+            "digits_mlp",
+            "--horizons",
+            "1,2",
+            "--seeds",
+            "1",
+            "--tuning-seeds",
+            "1",
+            "--grid",
+            "0.01,0.1",
+        ],
+    )
+    rc = reproduce.main(
+        [
+            "--full",
+            "--out",
+            str(tmp_path),
+            "--only",
+            "fig06",
+            "fig07",
+            "fig08",
+            "--no-lemmas",
+        ]
+    )
+    report = (tmp_path / "REPORT.md").read_text()
+    assert rc == 0, report
+    assert "Records rerun by this --full run" in report
+    for name in ("fig06_meta_training", "fig07_long_horizon", "fig08_generalization"):
+        _check_image(tmp_path / f"{name}.png")
