@@ -1196,12 +1196,10 @@ def _fig06(q: Quality) -> Drawn:
             numbers[f"{name}: wall time (s) for {int(c['step'][-1])} outer steps"] = (
                 _fmt(run["wall_s"], 3)
             )
-            numbers[
-                f"{name}: meta-loss, mean of first / last {rec['window']} steps"
-            ] = (
-                f"{_fmt(c['meta_loss_smooth'][rec['window'] // rec['every'] - 1])} / "
-                f"{_fmt(c['meta_loss_smooth'][-1])}"
-            )
+            smooth = c["meta_loss_smooth"]
+            first = smooth[min(rec["window"] // rec["every"], smooth.size) - 1]
+            key = f"{name}: meta-loss, mean of first / last {rec['window']} steps"
+            numbers[key] = f"{_fmt(first)} / {_fmt(smooth[-1])}"
             finite = np.isfinite(ev["objective"])
             numbers[f"{name}: held-out meta-loss, start -> best (step)"] = (
                 f"{_fmt(ev['objective'][0])} -> "
