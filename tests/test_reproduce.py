@@ -161,16 +161,7 @@ def _run_script(name, out):
     )
 
 
-CHEAP = {"fig01", "fig06"}
-
-
-@pytest.mark.parametrize(
-    "fid",
-    [
-        fid if fid in CHEAP else pytest.param(fid, marks=pytest.mark.slow)
-        for fid in reproduce.FIGURES
-    ],
-)
+@pytest.mark.parametrize("fid", list(reproduce.FIGURES))
 def test_figure_script(fid, tmp_path):
     spec = reproduce.FIGURES[fid]
     proc = _run_script(spec.name, tmp_path)
