@@ -119,6 +119,7 @@ def _assert_theta_equal(a, b):
         ("eval_every", -1),
         ("eval_seeds", 0),
         ("clip", 0.0),
+        ("select", "test_accuracy"),
     ],
 )
 def test_config_rejects_bad_fields(field, value):
@@ -143,6 +144,25 @@ def test_config_roundtrip_and_defaults():
 
 
 # -- the run: resume, faults ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("select", mt.SELECTIONS)
+def test_best_theta_is_the_held_out_minimum_of_the_selected_score(select, tmp_path):
+    config = dataclasses.replace(
+        TINY, eval_every=1, outer_lr=0.05, sigma=0.05, select=select
+    )
+    result = mt.meta_train(config, tmp_path, progress=False)
+    rows = _log(tmp_path / "eval.jsonl")
+    assert [r["step"] for r in rows] == list(range(7))
+    scores = [r[select] for r in rows]
+    i = int(np.argmin(scores))
+    assert (result.best_step, result.best_score) == (rows[i]["step"], scores[i])
+    # the flag marks each new running minimum
+    assert [r["best"] for r in rows] == [
+        s < min(scores[:k], default=np.inf) for k, s in enumerate(scores)
+    ]
+    again = mt.evaluate_theta(result.best_theta, result.config)
+    np.testing.assert_allclose(again[select], scores[i], rtol=1e-5)
 
 
 def test_resume_is_bit_for_bit(tmp_path):

@@ -81,6 +81,13 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--eval-seeds", type=int, default=d.eval_seeds)
     p.add_argument(
+        "--select",
+        choices=("train_loss", "objective"),
+        default=d.select,
+        help="held-out score that picks best_theta.npz: training loss at the "
+        "horizon (default) or mean meta-loss",
+    )
+    p.add_argument(
         "--clip", type=float, default=d.clip, help="meta-gradient norm clip (inf: none)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -112,6 +119,7 @@ def config_from_args(args: argparse.Namespace):
         eval_every=args.eval_every,
         eval_seeds=args.eval_seeds,
         clip=args.clip,
+        select=args.select,
     )
 
 
@@ -136,7 +144,8 @@ def run_meta_train(args: argparse.Namespace) -> int:
         )
         return 130
     best = (
-        f"best held-out meta-loss {result.best_score:.4f} at step {result.best_step}"
+        f"best held-out {result.config.select} {result.best_score:.4g} "
+        f"at step {result.best_step}"
         if math.isfinite(result.best_score)
         else "no held-out evaluation"
     )

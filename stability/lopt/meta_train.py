@@ -32,8 +32,12 @@ is the value :func:`tune_nominal_stepsize` picks on ``digits_mlp`` at T = 1000, 
 ``None`` tunes it for the configured task and horizon before meta-training starts.
 
 Every ``eval_every`` outer steps the current theta runs ``eval_seeds`` full inner
-episodes of ``horizon`` steps from held-out seeds (keys no training episode uses); the
-theta with the lowest mean meta-loss over those episodes is kept as the best.
+episodes of ``horizon`` steps from held-out seeds (keys no training episode uses) and
+the best theta so far is kept. ``select`` says what "best" means: ``"train_loss"``
+(the default), the lowest training-split loss at the end of the episode averaged over
+the seeds, which is what an evaluation reports and which a single failed seed
+dominates; or ``"objective"``, the lowest mean meta-loss (the mean log loss along the
+episode), which rewards very small losses on some seeds and forgives a stalled one.
 
 Files in ``out_dir``: ``checkpoint.npz`` (theta, outer optimizer state, estimator
 state with the inner runs and PES accumulators, the inner RNG keys, step, counters,
@@ -97,6 +101,7 @@ DEFAULT_NOMINAL_STEPSIZE = 10**-1.5  # 0.0316
 DIVERGED_LOSS_FACTOR = 30.0
 OPTIMIZERS = ("star", "small_fc_lopt")
 ESTIMATORS = ("pes", "es")
+SELECTIONS = ("train_loss", "objective")
 _CHECKPOINT_FORMAT = 1
 # Fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = ("steps",)
@@ -140,6 +145,8 @@ class MetaTrainConfig:
       eval_every: outer steps between held-out evaluations (0: never).
       eval_seeds: held-out inner episodes per evaluation.
       clip: global-norm clip of the meta-gradient (``math.inf``: none).
+      select: held-out score that picks ``best_theta``: ``"train_loss"`` or
+        ``"objective"`` (see the module doc).
     """
 
     task: str = "digits_mlp"
@@ -158,8 +165,9 @@ class MetaTrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     eval_every: int = 100
-    eval_seeds: int = 4
+    eval_seeds: int = 8
     clip: float = 10.0
+    select: str = "train_loss"
 
     def __post_init__(self):
         from stability.lopt.tasks import task_names
@@ -171,7 +179,11 @@ class MetaTrainConfig:
             raise ValueError(
                 f"task: expected one of {', '.join(task_names())}, got {self.task!r}"
             )
-        for name, options in (("optimizer", OPTIMIZERS), ("estimator", ESTIMATORS)):
+        for name, options in (
+            ("optimizer", OPTIMIZERS),
+            ("estimator", ESTIMATORS),
+            ("select", SELECTIONS),
+        ):
             if getattr(self, name) not in options:
                 raise ValueError(
                     f"{name}: expected one of {options}, got {getattr(self, name)!r}"
@@ -282,7 +294,8 @@ class MetaTrainResult(NamedTuple):
       theta: final theta (NumPy float32 dict).
       best_theta: theta with the best held-out evaluation (the final one when no
         evaluation ran).
-      best_score: its held-out mean meta-loss (``nan`` without evaluations).
+      best_score: its held-out score, ``config.select`` (``nan`` without
+        evaluations).
       best_step: the outer step it was reached at (``-1`` without evaluations).
       steps: outer steps done.
       skipped: non-finite meta-gradients skipped.
@@ -447,6 +460,7 @@ _RUNTIME_FIELDS = {
     "estimator": "pes",
     "checkpoint_every": 1,
     "eval_every": 0,
+    "select": "train_loss",
 }
 
 
@@ -760,7 +774,8 @@ def meta_train(
                     f"got {requested.get(name)!r}"
                 )
         effective = MetaTrainConfig.from_dict(
-            {**saved["effective"], "steps": config.steps}
+            # checkpoints from before ``select`` existed chose by the objective
+            {"select": "objective", **saved["effective"], "steps": config.steps}
         )
         program = _program(effective, devices)
         state, host, best_theta = _load_checkpoint(ckpt, program)
@@ -791,7 +806,7 @@ def meta_train(
     def run_eval(step: int) -> None:
         nonlocal best_theta
         result = {k: float(v) for k, v in program.evaluate(state.theta).items()}
-        score = result["objective"]
+        score = result[c.select]
         best = host["best_score"]
         improved = math.isfinite(score) and (best is None or score < best)
         if improved:
