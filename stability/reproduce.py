@@ -1088,7 +1088,7 @@ LOPT_RUNS = (  # (name, stability meta-train arguments)
     ("star_no_precond", ["--optimizer", "star", "--no-precondition"]),
     ("star_wd0", ["--optimizer", "star", "--weight-decay", "0"]),
 )
-LOPT_META_ARGS = ["--steps", "3000", "--eval-seeds", "8", "--no-progress"]
+LOPT_META_ARGS = ["--steps", "3000", "--no-progress"]
 LOPT_EVAL_ARGS = [
     "--task",
     "digits_mlp,digits_mlp_tanh,digits_mlp_gelu,digits_mlp_deep,mnist1d_mlp",

@@ -165,7 +165,7 @@ class MetaTrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     eval_every: int = 100
-    eval_seeds: int = 8
+    eval_seeds: int = 32
     clip: float = 10.0
     select: str = "train_loss"
 
