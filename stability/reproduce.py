@@ -28,6 +28,7 @@ Float64 is switched on when a run starts (:func:`run`), never at import.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pathlib
 import sys
 import time
@@ -1095,6 +1096,23 @@ LOPT_EVAL_ARGS = [
 ]
 
 
+@contextlib.contextmanager
+def _x64_off():
+    """Run as a plain ``stability meta-train`` / ``evaluate`` runs: without x64.
+
+    The analysis figures switch ``jax_enable_x64`` on for the whole process; PES
+    meta-training is chaotic, so under x64 (a few promoted constants) it would follow
+    another trajectory than the command recorded in the sidecars."""
+    import jax
+
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
 def rerun_lopt_records(folder) -> pathlib.Path:
     """Meta-train the five learned optimizers, evaluate them against the tuned
     baselines and condense both into records, all under ``folder``; return the
@@ -1114,7 +1132,9 @@ def rerun_lopt_records(folder) -> pathlib.Path:
         if not (run_dir / "theta.npz").exists():
             resume = ["--resume"] if (run_dir / "checkpoint.npz").exists() else []
             argv = ["meta-train", *extra, *LOPT_META_ARGS, "--out", str(run_dir)]
-            if cli.main(argv + resume) != 0:
+            with _x64_off():
+                rc = cli.main(argv + resume)
+            if rc != 0:
                 raise RuntimeError(f"stability {' '.join(argv)} failed")
         thetas.append(run_dir / "best_theta.npz")
     eval_dir = folder / "evaluation"
@@ -1123,7 +1143,9 @@ def rerun_lopt_records(folder) -> pathlib.Path:
         for t in thetas[1:]:
             argv += ["--extra", str(t)]
         argv += [*LOPT_EVAL_ARGS, "--out", str(eval_dir)]
-        if cli.main(argv) != 0:
+        with _x64_off():
+            rc = cli.main(argv)
+        if rc != 0:
             raise RuntimeError(f"stability {' '.join(argv)} failed")
     runs = [f"{n}={folder / 'meta_training' / n}" for n, _ in LOPT_RUNS]
     out_mt, out_ev = (str(p) for p in done)

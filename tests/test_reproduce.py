@@ -220,6 +220,9 @@ def _fake_cli(calls, tmp_path):
     from test_records import _fake_run
 
     def fake(argv):
+        import jax
+
+        assert not jax.config.jax_enable_x64  # as a plain `stability meta-train`
         calls.append(list(argv))
         out = pathlib.Path(argv[argv.index("--out") + 1])
         if argv[0] == "meta-train":
@@ -257,7 +260,11 @@ def test_full_reruns_meta_training_and_evaluation(tmp_path, monkeypatch):
     interrupted = folder / "meta_training" / "star_wd0"
     interrupted.mkdir(parents=True)
     (interrupted / "checkpoint.npz").write_bytes(b"")
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # as the analysis figures leave it
     records = reproduce.rerun_lopt_records(folder)
+    assert jax.config.jax_enable_x64
     names = [name for name, _ in reproduce.LOPT_RUNS]
     assert [c[0] for c in calls] == ["meta-train"] * 5 + ["evaluate"]
     for call, (name, extra) in zip(calls[:5], reproduce.LOPT_RUNS, strict=True):
