@@ -191,7 +191,7 @@ def test_learned_figures_report_the_shipped_records(tmp_path):
     fig06 = _section(report, "fig06_meta_training")
     for name, run in mt["runs"].items():
         assert f"| {name}: wall time (s) for 3000 outer steps | " in fig06
-        assert f"({run['best_step']}) |" in fig06
+        assert f"(step {run['best_step']}, by {run['config']['select']}) |" in fig06
     ev = _records.load("evaluation")
     fig07 = _section(report, "fig07_long_horizon")
     for row in ev["rows"]:
