@@ -123,6 +123,45 @@ def test_evaluation_round_trip(tmp_path):
     assert "metrics" not in back["tasks"]["t"]["learned"]["star"]
 
 
+def _fake_evaluation(d, tasks, loss):
+    d.mkdir()
+    rows = [{"optimizer": "star", "task": t, "multiple": 1} for t in tasks]
+    info = {"tasks": [{"task": t, "learned": {}} for t in tasks]}
+    tuning = [{"task": t, "family": "adam"} for t in tasks]
+    costs = {f"{t}/star: held-out runs": loss for t in tasks} | {"total": loss}
+    (d / "eval.json").write_text(
+        json.dumps({"rows": rows, "info": info, "tuning": tuning, "costs": costs})
+    )
+    curves = {}
+    for t in tasks:
+        curves |= {
+            f"{t}/star/steps": np.arange(1, 4),
+            f"{t}/star/train_loss": np.full((1, 3), loss),
+            f"{t}/star/initial_loss": np.ones(1),
+            f"{t}/star/diverged_step": -np.ones(1),
+        }
+    np.savez(d / "curves.npz", **curves)
+
+
+def test_evaluations_merge_task_by_task(tmp_path):
+    _fake_evaluation(tmp_path / "a", ["t"], 0.5)
+    _fake_evaluation(tmp_path / "b", ["t", "u"], 0.25)
+    rec = _records.compact_evaluation([tmp_path / "a", tmp_path / "b"])
+    assert list(rec["tasks"]) == ["t", "u"]
+    assert [r["task"] for r in rec["rows"]] == ["t", "u"]
+    assert [r["task"] for r in rec["tuning"]] == ["t", "u"]
+    # t comes whole from the first directory, u from the second
+    assert rec["curves"]["t/star"]["loss_min"][0] == 0.5
+    assert rec["curves"]["u/star"]["loss_min"][0] == 0.25
+    assert rec["costs"] == {
+        "t/star: held-out runs": 0.5,
+        "total": 0.5,
+        "u/star: held-out runs": 0.25,
+    }
+    with pytest.raises(ValueError, match="^eval_dirs:"):
+        _records.compact_evaluation([])
+
+
 def test_load_rejects_unknown_names(tmp_path):
     with pytest.raises(ValueError, match="name"):
         _records.load("curves")

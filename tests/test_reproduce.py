@@ -7,7 +7,6 @@ Every run writes into ``tmp_path``, never into the committed ``figures/``.
 """
 
 import argparse
-import json
 import os
 import pathlib
 import re
@@ -15,7 +14,6 @@ import subprocess
 import sys
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pytest
 
 from stability import reproduce
@@ -232,26 +230,19 @@ def _fake_cli(calls, tmp_path):
             for name in ("theta.npz", "best_theta.npz", "checkpoint.npz"):
                 (out / name).write_bytes(b"")
         else:
-            out.mkdir(parents=True)
-            rows = [{"optimizer": "star", "task": "t", "multiple": 1}]
-            (out / "eval.json").write_text(json.dumps({"rows": rows, "info": {}}))
-            np.savez(
-                out / "curves.npz",
-                **{
-                    "t/star/steps": np.arange(1, 4),
-                    "t/star/train_loss": np.ones((1, 3)),
-                    "t/star/initial_loss": np.ones(1),
-                    "t/star/diverged_step": -np.ones(1),
-                },
-            )
+            from test_records import _fake_evaluation
+
+            tasks = argv[argv.index("--task") + 1].split(",")
+            _fake_evaluation(out, tasks, 1.0)
         return 0
 
     return fake
 
 
 def test_full_reruns_meta_training_and_evaluation(tmp_path, monkeypatch):
-    """--full's pipeline: five meta-training runs (resumed when interrupted), one
-    evaluation of their kept thetas, records condensed; nothing redone after."""
+    """--full's pipeline: five meta-training runs (resumed when interrupted), an
+    evaluation of their kept thetas on the cheap tasks and of STAR and small_fc_lopt
+    on the rest, records condensed; nothing redone after."""
     from stability import cli
 
     calls = []
@@ -266,21 +257,23 @@ def test_full_reruns_meta_training_and_evaluation(tmp_path, monkeypatch):
     records = reproduce.rerun_lopt_records(folder)
     assert jax.config.jax_enable_x64
     names = [name for name, _ in reproduce.LOPT_RUNS]
-    assert [c[0] for c in calls] == ["meta-train"] * 5 + ["evaluate"]
+    assert [c[0] for c in calls] == ["meta-train"] * 5 + ["evaluate"] * 2
     for call, (name, extra) in zip(calls[:5], reproduce.LOPT_RUNS, strict=True):
         assert call[1 : 1 + len(extra)] == extra
         assert call[call.index("--out") + 1] == str(folder / "meta_training" / name)
         assert ("--resume" in call) == (name == "star_wd0")
-    evaluate = calls[-1]
     kept = [str(folder / "meta_training" / n / "best_theta.npz") for n in names]
-    assert evaluate[evaluate.index("--theta") + 1] == kept[0]
-    assert [evaluate[i + 1] for i, a in enumerate(evaluate) if a == "--extra"] == kept[
-        1:
-    ]
+    for evaluate, thetas in zip(calls[5:], (kept, kept[:2]), strict=True):
+        assert evaluate[evaluate.index("--theta") + 1] == thetas[0]
+        extra = [evaluate[i + 1] for i, a in enumerate(evaluate) if a == "--extra"]
+        assert extra == thetas[1:]
     from stability.lopt import _records
+    from stability.lopt.tasks import task_names
 
     assert set(_records.load("meta_training", records)["runs"]) == set(names)
-    assert _records.load("evaluation", records)["rows"][0]["optimizer"] == "star"
+    evaluation = _records.load("evaluation", records)
+    assert sorted(evaluation["tasks"]) == sorted(task_names())  # every task, once
+    assert len(evaluation["rows"]) == len(task_names())
     calls.clear()
     assert reproduce.rerun_lopt_records(folder) == records
     assert calls == []
@@ -349,6 +342,12 @@ def test_full_pipeline_for_real_on_a_tiny_budget(tmp_path, monkeypatch):
             "--grid",
             "0.01,0.1",
         ],
+    )
+    monkeypatch.setattr(
+        reproduce,
+        "LOPT_EVAL_REST_ARGS",
+        ["--task", "digits_mlp_tanh", "--horizons", "1", "--seeds", "1"]
+        + ["--tuning-seeds", "1", "--grid", "0.1"],
     )
     rc = reproduce.main(
         [

@@ -173,16 +173,39 @@ def _log_indices(n: int, points: int) -> np.ndarray:
     return idx
 
 
-def compact_evaluation(eval_dir, *, points: int = 100) -> dict:
-    """Condense a ``stability evaluate --out`` directory.
+def compact_evaluation(eval_dirs, *, points: int = 100) -> dict:
+    """Condense one or more ``stability evaluate --out`` directories.
 
     Keeps the table rows, the tuning scores, the costs and each task's protocol
     (horizons, seeds, grid, the learned optimizers' commands), and for every held-out
     curve the training-split loss over seeds (geometric mean, min and max, at about
     ``points`` log-spaced steps), the initial loss and the step at which each seed
-    diverged (or None).
+    diverged (or None). With several directories a task is taken whole from the
+    first directory that evaluated it (so one evaluation with ablations on a few
+    tasks and another of the rest can make one record).
     """
-    eval_dir = pathlib.Path(eval_dir)
+    if isinstance(eval_dirs, str | pathlib.Path):
+        eval_dirs = [eval_dirs]
+    if not eval_dirs:
+        raise ValueError("eval_dirs: expected at least one directory")
+    merged = None
+    for d in eval_dirs:
+        rec = _compact_one_evaluation(pathlib.Path(d), points)
+        if merged is None:
+            merged = rec
+            continue
+        new = [t for t in rec["tasks"] if t not in merged["tasks"]]
+        merged["tasks"].update({t: rec["tasks"][t] for t in new})
+        merged["rows"] += [r for r in rec["rows"] if r["task"] in new]
+        merged["tuning"] += [r for r in rec["tuning"] if r.get("task") in new]
+        for key in ("costs", "curves"):
+            merged[key].update(
+                {k: v for k, v in rec[key].items() if k.split("/", 1)[0] in new}
+            )
+    return merged
+
+
+def _compact_one_evaluation(eval_dir: pathlib.Path, points: int) -> dict:
     with open(eval_dir / "eval.json") as f:
         table = json.load(f)
     curves = {}
@@ -232,7 +255,7 @@ def main(argv=None) -> int:
     mt.add_argument("--window", type=int, default=50)
     mt.add_argument("--out", default=str(RECORDS_DIR / META_TRAINING))
     ev = sub.add_parser("evaluation", help="condense a stability evaluate --out dir")
-    ev.add_argument("eval_dir")
+    ev.add_argument("eval_dirs", nargs="+", metavar="EVAL_DIR")
     ev.add_argument("--points", type=int, default=100)
     ev.add_argument("--out", default=str(RECORDS_DIR / EVALUATION))
     args = parser.parse_args(argv)
@@ -245,7 +268,7 @@ def main(argv=None) -> int:
             runs[name] = path
         record = compact_meta_training(runs, every=args.every, window=args.window)
     else:
-        record = compact_evaluation(args.eval_dir, points=args.points)
+        record = compact_evaluation(args.eval_dirs, points=args.points)
     _write_json(record, args.out)
     print(f"wrote {args.out} ({pathlib.Path(args.out).stat().st_size:,} bytes)")
     return 0
