@@ -15,7 +15,7 @@ calling :func:`script_main` for one figure. Calling pattern::
 
 ``--quick`` (the default) shrinks grids, seeds and horizons; ``--full`` is
 publication quality and reruns the meta-training and the evaluation behind fig06-08
-(:func:`rerun_lopt_records`, about 45 minutes on 2 cores, resumable) unless
+(:func:`rerun_lopt_records`, about an hour on 2 cores, resumable) unless
 ``--shipped-records`` says to draw the records shipped in ``stability/lopt/records/``
 (as the committed renders in ``figures/`` do). Images (PNG and PDF) and
 ``REPORT.md`` go into ``--out`` (default ``figures/``). Figures whose inputs do not
@@ -1431,15 +1431,11 @@ def _fig08(q: Quality) -> Drawn:
     if missing:
         numbers["tasks not in the shipped evaluation (CPU cost)"] = ", ".join(missing)
     multiples = (1, 10)
+    rows = {(r["task"], r["multiple"], r["optimizer"]): r for r in rec["rows"]}
+    at = {  # the tasks evaluated at each multiple, in the record's order
+        m: [t for t in tasks if any(k[:2] == (t, m) for k in rows)] for m in multiples
+    }
     with plotting.style():
-        at = {  # the tasks evaluated at each multiple, in the record's order
-            m: [
-                t
-                for t in tasks
-                if any(r["task"] == t and r["multiple"] == m for r in rec["rows"])
-            ]
-            for m in multiples
-        }
         fig, axes = plotting.figure(
             1,
             2,
@@ -1454,16 +1450,7 @@ def _fig08(q: Quality) -> Drawn:
                 label, colour, marker = _lopt_style(name)
                 small = name.startswith("star_")
                 for i, task in enumerate(at[mult]):
-                    row = next(
-                        (
-                            r
-                            for r in rec["rows"]
-                            if r["task"] == task
-                            and r["optimizer"] == name
-                            and r["multiple"] == mult
-                        ),
-                        None,
-                    )
+                    row = rows.get((task, mult, name))
                     if row is None:
                         continue
                     y = max(row["train_loss_mean"] or _LOSS_FLOOR, _LOSS_FLOOR)
@@ -1498,20 +1485,15 @@ def _fig08(q: Quality) -> Drawn:
         )
     for task in tasks:
         for mult in multiples:
-            by = {
-                r["optimizer"]: r
-                for r in rec["rows"]
-                if r["task"] == task and r["multiple"] == mult
-            }
-            if "star" not in by or "adam" not in by:
+            s, ad = rows.get((task, mult, "star")), rows.get((task, mult, "adam"))
+            if s is None or ad is None:
                 continue
-            s, ad = by["star"], by["adam"]
             verdict = (
                 "wins"
                 if (s["diverged"] == 0 and s["train_loss_mean"] < ad["train_loss_mean"])
                 else "loses"
             )
-            sfc = by.get("small_fc_lopt")
+            sfc = rows.get((task, mult, "small_fc_lopt"))
             numbers[f"{task} {mult}x: STAR / small_fc_lopt / tuned Adam"] = (
                 f"{_fmt(s['train_loss_mean'])} ({s['diverged']} div) / "
                 + (
@@ -1597,9 +1579,10 @@ def _fig09(q: Quality) -> Drawn:
     stride = q.pick(20, 10)
     x_star = analyses.max_stable_learning_rate("aggmo", 1.0)
     untrained = zero_output_layer(init_theta(jax.random.key(0), heads=3))
+    nominal_only = star(untrained, nominal_stepsize=1.0)
     panels = [  # (title, optimizer, nominal step, noise variance)
-        ("nominal term alone", star(untrained, nominal_stepsize=1.0), 1.0, 0.0),
-        ("nominal term alone", star(untrained, nominal_stepsize=1.0), 1.0, 1e-4),
+        ("nominal term alone", nominal_only, 1.0, 0.0),
+        ("nominal term alone", nominal_only, 1.0, 1e-4),
     ]
     shipped = _thetas_dir() / "star.npz"
     if shipped.exists():

@@ -37,7 +37,12 @@ def _one_line_error(parser: argparse.ArgumentParser):
 
 def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``meta-train`` sub-command to an ``add_subparsers()`` object."""
-    from stability.lopt.meta_train import MetaTrainConfig
+    from stability.lopt.meta_train import (
+        ESTIMATORS,
+        OPTIMIZERS,
+        SELECTIONS,
+        MetaTrainConfig,
+    )
 
     d = MetaTrainConfig()
     p = subparsers.add_parser(
@@ -48,10 +53,8 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.error = _one_line_error(p)  # one line even under a plain ArgumentParser
     p.add_argument("--task", default=d.task, help=f"task name (default {d.task})")
-    p.add_argument(
-        "--optimizer", choices=("star", "small_fc_lopt"), default=d.optimizer
-    )
-    p.add_argument("--estimator", choices=("pes", "es"), default=d.estimator)
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    p.add_argument("--estimator", choices=ESTIMATORS, default=d.estimator)
     p.add_argument("--steps", type=int, default=d.steps, help="outer steps")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--resume", action="store_true", help="continue from --out")
@@ -82,7 +85,7 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--eval-seeds", type=int, default=d.eval_seeds)
     p.add_argument(
         "--select",
-        choices=("train_loss", "objective"),
+        choices=SELECTIONS,
         default=d.select,
         help="held-out score that picks best_theta.npz: training loss at the "
         "horizon (default) or mean meta-loss",

@@ -169,8 +169,7 @@ def compact_meta_training(runs: dict, *, every: int = 10, window: int = 50) -> d
 
 def _log_indices(n: int, points: int) -> np.ndarray:
     """About ``points`` indices into ``range(n)``, evenly spaced in log(index + 1)."""
-    idx = np.unique(np.round(np.geomspace(1, n, points)).astype(int) - 1)
-    return idx
+    return np.unique(np.round(np.geomspace(1, n, points)).astype(int) - 1)
 
 
 def compact_evaluation(eval_dirs, *, points: int = 100) -> dict:
