@@ -22,6 +22,7 @@ from stability.lopt import (
     validate_theta,
     zero_output_layer,
 )
+from stability.lopt.theta import ADAFACTOR_DECAYS, MOMENTUM_DECAYS, RMS_DECAYS
 
 # The package re-exports the function `star`, which shadows the module of that name.
 star_module = importlib.import_module("stability.lopt.star")
@@ -173,6 +174,47 @@ def test_fused_and_dense_first_layer_agree():
     for x, y in zip(a, b, strict=True):
         for k in x:
             np.testing.assert_allclose(x[k], y[k], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (16, 8, 3),  # neither factored axis is the last one
+        (8, 16, 3),
+        (64, 32),  # the second-largest axis is the last
+        (32, 64),  # the largest axis is the last
+        (3, 3, 8, 16),
+        (3, 120_000),  # a long last axis (summed in pieces)
+        (50_000,),
+        (7,),
+    ],
+)
+def test_fused_mean_squares_in_float32(shape):
+    """The one-pass sums behind the fused normalisation, against float64 channel
+    squares, for every placement of the factored axes and for long axes."""
+    theta = random_theta(6, 3)
+    decays = _features.decays_from_offsets(
+        theta, np.float32, (MOMENTUM_DECAYS, RMS_DECAYS, ADAFACTOR_DECAYS)
+    )
+    rng = np.random.default_rng(11)
+    p = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    acc = _features.init_leaf(p)
+    time = _features.time_features(jnp.asarray(3), np.float32)
+    step = jax.jit(_features.accumulate)
+    for _ in range(3):
+        scale = rng.uniform(0.1, 10.0, shape)
+        g = jnp.asarray(rng.standard_normal(shape) * scale, jnp.float32)
+        acc, feats = step(p, g, acc, decays, time)
+    checked = 0
+    for channel, mean_square in zip(feats.channels, feats.mean_squares, strict=True):
+        if mean_square is None:  # a small row/column channel: reduced where used
+            assert channel.size < p.size
+            continue
+        assert mean_square.dtype == jnp.float32
+        x = np.broadcast_to(np.asarray(channel, np.float64), shape)
+        np.testing.assert_allclose(float(mean_square), np.mean(x * x), rtol=2e-6)
+        checked += 1
+    assert checked == (16 if len(shape) >= 2 else 28)
 
 
 # -- dtypes ---------------------------------------------------------------------------

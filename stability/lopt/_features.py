@@ -16,10 +16,10 @@ heads functions give the same numbers (up to floating-point reassociation):
   along one axis) are combined at their own small shape by one small matrix product
   per shape; the 16 remaining channels are accumulated elementwise. The hidden and
   output layers are scalar arithmetic on the 4 hidden arrays, so XLA fuses the whole
-  MLP into one elementwise pass per tensor. The 16 full-size second moments are taken
-  in :func:`accumulate` by reductions over arrays that exist anyway (see
-  :func:`_full_mean_squares`). Derivatives of the fused heads are those of the
-  dense formulation (``custom_jvp``).
+  MLP into one elementwise pass per tensor. The 16 full-size mean squares are taken
+  in :func:`accumulate` by one variadic reduction over the arrays that exist anyway
+  (see :func:`_row_sums`). Derivatives of the fused heads are those of the dense
+  formulation (``custom_jvp``).
 
 The compute dtype follows the parameter: float64 parameters are computed in float64,
 every other float dtype (float32, bfloat16, float16) in float32. Accumulators are
@@ -139,39 +139,62 @@ def accumulate(
     ``p`` and ``g`` must already be in the compute dtype and of rank >= 1 (scalars
     are handled by the caller as shape ``(1,)``).
 
-    For rank >= 2 the mean squares of the 16 full-size channels are computed here
-    (see :func:`_full_mean_squares`), for the fused MLP.
+    The mean squares of the full-size channels, which the fused MLP needs, are taken
+    here in one pass over the tensor (:func:`_row_sums`).
     """
     shape = p.shape
+    size = int(np.prod(shape))
     momentum = tuple(
         decays.momentum[k] * m + (1 - decays.momentum[k]) * g
         for k, m in enumerate(acc.momentum)
     )
     second = decays.rms * acc.second_moment + ((1 - decays.rms) * g) * g
     b_f = decays.adafactor
-    size = int(np.prod(shape))
 
     dims = factored_dims(shape)
     if dims is not None:
         d1, d0 = dims
-        # |g| * |g| is exactly g * g, spelled differently so that the two
-        # reductions do not share one g * g array (see _full_mean_squares)
-        row_mean = jnp.sum(g * g, axis=d0) / shape[d0]
-        col_mean = jnp.sum(jnp.abs(g) * jnp.abs(g), axis=d1) / shape[d1]
-        row_g2, col_g2 = row_mean + 1e-30, col_mean + 1e-30
+        last = len(shape) - 1
         # the three decays' small accumulators are handled stacked: fewer, larger
         # operations (each one has a fixed cost on CPU)
         b_s = b_f.reshape((3,) + (1,) * (len(shape) - 1))
-        rows = b_s * jnp.stack(acc.row) + (1 - b_s) * row_g2
-        cols = b_s * jnp.stack(acc.col) + (1 - b_s) * col_g2
-        reduced_d1 = d1 - 1 if d1 > d0 else d1
-        ratio = rows / (jnp.mean(rows, axis=1 + reduced_d1, keepdims=True) + 1e-9)
-        row_factors = jnp.expand_dims(lax.rsqrt(jnp.maximum(ratio, 1e-9)), 1 + d0)
-        col_factors = jnp.expand_dims(lax.rsqrt(jnp.maximum(cols, 1e-9)), 1 + d1)
-        factors = [(row_factors[k], col_factors[k]) for k in range(3)]
-        row, col = tuple(rows), tuple(cols)
-        fac_g = [g * rf * cf for rf, cf in factors]
-        fac_m = [m * rf * cf for m, (rf, cf) in zip(momentum, factors, strict=True)]
+
+        def row_factors(row_g2):  # constant along d0
+            rows = b_s * jnp.stack(acc.row) + (1 - b_s) * (row_g2 + 1e-30)
+            axis = 1 + (d1 - 1 if d1 > d0 else d1)
+            ratio = rows / (jnp.mean(rows, axis=axis, keepdims=True) + 1e-9)
+            return rows, jnp.expand_dims(lax.rsqrt(jnp.maximum(ratio, 1e-9)), 1 + d0)
+
+        def col_factors(col_g2):  # constant along d1
+            cols = b_s * jnp.stack(acc.col) + (1 - b_s) * (col_g2 + 1e-30)
+            return cols, jnp.expand_dims(lax.rsqrt(jnp.maximum(cols, 1e-9)), 1 + d1)
+
+        # A factor that varies along the last axis weights the squares inside the
+        # pass, so its accumulator comes first, from one reduction of g^2 over the
+        # other axis (spelled |g| * |g| so that XLA does not share a materialised
+        # g * g with the pass). The other accumulator comes out of the pass (the
+        # row sums of g^2), and its factor weights the pass's row sums afterwards.
+        inner, outer = [1.0] * 3, [1.0] * 3
+        if d0 != last:
+            rows, rf = row_factors(jnp.mean(jnp.abs(g) * jnp.abs(g), axis=d0))
+            inner = [w * rf[k] * rf[k] for k, w in enumerate(inner)]
+        if d1 != last:
+            cols, cf = col_factors(jnp.mean(jnp.abs(g) * jnp.abs(g), axis=d1))
+            inner = [w * cf[k] * cf[k] for k, w in enumerate(inner)]
+        sums = _row_sums(p, g, momentum, second, inner)
+        if d0 == last:
+            rows, rf = row_factors(sums[0] / shape[last])
+            outer = [jnp.squeeze(rf[k] * rf[k], last) for k in range(3)]
+        if d1 == last:
+            cols, cf = col_factors(sums[0] / shape[last])
+            outer = [jnp.squeeze(cf[k] * cf[k], last) for k in range(3)]
+        means = [jnp.sum(s) / size for s in sums[:10]]
+        means += [jnp.sum(s * outer[i % 3]) / size for i, s in enumerate(sums[10:])]
+        mean_squares = means[:13] + [None] * 12 + means[13:]
+
+        factors = [(rf[k], cf[k]) for k in range(3)]
+        fac_g = [g * r * c for r, c in factors]
+        fac_m = [m * r * c for m, (r, c) in zip(momentum, factors, strict=True)]
         row_b = jnp.expand_dims(rows, 1 + d0)
         col_b = jnp.expand_dims(cols, 1 + d1)
         row_feats = (
@@ -180,10 +203,7 @@ def accumulate(
             list(lax.rsqrt(row_b + 1e-8)),
             list(lax.rsqrt(col_b + 1e-8)),
         )
-        new_acc = LeafAccumulators(momentum, second, row, col, acc.full)
-        full_ms = _full_mean_squares(
-            p, g, momentum, second, factors, row_mean, d0, d1, size
-        )
+        new_acc = LeafAccumulators(momentum, second, tuple(rows), tuple(cols), acc.full)
     else:
         g2 = g * g + 1e-30
         full = tuple(b_f[k] * f + (1 - b_f[k]) * g2 for k, f in enumerate(acc.full))
@@ -192,7 +212,11 @@ def accumulate(
         rs_full = [lax.rsqrt(f + 1e-8) for f in full]
         row_feats = (full, full, rs_full, rs_full)
         new_acc = LeafAccumulators(momentum, second, acc.row, acc.col, full)
-        full_ms = [None] * 16
+        sums = _row_sums(p, g, momentum, second, None, full=full)
+        means = [jnp.sum(s) / size for s in sums]
+        # rows and columns are both the full accumulators, as are their rsqrt
+        # channels: each of those sums serves two channels
+        mean_squares = means[:13] + means[13:16] * 2 + means[16:19] * 2 + means[19:]
 
     rsqrt_v = lax.rsqrt(second + 1e-6)
     adam = [m * rsqrt_v for m in momentum]
@@ -200,66 +224,61 @@ def accumulate(
     for block in row_feats:
         channels.extend(block)
     channels.extend(fac_m)
-    assert len(channels) == NUM_ACCUMULATOR_FEATURES
-    mean_squares = full_ms[:13] + [None] * 12 + full_ms[13:]
+    assert len(channels) == len(mean_squares) == NUM_ACCUMULATOR_FEATURES
     return new_acc, LeafFeatures(channels, mean_squares, time, g, momentum, rsqrt_v)
 
 
-def _unshared(*arrays):
-    """``arrays`` unchanged, through an optimisation barrier: XLA does not merge
-    expressions built on them with equal expressions built on another barrier's
-    outputs, as long as the two barriers hold different arrays."""
-    out = lax.optimization_barrier(arrays)
-    return out[0] if len(out) == 1 else out
+def _row_length(size: int) -> int:
+    """The largest divisor of ``size`` that is at most 1024."""
+    return max(n for n in range(1, min(size, 1024) + 1) if size % n == 0)
 
 
-def _full_mean_squares(p, g, momentum, second, factors, row_mean, d0, d1, size):
-    """Mean squares of the 16 full-size channels of a rank >= 2 tensor, in channel
-    order: g, p, m_1..3, v, m_k/sqrt(v + 1e-6), 1/sqrt(v + 1e-6), fac_g_1..3,
-    fac_m_1..3.
+def _row_sums(p, g, momentum, second, inner, full=None) -> list:
+    r"""Sums over the last axis of the squared channels, in one pass.
 
-    On CPU, XLA hands each reduction to a kernel that fuses the elementwise work
-    feeding it, unless that work (or a broadcast) is a common subexpression shared
-    with another consumer: then it writes the shared array out in full, a fresh
-    temporary as large as the tensor, which costs more than the reductions
-    themselves. So every reduction reads the arrays that exist anyway (g, p, the
-    new accumulators) through its own :func:`_unshared` barrier, holding a set of
-    arrays no other barrier holds (the constant ``1e-6`` included: one broadcast
-    of it shared by four reductions is written out in full too). ``mean(g^2)`` is
-    the mean of the Adafactor row means (``sum`` of the row sums would be merged
-    with them into one reduction of a shared ``g^2``). The squares of the rsqrt
-    channels are written as reciprocals; a factored channel ``x * rf * cf`` is
-    reduced along ``d0`` against ``cf^2`` and weighted by ``rf^2`` at the small
-    shape, or along ``d1`` against ``rf^2`` when ``d1`` is the last (contiguous)
-    axis: a reduction over an outer axis with a factor varying along it runs
-    several times slower.
+    On CPU, XLA runs every reduction as its own loop over the tensor, and one that
+    shares an elementwise expression with another writes that expression out in
+    full first. One variadic reduction reads ``p``, ``g``, the momenta and ``v``
+    once and returns every sum. Its outputs, in order: the row sums of ``g^2``,
+    ``p^2``, ``m_k^2``, ``v^2``, ``m_k^2 / (v + 10^{-6})``, ``1 / (v + 10^{-6})``,
+    then, for a factored tensor, ``g^2 w_k`` and ``m_k^2 w_k`` with ``inner``
+    weights ``w_k`` (the part of the Adafactor factors' squares that varies along
+    the last axis), or for an unfactored one (``full``: the three full
+    accumulators :math:`f_k`) ``g^2 / \max(f_k + 10^{-9}, 10^{-9})``, ``f_k^2``,
+    ``1 / (f_k + 10^{-8})`` and ``m_k^2 / (f_k + 10^{-6})``.
+
+    Only the fused MLP's normalisation uses these sums, and its derivative is that
+    of the dense formulation, which takes its own: no gradient flows through here.
     """
-
-    def mean(x):
-        return jnp.sum(x) / size
-
-    def factored(x, rf, cf):
-        if d1 == x.ndim - 1:  # reduce the contiguous axis: outer ones are slow
-            x, rf = _unshared(x, rf)
-            inner = jnp.sum(x * x * (rf * rf), axis=d1)
-            return jnp.sum(inner * jnp.squeeze(cf * cf, d1)) / size
-        x, cf = _unshared(x, cf)
-        inner = jnp.sum(x * x * (cf * cf), axis=d0)
-        return jnp.sum(inner * jnp.squeeze(rf * rf, d0)) / size
-
-    out = [jnp.mean(row_mean)]
-    for x in (p, *momentum, second):
-        x = _unshared(x)
-        out.append(mean(x * x))
+    p, g, second = (lax.stop_gradient(x) for x in (p, g, second))
+    momentum = [lax.stop_gradient(m) for m in momentum]
     eps = np.asarray(1e-6, second.dtype)
-    for m in momentum:
-        m, v, e = _unshared(m, second, eps)
-        out.append(mean(m * m / (v + e)))
-    v, e = _unshared(second, eps)
-    out.append(mean(1 / (v + e)))
-    out += [factored(g, rf, cf) for rf, cf in factors]
-    out += [factored(m, rf, cf) for m, (rf, cf) in zip(momentum, factors, strict=True)]
-    return out
+    inv_v = 1 / (second + eps)
+    exprs = [g * g, p * p, *(m * m for m in momentum), second * second]
+    exprs += [m * m * inv_v for m in momentum] + [inv_v]
+    if full is None:
+        inner = [lax.stop_gradient(w) for w in inner]
+        exprs += [g * g * w for w in inner]
+        exprs += [m * m * w for m, w in zip(momentum, inner, strict=True)]
+    else:
+        full = [lax.stop_gradient(f) for f in full]
+        exprs += [g * g / jnp.maximum(f + 1e-9, 1e-9) for f in full]
+        exprs += [f * f for f in full] + [1 / (f + 1e-8) for f in full]
+        exprs += [m * m / (f + eps) for m, f in zip(momentum, full, strict=True)]
+    # the last axis is cut into pieces of at most 1024 elements, each summed in
+    # sequence (one float32 sum over a long axis would lose digits), then summed
+    *lead, length = g.shape
+    piece = _row_length(length)
+    exprs = [
+        jnp.broadcast_to(e, g.shape).reshape(*lead, length // piece, piece)
+        for e in exprs
+    ]
+    zeros = [np.zeros((), e.dtype) for e in exprs]
+    return [s.sum(-1) for s in lax.reduce(exprs, zeros, _add_each, (g.ndim,))]
+
+
+def _add_each(xs, ys):
+    return [x + y for x, y in zip(xs, ys, strict=True)]
 
 
 def _mean_square(x: jax.Array) -> jax.Array:
