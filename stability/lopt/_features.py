@@ -183,13 +183,13 @@ def accumulate(
             inner = [w * cf[k] * cf[k] for k, w in enumerate(inner)]
         sums = _row_sums(p, g, momentum, second, inner)
         if d0 == last:
-            rows, rf = row_factors(sums[0] / shape[last])
-            outer = [jnp.squeeze(rf[k] * rf[k], last) for k in range(3)]
+            rows, rf = row_factors(jnp.sum(sums[0], -1) / shape[last])
+            outer = [rf[k] * rf[k] for k in range(3)]  # size 1 along the last axis
         if d1 == last:
-            cols, cf = col_factors(sums[0] / shape[last])
-            outer = [jnp.squeeze(cf[k] * cf[k], last) for k in range(3)]
-        means = [jnp.sum(s) / size for s in sums[:10]]
-        means += [jnp.sum(s * outer[i % 3]) / size for i, s in enumerate(sums[10:])]
+            cols, cf = col_factors(jnp.sum(sums[0], -1) / shape[last])
+            outer = [cf[k] * cf[k] for k in range(3)]
+        sums = sums[:10] + [s * outer[i % 3] for i, s in enumerate(sums[10:])]
+        means = list(_total(sums) / size)
         mean_squares = means[:13] + [None] * 12 + means[13:]
 
         factors = [(rf[k], cf[k]) for k in range(3)]
@@ -213,7 +213,7 @@ def accumulate(
         row_feats = (full, full, rs_full, rs_full)
         new_acc = LeafAccumulators(momentum, second, acc.row, acc.col, full)
         sums = _row_sums(p, g, momentum, second, None, full=full)
-        means = [jnp.sum(s) / size for s in sums]
+        means = list(_total(sums) / size)
         # rows and columns are both the full accumulators, as are their rsqrt
         # channels: each of those sums serves two channels
         mean_squares = means[:13] + means[13:16] * 2 + means[16:19] * 2 + means[19:]
@@ -228,13 +228,20 @@ def accumulate(
     return new_acc, LeafFeatures(channels, mean_squares, time, g, momentum, rsqrt_v)
 
 
+def _total(sums: list) -> jax.Array:
+    """The totals of equally shaped arrays, as one array (one reduction, not one
+    small reduction per array)."""
+    stacked = jnp.stack(sums)
+    return jnp.sum(stacked, axis=tuple(range(1, stacked.ndim)))
+
+
 def _row_length(size: int) -> int:
     """The largest divisor of ``size`` that is at most 1024."""
     return max(n for n in range(1, min(size, 1024) + 1) if size % n == 0)
 
 
 def _row_sums(p, g, momentum, second, inner, full=None) -> list:
-    r"""Sums over the last axis of the squared channels, in one pass.
+    r"""Sums along the last axis of the squared channels, in one pass.
 
     On CPU, XLA runs every reduction as its own loop over the tensor, and one that
     shares an elementwise expression with another writes that expression out in
@@ -266,7 +273,8 @@ def _row_sums(p, g, momentum, second, inner, full=None) -> list:
         exprs += [f * f for f in full] + [1 / (f + 1e-8) for f in full]
         exprs += [m * m / (f + eps) for m, f in zip(momentum, full, strict=True)]
     # the last axis is cut into pieces of at most 1024 elements, each summed in
-    # sequence (one float32 sum over a long axis would lose digits), then summed
+    # sequence (one float32 sum over a long axis would lose digits): the sums have
+    # the tensor's shape with its last axis replaced by one sum per piece
     *lead, length = g.shape
     piece = _row_length(length)
     exprs = [
@@ -274,7 +282,7 @@ def _row_sums(p, g, momentum, second, inner, full=None) -> list:
         for e in exprs
     ]
     zeros = [np.zeros((), e.dtype) for e in exprs]
-    return [s.sum(-1) for s in lax.reduce(exprs, zeros, _add_each, (g.ndim,))]
+    return lax.reduce(exprs, zeros, _add_each, (g.ndim,))
 
 
 def _add_each(xs, ys):
