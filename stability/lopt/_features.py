@@ -170,18 +170,23 @@ def accumulate(
             return cols, jnp.expand_dims(lax.rsqrt(jnp.maximum(cols, 1e-9)), 1 + d1)
 
         # A factor that varies along the last axis weights the squares inside the
-        # pass, so its accumulator comes first, from one reduction of g^2 over the
+        # pass, so its accumulator comes first, from a reduction of g^2 over the
         # other axis (spelled |g| * |g| so that XLA does not share a materialised
-        # g * g with the pass). The other accumulator comes out of the pass (the
-        # row sums of g^2), and its factor weights the pass's row sums afterwards.
+        # g * g with the pass; when both factors come first, the two reductions
+        # share it). The other accumulator comes out of the pass (the row sums of
+        # g^2), and its factor weights the pass's row sums afterwards.
+        g2 = jnp.abs(g) * jnp.abs(g)
         inner, outer = [1.0] * 3, [1.0] * 3
         if d0 != last:
-            rows, rf = row_factors(jnp.mean(jnp.abs(g) * jnp.abs(g), axis=d0))
+            rows, rf = row_factors(jnp.mean(g2, axis=d0))
             inner = [w * rf[k] * rf[k] for k, w in enumerate(inner)]
         if d1 != last:
-            cols, cf = col_factors(jnp.mean(jnp.abs(g) * jnp.abs(g), axis=d1))
+            cols, cf = col_factors(jnp.mean(g2, axis=d1))
             inner = [w * cf[k] * cf[k] for k, w in enumerate(inner)]
-        sums = _row_sums(p, g, momentum, second, inner)
+        # with both factors known, the pass need not keep rows: it sums the tensor
+        # as one flat array (the last axis may be short, e.g. a 3x3 kernel's)
+        flat = last not in (d0, d1)
+        sums = _row_sums(p, g, momentum, second, inner, flat=flat)
         if d0 == last:
             rows, rf = row_factors(jnp.sum(sums[0], -1) / shape[last])
             outer = [rf[k] * rf[k] for k in range(3)]  # size 1 along the last axis
@@ -240,8 +245,9 @@ def _row_length(size: int) -> int:
     return max(n for n in range(1, min(size, 1024) + 1) if size % n == 0)
 
 
-def _row_sums(p, g, momentum, second, inner, full=None) -> list:
-    r"""Sums along the last axis of the squared channels, in one pass.
+def _row_sums(p, g, momentum, second, inner, full=None, flat=False) -> list:
+    r"""Sums along the last axis (or, ``flat``, over the whole tensor) of the
+    squared channels, in one pass.
 
     On CPU, XLA runs every reduction as its own loop over the tensor, and one that
     shares an elementwise expression with another writes that expression out in
@@ -272,17 +278,18 @@ def _row_sums(p, g, momentum, second, inner, full=None) -> list:
         exprs += [g * g / jnp.maximum(f + 1e-9, 1e-9) for f in full]
         exprs += [f * f for f in full] + [1 / (f + 1e-8) for f in full]
         exprs += [m * m / (f + eps) for m, f in zip(momentum, full, strict=True)]
-    # the last axis is cut into pieces of at most 1024 elements, each summed in
-    # sequence (one float32 sum over a long axis would lose digits): the sums have
-    # the tensor's shape with its last axis replaced by one sum per piece
-    *lead, length = g.shape
+    # the last axis (or the flattened tensor) is cut into pieces of at most 1024
+    # elements, each summed in sequence (one float32 sum over a long axis would lose
+    # digits): the sums have the tensor's shape with its last axis replaced by one
+    # sum per piece (or are a vector of one sum per piece)
+    *lead, length = (g.size,) if flat else g.shape
     piece = _row_length(length)
     exprs = [
         jnp.broadcast_to(e, g.shape).reshape(*lead, length // piece, piece)
         for e in exprs
     ]
     zeros = [np.zeros((), e.dtype) for e in exprs]
-    return lax.reduce(exprs, zeros, _add_each, (g.ndim,))
+    return lax.reduce(exprs, zeros, _add_each, (len(lead) + 1,))
 
 
 def _add_each(xs, ys):
