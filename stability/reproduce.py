@@ -1117,12 +1117,25 @@ def _x64_off():
         jax.config.update("jax_enable_x64", before)
 
 
+def _run_cli(argv: list) -> None:
+    """``stability ARGV`` in this process, without x64; resumes a meta-training
+    whose checkpoint exists; raises when it fails."""
+    from stability import cli
+
+    if argv[0] == "meta-train":
+        out = pathlib.Path(argv[argv.index("--out") + 1])
+        argv = argv + (["--resume"] if (out / "checkpoint.npz").exists() else [])
+    with _x64_off():
+        rc = cli.main(argv)
+    if rc != 0:
+        raise RuntimeError(f"stability {' '.join(argv)} failed")
+
+
 def rerun_lopt_records(folder) -> pathlib.Path:
     """Meta-train the five learned optimizers, evaluate them against the tuned
     baselines and condense both into records, all under ``folder``; return the
     records folder. About an hour on 2 CPU cores with the default arguments;
     meta-training resumes from its checkpoints and a finished step is not redone."""
-    from stability import cli
     from stability.lopt import _records
 
     folder = pathlib.Path(folder)
@@ -1134,12 +1147,7 @@ def rerun_lopt_records(folder) -> pathlib.Path:
     for name, extra in LOPT_RUNS:
         run_dir = folder / "meta_training" / name
         if not (run_dir / "theta.npz").exists():
-            resume = ["--resume"] if (run_dir / "checkpoint.npz").exists() else []
-            argv = ["meta-train", *extra, *LOPT_META_ARGS, "--out", str(run_dir)]
-            with _x64_off():
-                rc = cli.main(argv + resume)
-            if rc != 0:
-                raise RuntimeError(f"stability {' '.join(argv)} failed")
+            _run_cli(["meta-train", *extra, *LOPT_META_ARGS, "--out", str(run_dir)])
         thetas.append(run_dir / "best_theta.npz")
     evaluations = (
         (folder / "evaluation", thetas, LOPT_EVAL_ARGS),
@@ -1151,11 +1159,7 @@ def rerun_lopt_records(folder) -> pathlib.Path:
         argv = ["evaluate", "--theta", str(which[0])]
         for t in which[1:]:
             argv += ["--extra", str(t)]
-        argv += [*args, "--out", str(eval_dir)]
-        with _x64_off():
-            rc = cli.main(argv)
-        if rc != 0:
-            raise RuntimeError(f"stability {' '.join(argv)} failed")
+        _run_cli([*argv, *args, "--out", str(eval_dir)])
     runs = [f"{n}={folder / 'meta_training' / n}" for n, _ in LOPT_RUNS]
     out_mt, out_ev = (str(p) for p in done)
     _records.main(["meta-training", *runs, "--out", out_mt])
