@@ -33,6 +33,7 @@ SHAPES = {
     "bias": (32,),
     "scale": (),
     "conv": (3, 3, 8, 16),
+    "conv_oihw": (16, 8, 3, 3),  # (out, in, kh, kw): neither factored axis is last
 }
 SMALL_SHAPES = {"w": (16, 8), "b": (5,), "s": ()}
 TINY_SHAPES = {"w": (8, 6), "s": ()}  # one factored, one unfactored tensor
@@ -42,6 +43,7 @@ GRAD_SCALES = {
     "bias": 3.0,
     "scale": 0.5,
     "conv": 0.03,
+    "conv_oihw": 0.3,
     "w": 1.0,
     "b": 0.2,
     "s": 2.0,
