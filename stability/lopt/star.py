@@ -40,7 +40,7 @@ we: ``1 - beta_0`` is ``1 - float32(beta_0)`` also in a float64 computation.
 
 Speed: after updating a tensor's accumulators, a step makes two passes over it (one
 reduction for the feature normalisation, one elementwise pass for the MLP); it costs
-about 5x to 8x ``optax.adam`` on 2 CPU cores, 12x for a kernel laid out
+about 4x to 9x ``optax.adam`` on 2 CPU cores, 12x for a kernel laid out
 (out, in, kh, kw) (``benchmarks/RESULTS.md``). The MLP pass
 is arithmetic-bound; on a CPU with full-width AVX-512 units, compiling the training
 step with ``jax.jit(step, compiler_options={"xla_cpu_prefer_vector_width": 512})``
