@@ -48,13 +48,13 @@ class Decays(NamedTuple):
 
 class LeafAccumulators(NamedTuple):
     """Accumulators of one tensor, one array per decay; unused Adafactor slots hold
-    arrays of shape ``(0,)``."""
+    ``None``."""
 
     momentum: tuple  # 3 x shape
     second_moment: jax.Array  # shape
-    row: tuple  # 3 x (shape without d0), rank >= 2
-    col: tuple  # 3 x (shape without d1), rank >= 2
-    full: tuple  # 3 x shape, rank <= 1
+    row: tuple  # 3 x (shape without d0) for rank >= 2, else 3 x None
+    col: tuple  # 3 x (shape without d1) for rank >= 2, else 3 x None
+    full: tuple  # 3 x shape for rank <= 1, else 3 x None
 
 
 class LeafFeatures(NamedTuple):
@@ -94,14 +94,15 @@ def init_leaf(p: jax.Array) -> LeafAccumulators:
         return tuple(jnp.zeros(s, dtype) for _ in range(k))
 
     momentum, (second,) = zeros(shape), zeros(shape, 1)
+    unused = (None,) * 3  # no array: every state array costs each jitted call ~2 us
     dims = factored_dims(shape)
     if dims is None:
-        return LeafAccumulators(momentum, second, zeros(0), zeros(0), zeros(shape))
+        return LeafAccumulators(momentum, second, unused, unused, zeros(shape))
     d1, d0 = dims
     row_shape = tuple(np.delete(shape, d0))
     col_shape = tuple(np.delete(shape, d1))
     return LeafAccumulators(
-        momentum, second, zeros(row_shape), zeros(col_shape), zeros(0)
+        momentum, second, zeros(row_shape), zeros(col_shape), unused
     )
 
 

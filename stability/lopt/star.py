@@ -94,11 +94,12 @@ class LOptState(NamedTuple):
       momentum: the three momenta :math:`m_i`, each leaf of the parameter's shape.
       second_moment: the EMA :math:`v` of :math:`g^2`.
       row: Adafactor row accumulators, leaf shape ``shape`` without axis ``d0``
-        (the largest axis) for rank >= 2; shape ``(0,)`` for rank <= 1.
+        (the largest axis) for rank >= 2; ``None`` for rank <= 1.
       col: Adafactor column accumulators, leaf shape ``shape`` without axis ``d1``
-        (the second-largest axis) for rank >= 2; shape ``(0,)`` for rank <= 1.
+        (the second-largest axis) for rank >= 2; ``None`` for rank <= 1.
       full: unfactored Adafactor accumulators, the parameter's shape, for rank <= 1;
-        shape ``(0,)`` for rank >= 2.
+        ``None`` for rank >= 2. (An unused slot holds no array: each array of the
+        state costs a jitted training step about 2 us per call on CPU.)
     """
 
     count: jax.Array
