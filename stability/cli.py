@@ -156,7 +156,9 @@ def _parser():
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)
+    args.argv = argv  # what a command records as itself (``stability ARGV``)
     try:
         return int(args.run(args) or 0)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:

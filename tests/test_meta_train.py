@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import json
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -411,6 +412,11 @@ def test_cli_runs_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "3 steps" in out
     assert [r["step"] for r in _log(tmp_path / "log.jsonl")] == [1, 2, 3]
+    # the sidecar records the command that ran, also when it runs in-process
+    sidecar = json.loads((tmp_path / "theta.json").read_text())
+    assert sidecar["command"] == shlex.join(
+        ["stability", *argv, "--steps", "3", "--resume", "--no-progress"]
+    )
     assert cli_main([*argv, "--steps", "3"]) == 2  # would overwrite the run
 
 

@@ -10,6 +10,7 @@ Bad arguments are reported in one line on stderr with exit code 2.
 
 import argparse
 import math
+import shlex
 import sys
 
 __all__ = ["add_meta_train_parser", "run_meta_train"]
@@ -134,7 +135,11 @@ def run_meta_train(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
         result = meta_train(
-            config, args.out, resume=args.resume, progress=not args.no_progress
+            config,
+            args.out,
+            resume=args.resume,
+            progress=not args.no_progress,
+            command=shlex.join(["stability", *args.argv]),
         )
     except ValueError as err:
         print(f"stability meta-train: error: {err}", file=sys.stderr)

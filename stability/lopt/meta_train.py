@@ -105,6 +105,8 @@ SELECTIONS = ("train_loss", "objective")
 _CHECKPOINT_FORMAT = 1
 # Fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = ("steps",)
+# fields added after checkpoints were first written, with the value those implied
+_LEGACY = {"select": "objective"}
 _LOG_FIELDS = (
     "step",
     "meta_loss",
@@ -722,6 +724,7 @@ def meta_train(
     *,
     fault_steps: Sequence[int] = (),
     devices=None,
+    command: str | None = None,
 ) -> MetaTrainResult:
     """Meta-train, checkpointing and logging to ``out_dir``; see the module doc.
 
@@ -736,6 +739,8 @@ def meta_train(
         meta-loss is made NaN at the first inner step, which must be skipped as a
         non-finite meta-gradient and restart that pair.
       devices: devices for the population (default all of ``jax.devices()``).
+      command: the command recorded in the thetas' sidecars (default: this
+        process's ``sys.argv``; ``stability meta-train`` passes its own).
     Returns:
       a :class:`MetaTrainResult`.
     Raises:
@@ -767,15 +772,14 @@ def meta_train(
         with np.load(ckpt) as f:
             saved = json.loads(str(f["host"]))
         requested = config.to_dict()
-        for name, value in saved["requested"].items():
+        for name, value in {**_LEGACY, **saved["requested"]}.items():
             if name not in _RESUMABLE_CHANGES and requested.get(name) != value:
                 raise ValueError(
                     f"{name}: the checkpoint in {out} was written with {value!r}, "
                     f"got {requested.get(name)!r}"
                 )
         effective = MetaTrainConfig.from_dict(
-            # checkpoints from before ``select`` existed chose by the objective
-            {"select": "objective", **saved["effective"], "steps": config.steps}
+            {**_LEGACY, **saved["effective"], "steps": config.steps}
         )
         program = _program(effective, devices)
         state, host, best_theta = _load_checkpoint(ckpt, program)
@@ -896,7 +900,7 @@ def meta_train(
     best_theta = jax.tree.map(lambda x: np.asarray(x, np.float32), best_theta)
     final_rows = _read_jsonl(eval_path, c.steps)
     metadata = {
-        "command": " ".join(sys.argv),
+        "command": command if command is not None else " ".join(sys.argv),
         "git_commit": _git_commit(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "config": c.to_dict(),
