@@ -304,6 +304,21 @@ def test_full_uses_the_rerun_records(tmp_path, monkeypatch):
     assert "shipped in stability/lopt/records/" in (tmp_path / "REPORT.md").read_text()
 
 
+def test_a_failed_rerun_is_tried_once_for_all_three_figures(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(
+        reproduce, "rerun_lopt_records", lambda folder: seen.append(folder) or 1 / 0
+    )
+    argv = ["--full", "--out", str(tmp_path), "--no-lemmas", "--only"]
+    assert reproduce.main([*argv, *reproduce.RECORD_FIGURES]) == 1
+    assert seen == [str(tmp_path / "lopt_runs")]
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "3 failed" in report
+    for fid in reproduce.RECORD_FIGURES:
+        name = reproduce.FIGURES[fid].name
+        assert f"`{name}` (failed): rerunning the records failed" in report
+
+
 @pytest.mark.slow
 def test_full_pipeline_for_real_on_a_tiny_budget(tmp_path, monkeypatch):
     monkeypatch.setattr(
