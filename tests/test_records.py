@@ -155,7 +155,7 @@ def test_evaluations_merge_task_by_task(tmp_path):
     assert rec["curves"]["u/star"]["loss_min"][0] == 0.25
     assert rec["costs"] == {
         "t/star: held-out runs": 0.5,
-        "total": 0.5,
+        "total": 0.75,  # both directories' wall times: each gave a task
         "u/star: held-out runs": 0.25,
     }
     with pytest.raises(ValueError, match="^eval_dirs:"):

@@ -181,7 +181,8 @@ def compact_evaluation(eval_dirs, *, points: int = 100) -> dict:
     ``points`` log-spaced steps), the initial loss and the step at which each seed
     diverged (or None). With several directories a task is taken whole from the
     first directory that evaluated it (so one evaluation with ablations on a few
-    tasks and another of the rest can make one record).
+    tasks and another of the rest can make one record); the costs' ``total`` is then
+    the summed wall time of the directories that gave a task.
     """
     if isinstance(eval_dirs, str | pathlib.Path):
         eval_dirs = [eval_dirs]
@@ -201,6 +202,9 @@ def compact_evaluation(eval_dirs, *, points: int = 100) -> dict:
             merged[key].update(
                 {k: v for k, v in rec[key].items() if k.split("/", 1)[0] in new}
             )
+        if new and "total" in rec["costs"]:  # wall time of every run that counts
+            costs = merged["costs"]
+            costs["total"] = costs.get("total", 0.0) + rec["costs"]["total"]
     return merged
 
 
