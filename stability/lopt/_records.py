@@ -20,12 +20,12 @@ import argparse
 import csv
 import json
 import math
-import os
 import pathlib
-import tempfile
 import warnings
 
 import numpy as np
+
+from stability.lopt.io import atomic_write
 
 RECORDS_DIR = pathlib.Path(__file__).with_name("records")
 META_TRAINING = "meta_training.json"
@@ -52,19 +52,9 @@ def _clean(x, digits=None):
 
 
 def _write_json(obj, path) -> None:
-    """Write ``obj`` as JSON atomically (temporary file, then rename)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_clean(obj), f, separators=(",", ":"), allow_nan=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``obj`` as compact JSON, atomically."""
+    text = json.dumps(_clean(obj), separators=(",", ":"), allow_nan=False) + "\n"
+    atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def _array(values) -> np.ndarray:
@@ -96,7 +86,8 @@ def load(name: str, directory=None) -> dict:
 
 
 def running_mean(x: np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean over the last ``window`` finite entries (fewer at the start)."""
+    """Trailing mean of the finite entries among the last ``window`` (fewer at the
+    start; NaN where none of them is finite)."""
     x = np.asarray(x, np.float64)
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
@@ -130,7 +121,7 @@ def compact_meta_training(runs: dict, *, every: int = 10, window: int = 50) -> d
         col = {k: np.asarray([float(r[k]) for r in rows]) for k in rows[0]}
         smooth = running_mean(col["meta_loss"], window)
         keep = np.unique(
-            np.r_[np.arange(every - 1, col["step"].size, every), -1 % col["step"].size]
+            np.r_[np.arange(every - 1, col["step"].size, every), col["step"].size - 1]
         )
         curve = {
             "step": col["step"][keep],
