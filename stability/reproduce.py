@@ -1162,11 +1162,10 @@ def rerun_lopt_records(folder) -> pathlib.Path:
         for t in which[1:]:
             argv += ["--extra", str(t)]
         _run_cli([*argv, *args, "--out", str(eval_dir)])
-    runs = [f"{n}={folder / 'meta_training' / n}" for n, _ in LOPT_RUNS]
-    out_mt, out_ev = (str(p) for p in done)
-    _records.main(["meta-training", *runs, "--out", out_mt])
-    eval_dirs = [str(d) for d, _, _ in evaluations]
-    _records.main(["evaluation", *eval_dirs, "--out", out_ev])
+    runs = {n: folder / "meta_training" / n for n, _ in LOPT_RUNS}
+    _records._write_json(_records.compact_meta_training(runs), done[0])
+    evaluated = [d for d, _, _ in evaluations]
+    _records._write_json(_records.compact_evaluation(evaluated), done[1])
     return records
 
 
@@ -1842,7 +1841,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--shipped-records",
         action="store_true",
         help="with --full: draw fig06-08 from the shipped meta-training and "
-        "evaluation records instead of rerunning them (about 45 min on 2 cores)",
+        "evaluation records instead of rerunning them (about an hour on 2 cores)",
     )
     p.add_argument(
         "--no-lemmas",
