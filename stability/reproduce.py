@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
+import json
 import pathlib
 import sys
 import time
@@ -1081,7 +1083,8 @@ def _lopt_style(name):
 
 
 # The runs behind the shipped records (stability/lopt/records/README.md); --full
-# reruns them into OUT/lopt_runs (each meta-training resumes where it stopped).
+# reruns them into OUT/lopt_runs (a meta-training resumes where it stopped, an
+# evaluation keeps the tasks it finished).
 LOPT_RUNS = (  # (name, stability meta-train arguments)
     ("star", ["--optimizer", "star"]),
     ("small_fc_lopt", ["--optimizer", "small_fc_lopt"]),
@@ -1136,8 +1139,9 @@ def _run_cli(argv: list) -> None:
 def rerun_lopt_records(folder) -> pathlib.Path:
     """Meta-train the five learned optimizers, evaluate them against the tuned
     baselines and condense both into records, all under ``folder``; return the
-    records folder. About an hour on 2 CPU cores with the default arguments;
-    meta-training resumes from its checkpoints and a finished step is not redone."""
+    records folder. About an hour on 2 CPU cores with the default arguments.
+    Rerun after an interruption, it redoes nothing finished: meta-training resumes
+    from its checkpoints, and an evaluation keeps the tasks it completed."""
     from stability.lopt import _records
 
     folder = pathlib.Path(folder)
@@ -1148,25 +1152,46 @@ def rerun_lopt_records(folder) -> pathlib.Path:
     thetas = []
     for name, extra in LOPT_RUNS:
         run_dir = folder / "meta_training" / name
-        if not (run_dir / "theta.npz").exists():
+        if not (run_dir / "best_theta.npz").exists():  # meta-train's last file
             _run_cli(["meta-train", *extra, *LOPT_META_ARGS, "--out", str(run_dir)])
         thetas.append(run_dir / "best_theta.npz")
-    evaluations = (
-        (folder / "evaluation", thetas, LOPT_EVAL_ARGS),
-        (folder / "evaluation_rest", thetas[:2], LOPT_EVAL_REST_ARGS),
-    )
-    for eval_dir, which, args in evaluations:
-        if (eval_dir / "eval.json").exists():
-            continue
-        argv = ["evaluate", "--theta", str(which[0])]
-        for t in which[1:]:
-            argv += ["--extra", str(t)]
-        _run_cli([*argv, *args, "--out", str(eval_dir)])
+    evaluated = [
+        *_evaluate(folder / "evaluation", thetas, LOPT_EVAL_ARGS),
+        *_evaluate(folder / "evaluation_rest", thetas[:2], LOPT_EVAL_REST_ARGS),
+    ]
     runs = {n: folder / "meta_training" / n for n, _ in LOPT_RUNS}
     _records._write_json(_records.compact_meta_training(runs), done[0])
-    evaluated = [d for d, _, _ in evaluations]
     _records._write_json(_records.compact_evaluation(evaluated), done[1])
     return records
+
+
+def _evaluate(out: pathlib.Path, thetas: list, args: list) -> list:
+    """``stability evaluate`` of ``thetas`` with ``args`` into ``out``, resumably;
+    return the directories that together hold its tasks, in order.
+
+    ``evaluate`` rewrites ``eval.json`` after each task, so an interrupted run
+    leaves the tasks it finished there. They are kept; the missing tasks run into
+    the first sibling ``OUT-2``, ``OUT-3``, ... without an ``eval.json``.
+    """
+    i = args.index("--task") + 1
+    wanted = args[i].split(",")
+    dirs, have = [], set()
+    for k in itertools.count(1):
+        d = out if k == 1 else out.with_name(f"{out.name}-{k}")
+        if not (d / "eval.json").exists():
+            break
+        dirs.append(d)
+        with open(d / "eval.json") as f:
+            have.update(t["task"] for t in json.load(f)["info"]["tasks"])
+    missing = [t for t in wanted if t not in have]
+    if missing:
+        argv = ["evaluate", "--theta", str(thetas[0])]
+        for t in thetas[1:]:
+            argv += ["--extra", str(t)]
+        rest = [*args[:i], ",".join(missing), *args[i + 1 :]]
+        _run_cli([*argv, *rest, "--out", str(d)])
+        dirs.append(d)
+    return dirs
 
 
 RECORD_FIGURES = ("fig06", "fig07", "fig08")  # drawn from the learned-opt records

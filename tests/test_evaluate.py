@@ -123,3 +123,31 @@ def test_cli_writes_json_csv_and_curves(tmp_path, capsys):
     assert all(r["diverged"] == "0" for r in rows if r["optimizer"] == "star")
     with np.load(out / "curves.npz") as curves:
         assert curves["digits_mlp/star/train_loss"].shape == (2, 20)
+
+
+def test_cli_lists_a_task_in_eval_json_only_once_its_curves_are_written(
+    tmp_path, monkeypatch
+):
+    """An evaluation that stops while writing its second task's files leaves an
+    eval.json whose tasks are complete (reruns keep them and do the rest)."""
+    theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
+    path = tmp_path / "star.npz"
+    save_theta(path, theta, {"config": {"horizon": 5, "nominal_stepsize": 0.03}})
+    out = tmp_path / "out"
+    written = []
+
+    def write_curves(table, where):
+        if written:
+            raise RuntimeError("stopped")
+        written.append(where)
+        real_write_curves(table, where)
+
+    real_write_curves = ev.write_curves
+    monkeypatch.setattr(ev, "write_curves", write_curves)
+    argv = ["evaluate", "--theta", str(path), "--task", "digits_mlp,digits_mlp_tanh"]
+    argv += ["--horizons", "1", "--seeds", "1", "--baselines", "none"]
+    assert cli.main([*argv, "--out", str(out)]) != 0
+    record = json.loads((out / "eval.json").read_text())
+    assert [t["task"] for t in record["info"]["tasks"]] == ["digits_mlp"]
+    with np.load(out / "curves.npz") as curves:
+        assert {k.split("/")[0] for k in curves.files} == {"digits_mlp"}

@@ -280,6 +280,51 @@ def test_full_reruns_meta_training_and_evaluation(tmp_path, monkeypatch):
     assert calls == []
 
 
+def test_a_rerun_after_an_interruption_redoes_only_what_was_unfinished(
+    tmp_path, monkeypatch
+):
+    """Interrupted: one meta-training after its final theta but before its kept one,
+    the first evaluation after two of its tasks, the second before any. The rerun
+    resumes the meta-training, evaluates the three missing tasks into a sibling
+    directory, and the records hold every task once, with the wall time of all
+    three evaluations."""
+    import json
+    import shutil
+
+    from stability import cli
+    from stability.lopt import _records
+    from stability.lopt.tasks import task_names
+
+    calls = []
+    monkeypatch.setattr(cli, "main", _fake_cli(calls, tmp_path))
+    folder = tmp_path / "lopt_runs"
+    (folder / "meta_training").mkdir(parents=True)
+    records = reproduce.rerun_lopt_records(folder)
+    shutil.rmtree(records)
+    (folder / "meta_training" / "star_wd0" / "best_theta.npz").unlink()
+    first = folder / "evaluation" / "eval.json"
+    table = json.loads(first.read_text())
+    cheap = reproduce.LOPT_EVAL_ARGS[1].split(",")
+    table["info"]["tasks"] = table["info"]["tasks"][:2]
+    table["rows"] = [r for r in table["rows"] if r["task"] in cheap[:2]]
+    first.write_text(json.dumps(table))
+    shutil.rmtree(folder / "evaluation_rest")
+    calls.clear()
+
+    assert reproduce.rerun_lopt_records(folder) == records
+    assert [c[0] for c in calls] == ["meta-train", "evaluate", "evaluate"]
+    assert "--resume" in calls[0]
+    assert calls[0][calls[0].index("--out") + 1].endswith("star_wd0")
+    resumed, rest = calls[1:]
+    assert resumed[resumed.index("--task") + 1] == ",".join(cheap[2:])
+    assert resumed[resumed.index("--out") + 1] == str(folder / "evaluation-2")
+    assert rest[rest.index("--task") + 1] == reproduce.LOPT_EVAL_REST_ARGS[1]
+    assert rest[rest.index("--out") + 1] == str(folder / "evaluation_rest")
+    evaluation = _records.load("evaluation", records)
+    assert sorted(r["task"] for r in evaluation["rows"]) == sorted(task_names())
+    assert evaluation["costs"]["total"] == 3.0  # 1 s per evaluation directory
+
+
 def test_full_uses_the_rerun_records(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(

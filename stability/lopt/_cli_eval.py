@@ -9,8 +9,9 @@ in ``default``, horizons of 1, 10 and 100 times the meta-training horizon on
 ``digits_mlp``, 1 and 10 on the other digits tasks and ``mnist1d_mlp``, 1 on the
 rest, whose steps cost 1 to 40 ms (``--profile full``: 1, 10 and 100 everywhere).
 Without ``--theta`` the thetas shipped in ``stability/lopt/thetas/`` are used.
-Writes ``eval.json``, ``eval.csv`` and ``curves.npz`` in ``--out`` and prints the
-table. Bad arguments: one line on stderr, exit code 2.
+Writes ``curves.npz``, ``eval.csv`` and ``eval.json`` in ``--out`` after every task
+(``eval.json`` last, so the tasks it lists are complete) and prints the table. Bad
+arguments: one line on stderr, exit code 2.
 """
 
 import argparse
@@ -183,9 +184,11 @@ def _run(args) -> int:
         tables.append(table)
         merged = ev.merge(tables)
         merged.costs["total"] = time.perf_counter() - t0
-        ev.write_json(merged, out / "eval.json")
-        ev.write_csv(merged, out / "eval.csv")
+        # eval.json last: a task listed there is complete in all three files (a
+        # rerun of an interrupted evaluation keeps those tasks)
         ev.write_curves(merged, out / "curves.npz")
+        ev.write_csv(merged, out / "eval.csv")
+        ev.write_json(merged, out / "eval.json")
     print(ev.format_table(merged.rows))
     print(
         f"total {merged.costs['total']:.1f}s; wrote {out}/eval.json, eval.csv, "
