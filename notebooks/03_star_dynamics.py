@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 
 from stability import analyses, operators, optimizers, plotting, problems  # noqa: E402
 from stability.lopt import init_theta, star, zero_output_layer  # noqa: E402
+from stability.lopt.dynamics import linearized_star_along_trajectory  # noqa: E402
 
 QUICK = os.environ.get("STABILITY_QUICK", "") not in ("", "0")
 STEPS = 5000 if QUICK else 12000
@@ -98,7 +99,7 @@ def trajectory(problem, num_steps, key):
     return jax.jit(lambda: jax.lax.scan(step, (x0, opt.init(x0)), keys)[1])()
 
 
-losses, xs, states = trajectory(problem, STEPS, jax.random.key(0))
+_, xs, states = trajectory(problem, 51, jax.random.key(0))
 early = operators.closed_loop(
     opt, problem, xs[50], jax.tree.map(lambda a: a[50], states)
 )
@@ -121,28 +122,14 @@ with plotting.style():
 # (`rho > 1`) — and the observed loss jumps by orders of magnitude at the same steps.
 
 # %%
-at = np.arange(0, STEPS, 25)
-pick = jax.tree.map(lambda a: a[at], (xs, states))
-
-
-def radii_along(opt, problem, points):
-    """Spectral radius of the linearised joint step at each stacked point.
-
-    ``lax.map``, not ``vmap``: XLA:CPU sometimes miscompiles a batched ``jacfwd``
-    of STAR (see ``benchmarks/repro_batched_jacfwd_nan.py``)."""
-
-    def one(point):
-        return operators.closed_loop(opt, problem, *point).transition
-
-    mats = jax.jit(lambda pts: jax.lax.map(one, pts))(points)
-    return np.asarray(analyses.spectral_radius(np.asarray(mats)))
-
-
-rho = radii_along(opt, problem, pick)
-v = np.asarray(pick[1].second_moment)
+# theta None: the zero-output-layer STAR above; the noiseless problem, one run
+along = linearized_star_along_trajectory(
+    None, problem, STEPS, nominal_stepsize=NOMINAL, every=25
+)
+at, rho, v = along.steps, along.rho[0], along.second_moment[0]
 x_star = analyses.max_stable_learning_rate("aggmo", 1.0)
 margin = np.max(NOMINAL * lam / np.sqrt(v + 1e-6), axis=1) / x_star
-losses = np.asarray(losses)
+losses = along.loss[0]
 
 
 def plot_along(losses, at, rho, margin, margin_label):
@@ -186,17 +173,16 @@ plt.show()
 # term: the linearisation says whether it does.
 
 # %%
-from stability.lopt._cli_eval import THETA_DIR  # noqa: E402
 from stability.lopt.evaluate import learned_optimizer  # noqa: E402
+from stability.lopt.io import SHIPPED_THETAS  # noqa: E402
 
-trained = learned_optimizer(THETA_DIR / "star.npz")
-opt = trained.optimizer  # configured with the nominal step it was meta-trained at
-a = trained.nominal_stepsize
-losses_t, xs_t, states_t = trajectory(problem, STEPS, jax.random.key(0))
-pick_t = jax.tree.map(lambda arr: arr[at], (xs_t, states_t))
-rho_t = radii_along(opt, problem, pick_t)
-margin_t = np.max(a * lam / np.sqrt(np.asarray(pick_t[1].second_moment) + 1e-6), 1)
-losses_t = np.asarray(losses_t)
+trained = learned_optimizer(SHIPPED_THETAS / "star.npz")
+a = trained.nominal_stepsize  # the nominal step it was meta-trained with
+along_t = linearized_star_along_trajectory(
+    trained.theta, problem, STEPS, nominal_stepsize=a, every=25
+)
+rho_t, losses_t = along_t.rho[0], along_t.loss[0]
+margin_t = np.max(a * lam / np.sqrt(along_t.second_moment[0] + 1e-6), axis=1)
 plot_along(losses_t, at, rho_t, margin_t / x_star, "nominal part margin")
 late = at >= 100
 best = int(np.argmin(losses_t))

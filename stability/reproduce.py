@@ -1059,10 +1059,6 @@ def _fig05(q: Quality) -> Drawn:
 # ----------------------------------------------------------------------------------
 
 
-def _thetas_dir() -> pathlib.Path:
-    return pathlib.Path(__file__).resolve().parent / "lopt" / "thetas"
-
-
 _LOPT_STYLE = {  # name -> (label, colour key, marker)
     "star": ("STAR", "blue", "o"),
     "small_fc_lopt": ("small_fc_lopt", "vermillion", "s"),
@@ -1553,83 +1549,41 @@ def _fig08(q: Quality) -> Drawn:
 # ----------------------------------------------------------------------------------
 
 
-def _star_trajectory(opt, prob, num_steps, stride, key):
-    """Run ``opt`` on ``prob`` (one seed) and linearise it every ``stride`` steps:
-    per-step losses, the steps where it was linearised, the spectral radius of the
-    joint Jacobian there, and the second moment ``v`` there."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-
-    from stability import analyses, operators
-
-    n = prob.dim
-
-    def run(prob, factor, key):
-        h = jnp.asarray(prob.hessian)
-
-        def step(carry, k):
-            x, s = carry
-            xi = factor @ jax.random.normal(k, (n,), h.dtype)
-            d = x - xi
-            u, s_new = opt.update(h @ d, s, x)
-            return (x + u, s_new), (0.5 * d @ (h @ d), x, s)
-
-        x0 = jnp.asarray(prob.x0)
-        keys = jax.random.split(key, num_steps)
-        return jax.lax.scan(step, (x0, opt.init(x0)), keys)[1]
-
-    losses, xs, states = jax.jit(run)(prob, prob.noise_factor(), key)
-    at = np.arange(0, num_steps, stride)
-    sel_x = xs[at]
-    sel_s = jax.tree.map(lambda a: a[at], states)
-
-    def transition(x, s, prob):
-        return operators.closed_loop(opt, prob, x, s).transition
-
-    # ``lax.map``, not ``vmap``: batching ``jacfwd`` of STAR's fused heads (a
-    # ``custom_jvp``) over points gave NaN parameter rows in about 1 compile in 12
-    # on a loaded 2-core CPU (jax 0.10.2); the sequential map gave none in 60.
-    mats = jax.jit(
-        lambda xs, ss, prob: jax.lax.map(lambda z: transition(*z, prob), (xs, ss))
-    )(sel_x, sel_s, prob)
-    rho = np.asarray(analyses.spectral_radius(np.asarray(mats)))
-    return np.asarray(losses), at, rho, np.asarray(sel_s.second_moment), mats.shape[-1]
-
-
 @_register("fig09", "linearized_star", "Linearised STAR against observed training")
 def _fig09(q: Quality) -> Drawn:
-    import jax
     import numpy as np
 
     from stability import analyses, plotting, problems
-    from stability.lopt import init_theta, star, zero_output_layer
+    from stability.lopt.dynamics import linearized_star_along_trajectory
     from stability.lopt.evaluate import learned_optimizer
+    from stability.lopt.io import SHIPPED_THETAS
 
     n = 8
     lam = problems.spectra.log_uniform(n, 1e-2, 1.0)
     steps = q.pick(6000, 20000)
     stride = q.pick(20, 10)
     x_star = analyses.max_stable_learning_rate("aggmo", 1.0)
-    untrained = zero_output_layer(init_theta(jax.random.key(0), heads=3))
-    nominal_only = star(untrained, nominal_stepsize=1.0)
-    panels = [  # (title, optimizer, nominal step, noise variance)
-        ("nominal term alone", nominal_only, 1.0, 0.0),
-        ("nominal term alone", nominal_only, 1.0, 1e-4),
+    panels = [  # (title, theta (None: zero output layer), nominal step, noise var.)
+        ("nominal term alone", None, 1.0, 0.0),
+        ("nominal term alone", None, 1.0, 1e-4),
     ]
-    shipped = _thetas_dir() / "star.npz"
+    shipped = SHIPPED_THETAS / "star.npz"
     if shipped.exists():
         lo = learned_optimizer(shipped)
+        if lo.label != "star":  # an ablation would need its own switches here
+            raise ValueError(f"{shipped}: expected plain STAR, got {lo.label}")
         nominal = float(lo.nominal_stepsize)
-        panels.append(("meta-trained STAR", lo.optimizer, nominal, 0.0))
+        panels.append(("meta-trained STAR", lo.theta, nominal, 0.0))
     numbers = {}
     with plotting.style():
         fig, axes = plotting.figure(2, len(panels), width=7.4, height=5.0, sharex="col")
-        for col, (title, opt, nominal, var) in enumerate(panels):
+        for col, (title, theta, nominal, var) in enumerate(panels):
             prob = problems.NoisyQuadratic.from_eigenvalues(lam, noise_var=var)
-            losses, at, rho, v, dim = _star_trajectory(
-                opt, prob, steps, stride, jax.random.key(col)
+            rec = linearized_star_along_trajectory(
+                theta, prob, steps, nominal_stepsize=nominal, every=stride, seed=col
             )
+            losses, at, rho, dim = rec.loss[0], rec.steps, rec.rho[0], rec.dim
+            v = rec.second_moment[0]
             # frozen second moment: per mode an AggMo block with lr a / sqrt(v + 1e-6)
             margin = np.max(nominal * lam[None, :] / np.sqrt(v + 1e-6), axis=1) / x_star
             top, bottom = axes[0, col], axes[1, col]

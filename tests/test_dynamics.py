@@ -25,6 +25,9 @@ def test_linearised_star_along_trajectory_shapes(problem):
     assert rec.dim == 8 * problem.dim
     assert rec.rho.shape == rec.rho_params.shape == (2, 2)
     assert rec.loss.shape == rec.clean_loss.shape == (2, 10)
+    assert rec.second_moment.shape == (2, 2, problem.dim)
+    assert np.all(rec.second_moment[:, 0] == 0)  # v before the first step
+    assert np.all(rec.second_moment[:, 1] > 0)
     assert np.all(np.isfinite(rec.rho)) and np.all(rec.rho > 0)
     assert rec.clean_loss[0, -1] < rec.clean_loss[0, 0]
 

@@ -19,7 +19,6 @@ import pathlib
 import sys
 import time
 
-THETA_DIR = pathlib.Path(__file__).resolve().parent / "thetas"
 SHIPPED = ("star.npz", "small_fc_lopt.npz")
 
 
@@ -129,6 +128,7 @@ def run_evaluate(args) -> int:
 
 def _run(args) -> int:
     from stability.lopt import evaluate as ev
+    from stability.lopt.io import SHIPPED_THETAS
     from stability.lopt.tasks import task_names
 
     known = task_names()
@@ -146,7 +146,8 @@ def _run(args) -> int:
         return _fail(f"--nominal-stepsize: expected > 0, got {args.nominal_stepsize}")
     files = [args.theta] if args.theta else []
     if not files:
-        files = [str(THETA_DIR / f) for f in SHIPPED if (THETA_DIR / f).exists()]
+        files = [str(SHIPPED_THETAS / f) for f in SHIPPED]
+        files = [f for f in files if pathlib.Path(f).exists()]
         if not files:
             return _fail("--theta: not given and no theta is shipped in this build")
     files += args.extra

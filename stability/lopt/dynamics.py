@@ -149,6 +149,9 @@ class TrajectoryRecord(NamedTuple):
       clean_loss: ``(S, T)`` :math:`\\tfrac12 \\phi_t^T H \\phi_t` (no noise term).
       dim: size of the joint state.
       nominal_stepsize: STAR's nominal step.
+      second_moment: ``(S, K, n)`` STAR's second moment ``v`` at the linearisation
+        points (with ``nominal_stepsize`` it gives the nominal term's effective
+        per-coordinate step, :math:`\\alpha / \\sqrt{v + 10^{-6}}`).
     """
 
     steps: np.ndarray
@@ -158,6 +161,7 @@ class TrajectoryRecord(NamedTuple):
     clean_loss: np.ndarray
     dim: int
     nominal_stepsize: float
+    second_moment: np.ndarray
 
 
 def _nqm_rollout(opt_of, problem, num_steps, keys, values, every):
@@ -290,6 +294,7 @@ def linearized_star_along_trajectory(
         np.asarray(clean, np.float64),
         int(trans.shape[-1]),
         float(nominal_stepsize),
+        np.asarray(points[1].second_moment, np.float64),
     )
 
 

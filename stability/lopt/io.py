@@ -26,6 +26,7 @@ import numpy as np
 from stability.lopt.theta import validate_theta
 
 __all__ = [
+    "SHIPPED_THETAS",
     "atomic_write",
     "flatten_theta",
     "load_metadata",
@@ -34,6 +35,11 @@ __all__ = [
     "sidecar_path",
     "unflatten_theta",
 ]
+
+#: The thetas shipped with the package (``star.npz``, ``small_fc_lopt.npz``, the
+#: ablations' kept thetas), each with its sidecar; the README there says how each
+#: was meta-trained.
+SHIPPED_THETAS = pathlib.Path(__file__).resolve().parent / "thetas"
 
 
 def atomic_write(path, write: Callable[[Any], None], mode: str = "wb") -> None:
