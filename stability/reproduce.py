@@ -1167,7 +1167,7 @@ def _evaluate(out: pathlib.Path, thetas: list, args: list) -> list:
 
     ``evaluate`` rewrites ``eval.json`` after each task, so an interrupted run
     leaves the tasks it finished there. They are kept; the missing tasks run into
-    the first sibling ``OUT-2``, ``OUT-3``, ... without an ``eval.json``.
+    the first of ``OUT``, ``OUT-2``, ``OUT-3``, ... that has no ``eval.json``.
     """
     i = args.index("--task") + 1
     wanted = args[i].split(",")
