@@ -146,8 +146,9 @@ def _run(args) -> int:
         return _fail(f"--nominal-stepsize: expected > 0, got {args.nominal_stepsize}")
     files = [args.theta] if args.theta else []
     if not files:
-        files = [str(SHIPPED_THETAS / f) for f in SHIPPED]
-        files = [f for f in files if pathlib.Path(f).exists()]
+        files = [
+            str(SHIPPED_THETAS / f) for f in SHIPPED if (SHIPPED_THETAS / f).exists()
+        ]
         if not files:
             return _fail("--theta: not given and no theta is shipped in this build")
     files += args.extra
