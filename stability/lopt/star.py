@@ -39,12 +39,14 @@ float64 under ``jax_enable_x64``. Upstream keeps its initial decays in float32; 
 we: ``1 - beta_0`` is ``1 - float32(beta_0)`` also in a float64 computation.
 
 Speed: after updating a tensor's accumulators, a step makes two passes over it (one
-reduction for the feature normalisation, one elementwise pass for the MLP); it costs
-about 4x to 9x ``optax.adam`` on 2 CPU cores, 12x for a kernel laid out
-(out, in, kh, kw) (``benchmarks/RESULTS.md``). The MLP pass
-is arithmetic-bound; on a CPU with full-width AVX-512 units, compiling the training
-step with ``jax.jit(step, compiler_options={"xla_cpu_prefer_vector_width": 512})``
-made that pass 2.5x faster and the whole step 10% to 20% faster at 10M parameters
+reduction for the feature normalisation, one elementwise pass for the MLP). At 1M
+parameters on 2 CPU cores it costs about 4x to 6x ``optax.adam`` when each step's state
+comes from memory, as in training, and up to 12x against an Adam whose state stays in
+cache; 12x for a kernel laid out (out, in, kh, kw) (``benchmarks/RESULTS.md``).
+The MLP pass is arithmetic-bound; on a CPU with full-width AVX-512 units, compiling
+the training step with
+``jax.jit(step, compiler_options={"xla_cpu_prefer_vector_width": 512})`` made that
+pass 2.5x faster and the whole step 10% to 20% faster at 10M parameters
 (XLA prefers 256-bit vectors by default).
 
 Differences from upstream worth knowing: the ``SGDM`` and ``Adam`` nominal estimators
