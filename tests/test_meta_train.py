@@ -24,7 +24,13 @@ import pytest
 from stability.cli import main as cli_main
 from stability.lopt import _unroll
 from stability.lopt import meta_train as mt
-from stability.lopt.io import load_metadata, load_theta, save_theta
+from stability.lopt.io import (
+    atomic_write,
+    json_safe,
+    load_metadata,
+    load_theta,
+    save_theta,
+)
 from stability.lopt.theta import init_theta
 
 TINY = mt.MetaTrainConfig(
@@ -359,6 +365,36 @@ def test_save_load_theta_roundtrip(tmp_path):
     with pytest.raises(ValueError, match="missing key"):
         load_theta(tmp_path / "bad.npz")
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_json_safe_and_atomic_write(tmp_path):
+    x = {
+        1: (np.float32(0.5), np.int64(3), np.bool_(True), None, "s"),
+        "a": np.array([[1 / 3, np.nan], [np.inf, 2.0]]),
+        "f": 1 / 3,
+        "j": jnp.arange(2),
+    }
+    assert json_safe(x) == {
+        "1": [0.5, 3, True, None, "s"],
+        "a": [[1 / 3, None], [None, 2.0]],
+        "f": 1 / 3,
+        "j": [0, 1],
+    }
+    rounded = json_safe(x, array_digits=3)  # array entries only
+    assert rounded["a"] == [[0.333, None], [None, 2.0]] and rounded["f"] == 1 / 3
+
+    path = tmp_path / "out" / "x.json"
+    atomic_write(path, lambda f: f.write("{}"), mode="w")
+    assert path.read_text() == "{}" and path.stat().st_mode & 0o777 == 0o644
+
+    def fail(f):
+        f.write("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        atomic_write(path, fail, mode="w")
+    assert path.read_text() == "{}"
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,11 @@ import os
 import pathlib
 import random
 import sysconfig
-import tempfile
 from typing import NamedTuple
 
 import numpy as np
+
+from stability.lopt.io import atomic_write
 
 _EXTRA = 'pip install "stability[experiments]"'
 
@@ -54,20 +55,6 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "stability"
 
 
-def _save_atomic(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``.npz`` so that a concurrent reader sees the old file or the whole new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp's 0o600 would hide a shared cache
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _cached(filename: str, build) -> dict[str, np.ndarray]:
     """Arrays cached in ``cache_dir()/filename``, built by ``build()`` if absent."""
     path = cache_dir() / filename
@@ -79,7 +66,7 @@ def _cached(filename: str, build) -> dict[str, np.ndarray]:
         pass
     arrays = build()
     try:
-        _save_atomic(path, arrays)
+        atomic_write(path, lambda f: np.savez(f, **arrays))
     except OSError:
         pass  # a read-only cache directory must not stop the task from being built
     return arrays

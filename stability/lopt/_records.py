@@ -19,41 +19,23 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import pathlib
 import warnings
 
 import numpy as np
 
-from stability.lopt.io import atomic_write
+from stability.lopt.io import atomic_write, json_safe
 
 RECORDS_DIR = pathlib.Path(__file__).with_name("records")
 META_TRAINING = "meta_training.json"
 EVALUATION = "evaluation.json"
 
 
-def _clean(x, digits=None):
-    """JSON-safe copy: numpy to lists, non-finite floats to None; the entries of
-    numpy arrays (the curves) rounded to 6 significant digits, other numbers (the
-    configurations, the table rows) kept exact."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v, digits) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v, digits) for v in x]
-    if isinstance(x, np.ndarray):
-        return _clean(x.tolist(), 6)
-    if isinstance(x, np.generic):
-        return _clean(x.item(), digits)
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return None
-        return float(f"{x:.{digits}g}") if digits else x
-    return x
-
-
 def _write_json(obj, path) -> None:
-    """Write ``obj`` as compact JSON, atomically."""
-    text = json.dumps(_clean(obj), separators=(",", ":"), allow_nan=False) + "\n"
+    """Write ``obj`` as compact JSON, atomically; the entries of NumPy arrays (the
+    curves) rounded to 6 significant digits, other numbers kept exact."""
+    text = json.dumps(json_safe(obj, 6), separators=(",", ":"), allow_nan=False)
+    text += "\n"
     atomic_write(path, lambda f: f.write(text), mode="w")
 
 

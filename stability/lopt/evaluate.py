@@ -53,6 +53,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from stability.lopt.io import atomic_write, json_safe
 from stability.lopt.star import small_fc_lopt, star
 from stability.lopt.tasks import Task, get_task
 from stability.lopt.theta import MOMENTUM_DECAYS, RMS_DECAYS, validate_theta
@@ -970,30 +971,6 @@ CSV_FIELDS = (
 )
 
 
-def _jsonable(x):
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, bool | np.bool_):
-        return bool(x)
-    if isinstance(x, int | np.integer):
-        return int(x)
-    if isinstance(x, float | np.floating):
-        return float(x) if math.isfinite(x) else None
-    return x if x is None or isinstance(x, str) else str(x)
-
-
-def _atomic(path, text: str) -> None:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_json(table: EvaluationTable, path) -> None:
     """Rows, tuning tables, costs and settings as JSON (non-finite -> null)."""
     tuning = [
@@ -1014,7 +991,8 @@ def write_json(table: EvaluationTable, path) -> None:
         "costs": table.costs,
         "info": table.info,
     }
-    _atomic(path, json.dumps(_jsonable(record), indent=1) + "\n")
+    text = json.dumps(json_safe(record), indent=1) + "\n"
+    atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def write_csv(table: EvaluationTable, path) -> None:
@@ -1025,8 +1003,8 @@ def write_csv(table: EvaluationTable, path) -> None:
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
     w.writeheader()
     for row in table.rows:
-        w.writerow({k: _jsonable(row.get(k)) for k in CSV_FIELDS})
-    _atomic(path, buf.getvalue())
+        w.writerow({k: json_safe(row.get(k)) for k in CSV_FIELDS})
+    atomic_write(path, lambda f: f.write(buf.getvalue()), mode="w")
 
 
 def write_curves(table: EvaluationTable, path) -> None:
@@ -1035,11 +1013,7 @@ def write_curves(table: EvaluationTable, path) -> None:
     for name, rec in table.curves.items():
         for field, value in rec._asdict().items():
             arrays[f"{name}/{field}"] = np.asarray(value)
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def profile_settings(profile: str, task: str) -> dict:

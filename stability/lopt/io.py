@@ -1,4 +1,4 @@
-"""Saving and loading meta-trained thetas, and atomic file writes.
+"""Saving and loading meta-trained thetas, atomic file writes, JSON-safe copies.
 
 A theta is stored as an ``.npz`` archive whose keys are the flattened paths of the
 theta dict (``momentum_decays``, ``mlp/w0``, ...), with a JSON sidecar beside it (same
@@ -29,6 +29,7 @@ __all__ = [
     "SHIPPED_THETAS",
     "atomic_write",
     "flatten_theta",
+    "json_safe",
     "load_metadata",
     "load_theta",
     "save_theta",
@@ -50,6 +51,7 @@ def atomic_write(path, write: Callable[[Any], None], mode: str = "wb") -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode) as f:
+            os.fchmod(f.fileno(), 0o644)  # not mkstemp's 0o600: results are shared
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -109,7 +111,7 @@ def save_theta(path, theta: Mapping, metadata: Mapping | None = None) -> None:
     validate_theta(theta)
     flat = flatten_theta(theta)
     path = pathlib.Path(path)
-    text = json.dumps(_jsonable(dict(metadata or {})), indent=2, sort_keys=True)
+    text = json.dumps(json_safe(dict(metadata or {})), indent=2, sort_keys=True)
     atomic_write(path, lambda f: np.savez(f, **flat))
     atomic_write(sidecar_path(path), lambda f: f.write(text + "\n"), mode="w")
 
@@ -140,19 +142,34 @@ def load_metadata(path) -> dict:
     return json.loads(side.read_text())
 
 
-def _jsonable(x):
-    """Recursively convert NumPy/JAX scalars and arrays to JSON types."""
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, bool | str) or x is None:
-        return x
-    if isinstance(x, int | np.integer):
-        return int(x)
-    if isinstance(x, float | np.floating):
-        x = float(x)
-        return x if np.isfinite(x) else None
-    if hasattr(x, "shape"):
-        return _jsonable(np.asarray(x).tolist())
-    return str(x)
+def json_safe(x, array_digits: int | None = None):
+    """A copy of ``x`` made of JSON types: mappings (keys as str), lists, str, bool,
+    int, float and ``None``.
+
+    NumPy and JAX scalars and arrays become Python numbers and (nested) lists,
+    non-finite floats become ``None``, anything else its ``str``. Numbers are kept
+    exact, except the entries of arrays, which are rounded to ``array_digits``
+    significant digits when it is given.
+    """
+
+    def clean(x, digits):
+        if isinstance(x, Mapping):
+            return {str(k): clean(v, digits) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v, digits) for v in x]
+        if isinstance(x, bool | np.bool_):
+            return bool(x)
+        if isinstance(x, str) or x is None:
+            return x
+        if isinstance(x, int | np.integer):
+            return int(x)
+        if isinstance(x, float | np.floating):
+            x = float(x)
+            if not np.isfinite(x):
+                return None
+            return float(f"{x:.{digits}g}") if digits else x
+        if hasattr(x, "shape"):
+            return clean(np.asarray(x).tolist(), array_digits)
+        return str(x)
+
+    return clean(x, None)
