@@ -1117,13 +1117,9 @@ def _x64_off():
 
 
 def _run_cli(argv: list) -> None:
-    """``stability ARGV`` in this process, without x64; resumes a meta-training
-    whose checkpoint exists; raises when it fails."""
+    """``stability ARGV`` in this process, without x64; raises when it fails."""
     from stability import cli
 
-    if argv[0] == "meta-train":
-        out = pathlib.Path(argv[argv.index("--out") + 1])
-        argv = argv + (["--resume"] if (out / "checkpoint.npz").exists() else [])
     with _x64_off():
         rc = cli.main(argv)
     if rc == 130:  # the command was interrupted: stop, do not go on to the next
@@ -1149,7 +1145,9 @@ def rerun_lopt_records(folder) -> pathlib.Path:
     for name, extra in LOPT_RUNS:
         run_dir = folder / "meta_training" / name
         if not (run_dir / "best_theta.npz").exists():  # meta-train's last file
-            _run_cli(["meta-train", *extra, *LOPT_META_ARGS, "--out", str(run_dir)])
+            resume = ["--resume"] if (run_dir / "checkpoint.npz").exists() else []
+            argv = ["meta-train", *extra, *LOPT_META_ARGS, "--out", str(run_dir)]
+            _run_cli(argv + resume)
         thetas.append(run_dir / "best_theta.npz")
     evaluated = [
         *_evaluate(folder / "evaluation", thetas, LOPT_EVAL_ARGS),
