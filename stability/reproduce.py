@@ -800,9 +800,8 @@ def _fig03(q: Quality) -> Drawn:
         ax.set_title(f"(d) fragility of cancellation\nn = {n}, spec(H) in [0.1, 1]")
         ax.legend(loc="lower left")
         fig.suptitle("Robust stability: P = Δ P̃ with unknown 0 < Δ ≤ d_max", fontsize=9)
-    i10 = int(np.argmin(np.abs(al - 10)))
     numbers["(d) tolerated relative error at alpha L = 10 (exact)"] = _fmt(
-        tol_exact[i10]
+        lemma.inverse_tolerated_error(hess, 10 / top)
     )
     numbers["(d) max |closed form - exact interval| tolerance"] = _fmt(
         np.max(np.abs(tol_interval - tol_exact[:: q.pick(4, 5)]))

@@ -1,9 +1,9 @@
 """An independent float64 NumPy reference of STAR and small_fc_lopt.
 
-Written from section 3 of DESIGN.md, not from the JAX code: it materialises the full
-``(num_elements, 39)`` feature matrix of each tensor and runs the MLP as matrix
-products, with explicit loops where that reads more plainly. Slow and simple on
-purpose.
+Written from the specification (upstream's ``adafac_nominal.py``: feature order and
+constants), not from the JAX code: it materialises the full ``(num_elements, 39)``
+feature matrix of each tensor and runs the MLP as matrix products, with explicit loops
+where that reads more plainly. Slow and simple on purpose.
 
 Dtype convention shared with the JAX code (``stability.lopt.star``): everything is
 float64 here, and the initial decays (0.9, 0.99, 0.999) are first rounded to float32,

@@ -1,4 +1,4 @@
-"""Offline datasets for the learned-optimizer tasks, as NumPy arrays (DESIGN.md §4).
+"""Offline datasets for the learned-optimizer tasks, as NumPy arrays.
 
 Every loader works without network access and returns the same arrays on every call:
 the held-out splits are fixed (stratified, NumPy seed 0), never drawn from a caller's

@@ -21,7 +21,9 @@ MLP 39 -> 4 -> 4 -> heads shared by every scalar. With ``step_mult`` :math:`\mu_
   :math:`f_g = \alpha\, e^{\mu_e m_g}\, \hat g`, with
   :math:`\hat g = \frac13 \sum_i m_i / \sqrt{v + 10^{-6}}` (AdamAggMo) by default.
 
-The exact specification is section 3 of DESIGN.md. Calling pattern::
+Feature order and constants are those of upstream's ``adafac_nominal.py``
+(learned_optimization), so that its trained meta-parameters convert
+(:func:`~stability.lopt.theta.from_learned_optimization`). Calling pattern::
 
     theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
     opt = star(theta, nominal_stepsize=1e-2)
