@@ -38,6 +38,23 @@ def check_scalar(name, value, *, low=None, high=None, low_open=False, high_open=
     return x
 
 
+def check_int(name, value, *, low=None):
+    """An integer (not a bool, not a float with an integral value), at least ``low``;
+    returns an ``int``."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_flag(name, value):
+    """A bool (``np.bool_`` too): a string such as ``"False"`` would read as true."""
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 def check_lr(name, value):
     """A learning rate: finite and non-negative."""
     return check_scalar(name, value, low=0.0)
