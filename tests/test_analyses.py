@@ -23,6 +23,14 @@ def test_spectral_radius_methods_agree():
         analyses.spectral_radius(big, method="closed_form")
     with pytest.raises(ValueError, match="m: expected shape"):
         analyses.spectral_radius(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="m: expected shape"):
+        analyses.spectral_radius(np.zeros((0, 0)))
+    with pytest.raises(ValueError, match="k: expected an integer"):
+        analyses.spectral_radius(np.eye(100), method="arnoldi", k=2.5)
+    with pytest.raises(ValueError, match="tol: must be finite"):
+        analyses.is_stable(np.eye(2) / 2, tol=np.nan)
+    with pytest.raises(ValueError, match="tol: must be >= 0"):
+        analyses.is_stable(np.eye(2) * 1.5, tol=-1.0)
 
 
 def test_closed_form_radius_is_differentiable():
@@ -83,8 +91,45 @@ def test_is_stable_and_rate():
         (dict(family="heavy_ball", lr=1.0, curvature=1.0, beta=1.5), "beta"),
         (dict(family="gd", lr=np.ones((2, 2)), curvature=1.0), "lr: expected"),
         (dict(family="gd", lr=[np.nan], curvature=1.0), "lr: contains non-finite"),
+        (dict(family="gd", lr=[-1.0, 0.5], curvature=1.0), "lr: must be >= 0"),
+        (dict(family="nominal", alpha=-0.1, p=0.0, curvature=1.0), "alpha: must"),
+        (
+            dict(family="nominal", alpha=0.1, p=0.0, curvature=-1.0, precondition=True),
+            "curvature: must be >= 0",
+        ),
+        (
+            dict(family="nominal", alpha=0.1, p=0.0, curvature=1.0, precondition="no"),
+            "precondition: expected True or False",
+        ),
+        (dict(family="gd", lr=1.0, curvature=1.0, precondition=True), "precondition"),
+        (dict(family="gd", lr=1.0, curvature=1.0, betas=(0.5,)), "betas: only"),
     ],
 )
 def test_region_bad_inputs(kwargs, match):
     with pytest.raises(ValueError, match=match):
         analyses.stability_region(**kwargs)
+    if match != "lr: expected":  # mode_radius broadcasts arrays of any rank
+        with pytest.raises(ValueError, match=match):
+            analyses.mode_radius(**kwargs)
+
+
+def test_negative_curvature_without_preconditioner_is_a_radius():
+    """A direction of negative curvature is legitimate input: |1 - x| > 1."""
+    assert float(analyses.mode_radius("gd", lr=0.5, curvature=-1.0)) == 1.5
+    rho = analyses.mode_radius("nominal", alpha=0.1, p=0.4, curvature=-1.0)
+    assert float(rho) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(family="heavy_ball", beta=0.5, rtol=np.nan), "rtol: must be finite"),
+        (dict(family="heavy_ball", beta=0.5, rtol=0.0), "rtol: must be >"),
+        (dict(family="heavy_ball", beta=0.5, lr=0.1), "lr: is the ray"),
+        (dict(family="nominal", p=0.0, alpha=0.1), "alpha: is the ray"),
+        (dict(family="heavy_ball", beta=[0.5, 0.9]), "beta: expected a real number"),
+    ],
+)
+def test_max_stable_learning_rate_bad_inputs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        analyses.max_stable_learning_rate(**kwargs)

@@ -57,6 +57,34 @@ def test_closed_form_radius_matches_eig(family, params):
     np.testing.assert_allclose(np.asarray(got)[keep], ref[keep], rtol=1e-10)
 
 
+def test_closed_form_radius_propagates_nan():
+    """A NaN coefficient gives NaN, never the complex-pair radius sqrt(q) (which would
+    read as stable)."""
+    for radius in (
+        modes.quadratic_radius(np.nan, 0.5),
+        modes.quadratic_radius(1, np.nan),
+    ):
+        assert np.isnan(radius)
+    assert np.isnan(modes.quadratic_radius(np.nan, 0.5, xp=np))
+    assert np.isnan(modes.heavy_ball_radius(np.nan, 0.5))
+    assert np.isnan(modes.ema_momentum_radius(0.5, np.nan))
+    assert float(modes.quadratic_radius(0.0, 0.25)) == 0.5  # the pair's branch
+
+
+@pytest.mark.parametrize(
+    "family, kw, match",
+    [
+        ("gd", {"beta": 0.5}, r"gd: takes \(\)"),
+        ("heavy_ball", {}, "heavy_ball: takes"),
+        ("aggmo", {"betas": []}, "betas: needs at least one"),
+        ("adam", {}, "family"),
+    ],
+)
+def test_block_bad_inputs(family, kw, match):
+    with pytest.raises(ValueError, match=match):
+        modes.block(family, 1.0, **kw)
+
+
 def test_radius_near_critical_damping_against_mpmath():
     """At a double root eig is only ~1e-8 accurate; the closed form is checked against
     50-digit roots of the characteristic polynomial instead."""
@@ -106,6 +134,7 @@ def test_aggmo_boundary_digits():
         (lambda: optimizers.aggmo(0.1, ()), "betas: needs at least one"),
         (lambda: optimizers.adam_aggmo(0.1, beta2=1.0), "beta2"),
         (lambda: optimizers.adam_aggmo(0.1, eps=-1.0), "eps"),
+        (lambda: optimizers.adam_aggmo(0.1, eps=0.0), "eps: must be > 0"),
         (lambda: optimizers.nominal_linear(0.1, np.ones((2, 3))), "P: must be square"),
         (lambda: optimizers.nominal_linear(-0.1, np.eye(2)), "alpha"),
         (

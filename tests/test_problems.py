@@ -104,6 +104,26 @@ def test_modal_blocks_refuses_dense_problem():
         problems.expected_losses(p, loop, 10, method="modal")
 
 
+def test_bad_rotation_state_and_loop():
+    p = NoisyQuadratic.from_eigenvalues([1.0, 2.0], noise_var=0.1)
+    q = problems.random_rotation(2, 0)
+    np.testing.assert_allclose(
+        np.linalg.eigvalsh(problems.rotated(p, q).hessian), [1.0, 2.0]
+    )
+    with pytest.raises(ValueError, match="q: must be orthogonal"):
+        problems.rotated(p, 2 * np.eye(2))
+    with pytest.raises(ValueError, match=r"q: expected shape \(2, 2\)"):
+        problems.rotated(p, np.eye(3))
+    with pytest.raises(ValueError, match=r"noise_var: expected a scalar or shape"):
+        NoisyQuadratic.from_eigenvalues([1.0, 2.0], noise_var=[1.0, 2.0, 3.0])
+    loop = operators.closed_loop(optimizers.gd(0.1), p)
+    with pytest.raises(ValueError, match="z0: contains non-finite"):
+        problems.expected_losses(p, loop, 3, z0=[np.nan, 1.0])
+    bad = loop._replace(transition=loop.transition.at[0, 0].set(np.nan))
+    with pytest.raises(ValueError, match="closed_loop: transition or noise_gain"):
+        problems.expected_losses(p, bad, 3)
+
+
 def test_stationary_loss_is_the_limit():
     p = dense_problem(noise=0.3)
     loop = operators.closed_loop(optimizers.ema_momentum(1.0, 0.5), p)

@@ -114,6 +114,10 @@ def test_aggmo_worst_case_bounds_the_stability_edge():
         (dict(family="gd", h_min=0.1, h_max=1.0), "missing"),
         (dict(family="heavy_ball", h_min=0.1, h_max=1.0, lr=1.0, beta=1.0), "beta"),
         (dict(family="aggmo", h_min=0.1, h_max=1.0, lr=1.0, num_samples=2), "num_s"),
+        (dict(family="aggmo", h_min=0.1, h_max=1.0, lr=1.0, num_refine=-1), "num_r"),
+        (dict(family="aggmo", h_min=0.1, h_max=1.0, lr=1.0, num_refine=2.5), "num_r"),
+        (dict(family="aggmo", h_min=0.1, h_max=1.0, lr=1.0, betas=0.9), "betas"),
+        (dict(family="gd", h_min=0.1, h_max=1.0, lr=-0.1), "lr: must be >= 0"),
     ],
 )
 def test_curvature_bad_inputs(kwargs, match):

@@ -420,6 +420,8 @@ def test_validator_heads_and_options():
         star(random_theta(0, 3), nominal_estimator="Lion")
     with pytest.raises(ValueError, match="step_mult"):
         star(random_theta(0, 3), step_mult=-1.0)
+    with pytest.raises(ValueError, match="precondition: expected True or False"):
+        star(random_theta(0, 3), precondition="False")
     with pytest.raises(ValueError, match="heads"):
         init_theta(jax.random.key(0), 4)
     opt = star(random_theta(0, 3))

@@ -8,7 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stability._validation import as_float_array, check_betas, check_scalar
+from stability._validation import (
+    as_float_array,
+    check_betas,
+    check_flag,
+    check_scalar,
+)
 from stability.optimizers import modes
 
 # family -> the grid arguments it takes (besides static options)
@@ -79,13 +84,24 @@ def mode_radius(family: str, *, precondition=False, betas=None, **args):
             f"{family}: takes {FAMILY_ARGS[family]}; missing {sorted(missing)}, "
             f"unexpected {sorted(extra)}"
         )
+    precondition = check_flag("precondition", precondition)
+    if precondition and family != "nominal":
+        raise ValueError(
+            f"precondition: only the nominal family takes it, not {family}"
+        )
     if family == "aggmo":
         betas = check_betas("betas", (0.9, 0.99, 0.999) if betas is None else betas)
-    for name in ("beta",):
-        if name in args and np.any(np.abs(np.asarray(args[name])) >= 1):
-            raise ValueError(f"{name}: decays must lie in (-1, 1)")
-    arrays = {k: jnp.asarray(as_float_array(k, v)) for k, v in args.items()}
-    return _rho(family, arrays, precondition=bool(precondition), betas=betas)
+    elif betas is not None:
+        raise ValueError(f"betas: only the aggmo family takes them, not {family}")
+    arrays = {k: as_float_array(k, v) for k, v in args.items()}
+    if "beta" in arrays and np.any(np.abs(arrays["beta"]) >= 1):
+        raise ValueError("beta: decays must lie in (-1, 1)")
+    # step sizes are non-negative; the idealised preconditioner needs h >= 0
+    for name in ("lr", "alpha") + (("curvature",) if precondition else ()):
+        if name in arrays and np.any(arrays[name] < 0):
+            raise ValueError(f"{name}: must be >= 0")
+    arrays = {k: jnp.asarray(v) for k, v in arrays.items()}
+    return _rho(family, arrays, precondition=precondition, betas=betas)
 
 
 def stability_region(family: str, *, precondition=False, betas=None, **grid):
@@ -145,7 +161,14 @@ def max_stable_learning_rate(
     """
     _check_family(family)
     curvature = check_scalar("curvature", curvature, low=0.0, low_open=True)
+    rtol = check_scalar("rtol", rtol, low=0.0, high=1.0, low_open=True, high_open=True)
     ray = "alpha" if family == "nominal" else "lr"
+    if ray in params:
+        raise ValueError(f"{ray}: is the ray searched along, not a parameter")
+    params = {
+        k: v if k in ("betas", "precondition") else check_scalar(k, v)
+        for k, v in params.items()
+    }
 
     def stable(t):
         return float(mode_radius(family, curvature=curvature, **{ray: t}, **params)) < 1

@@ -59,6 +59,8 @@ import scipy.optimize
 
 from stability._validation import (
     as_float_array,
+    check_betas,
+    check_int,
     check_lr,
     check_scalar,
     check_spd,
@@ -180,7 +182,9 @@ def worst_case_curvature(
     for name, value in params.items():
         params[name] = check_scalar(name, value)
     if family == "aggmo":
-        betas = (0.9, 0.99, 0.999) if betas is None else tuple(betas)
+        betas = check_betas("betas", (0.9, 0.99, 0.999) if betas is None else betas)
+    num_samples = check_int("num_samples", num_samples, low=3)
+    num_refine = check_int("num_refine", num_refine, low=0)
     interval = (h_min, h_max)
 
     def rho(h):
@@ -194,8 +198,6 @@ def worst_case_curvature(
             family, float(ends[i]), float(r[i]), True, interval, 2
         )
 
-    if not isinstance(num_samples, int) or num_samples < 3:
-        raise ValueError(f"num_samples: must be an integer >= 3, got {num_samples!r}")
     half = num_samples // 2
     grid = np.unique(
         np.concatenate(
@@ -342,8 +344,7 @@ def worst_case_multiplicative(
         ("ascent_steps", ascent_steps, 0),
         ("max_vertices", max_vertices, 1),
     ):
-        if not isinstance(value, int | np.integer) or value < low:
-            raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
+        check_int(name, value, low=low)
     n = h.shape[0]
     rng = np.random.default_rng(seed)
 

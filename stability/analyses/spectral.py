@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse.linalg
 
+from stability._validation import check_int, check_scalar
 from stability.optimizers.modes import quadratic_radius
 
 _METHODS = ("auto", "closed_form", "eig", "arnoldi")
@@ -55,14 +56,15 @@ def spectral_radius(m, *, method: str = "auto", k: int = 6):
     """
     if method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
+    k = check_int("k", k, low=1)
     if isinstance(m, scipy.sparse.linalg.LinearOperator):
         if method not in ("auto", "arnoldi"):
             raise ValueError(f"method: an operator needs 'arnoldi', got {method!r}")
         return _arnoldi(m, k)
     xp = np if isinstance(m, np.ndarray | float | list) else jnp
     m = xp.asarray(m)
-    if m.ndim < 2 or m.shape[-1] != m.shape[-2]:
-        raise ValueError(f"m: expected shape (..., n, n), got {m.shape}")
+    if m.ndim < 2 or m.shape[-1] != m.shape[-2] or m.shape[-1] == 0:
+        raise ValueError(f"m: expected shape (..., n, n) with n >= 1, got {m.shape}")
     n = m.shape[-1]
     real = not xp.iscomplexobj(m)
     if method == "arnoldi":
@@ -83,7 +85,8 @@ def spectral_radius(m, *, method: str = "auto", k: int = 6):
 
 
 def is_stable(m, *, tol: float = 0.0, **kwargs):
-    """``rho(m) < 1 - tol`` (elementwise over a batch)."""
+    """``rho(m) < 1 - tol`` (elementwise over a batch), ``0 <= tol < 1``."""
+    tol = check_scalar("tol", tol, low=0.0, high=1.0, high_open=True)
     return spectral_radius(m, **kwargs) < 1 - tol
 
 

@@ -72,7 +72,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from stability._validation import check_scalar
+from stability._validation import check_flag, check_scalar
 from stability.lopt import _features
 from stability.lopt.theta import (
     ADAFACTOR_DECAYS,
@@ -224,10 +224,10 @@ def star(
         step_mult=_check_hyper("step_mult", step_mult),
         exp_mult=_check_hyper("exp_mult", exp_mult),
         nominal_stepsize=_check_hyper("nominal_stepsize", nominal_stepsize),
-        precondition=bool(precondition),
-        nominal=bool(nominal),
+        precondition=check_flag("precondition", precondition),
+        nominal=check_flag("nominal", nominal),
         nominal_estimator=nominal_estimator,
-        aggregate_magnitudes=bool(aggregate_magnitudes),
+        aggregate_magnitudes=check_flag("aggregate_magnitudes", aggregate_magnitudes),
     )
     return _transformation(theta, config, _features.fused_heads)
 

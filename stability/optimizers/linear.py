@@ -170,7 +170,7 @@ def adam_aggmo(
     lr = check_lr("lr", lr)
     betas = check_betas("betas", betas)
     beta2 = check_beta("beta2", beta2)
-    eps = check_scalar("eps", eps, low=0.0)
+    eps = check_scalar("eps", eps, low=0.0, low_open=True)
 
     def init(params):
         zeros = lambda: jax.tree.map(jnp.zeros_like, params)

@@ -24,6 +24,8 @@ are similar through ``diag(1, lr, ..., lr)``).
 import jax.numpy as jnp
 
 FAMILIES = ("gd", "heavy_ball", "ema_momentum", "aggmo")
+_PARAMS = {"gd": (), "heavy_ball": ("beta",), "ema_momentum": ("beta",)}
+_PARAMS["aggmo"] = ("betas",)
 
 
 def _stack(rows):
@@ -57,6 +59,8 @@ def aggmo_block(x, betas):
     x = jnp.asarray(x)
     betas = [jnp.asarray(b, dtype=float) for b in betas]
     k = len(betas)
+    if k == 0:
+        raise ValueError("betas: needs at least one decay")
     shape = jnp.broadcast_shapes(x.shape, *(b.shape for b in betas))
     x = jnp.broadcast_to(x, shape)
     betas = [jnp.broadcast_to(b, shape) for b in betas]
@@ -74,15 +78,17 @@ def aggmo_block(x, betas):
 def block(family: str, x, **params):
     """Dispatch on ``family`` in :data:`FAMILIES`; ``params`` holds ``beta`` or
     ``betas``."""
+    if family not in _PARAMS:
+        raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}")
+    if set(params) != set(_PARAMS[family]):
+        raise ValueError(f"{family}: takes {_PARAMS[family]}, got {tuple(params)}")
     if family == "gd":
         return gd_block(x)
     if family == "heavy_ball":
         return heavy_ball_block(x, params["beta"])
     if family == "ema_momentum":
         return ema_momentum_block(x, params["beta"])
-    if family == "aggmo":
-        return aggmo_block(x, params["betas"])
-    raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}")
+    return aggmo_block(x, params["betas"])
 
 
 def quadratic_radius(s, q, xp=jnp):
@@ -90,14 +96,15 @@ def quadratic_radius(s, q, xp=jnp):
 
     Real roots: :math:`(|s| + \sqrt{s^2 - 4q}) / 2`; complex pair: :math:`\sqrt{q}`.
     The form with ``|s|`` avoids cancellation; at the discriminant's zero both agree.
-    Square roots are guarded so that gradients stay finite in both branches. ``xp``
-    is ``jax.numpy`` (default) or ``numpy``.
+    Square roots are guarded so that gradients stay finite in both branches; a NaN
+    ``s`` or ``q`` gives NaN (it takes the real branch). ``xp`` is ``jax.numpy``
+    (default) or ``numpy``.
     """
     disc = s * s - 4 * q
-    real = disc >= 0
-    sq_disc = xp.sqrt(xp.where(real, disc, 1.0))
-    sq_q = xp.sqrt(xp.where(real | (q == 0), 1.0, xp.abs(q)))
-    return xp.where(real, 0.5 * (xp.abs(s) + sq_disc), sq_q)
+    pair = disc < 0  # False for NaN
+    sq_disc = xp.sqrt(xp.where(pair, 1.0, disc))
+    sq_q = xp.sqrt(xp.where(pair & (q != 0), xp.abs(q), 1.0))
+    return xp.where(pair, sq_q, 0.5 * (xp.abs(s) + sq_disc))
 
 
 def gd_radius(x):

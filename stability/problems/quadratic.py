@@ -10,7 +10,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from stability._validation import as_float_array, check_psd, check_spd
+from stability._validation import as_float_array, check_psd, check_spd, check_square
 
 
 class NoisyQuadratic(NamedTuple):
@@ -46,7 +46,12 @@ class NoisyQuadratic(NamedTuple):
             raise ValueError(
                 "eigenvalues: must be a non-empty vector of positive values"
             )
-        var = np.broadcast_to(as_float_array("noise_var", noise_var), lam.shape)
+        var = as_float_array("noise_var", noise_var)
+        if var.ndim > 1 or var.size not in (1, lam.size):
+            raise ValueError(
+                f"noise_var: expected a scalar or shape {lam.shape}, got {var.shape}"
+            )
+        var = np.broadcast_to(var, lam.shape)
         if np.any(var < 0):
             raise ValueError("noise_var: variances must be non-negative")
         x0 = np.ones_like(lam) if x0 is None else x0
@@ -105,7 +110,9 @@ def random_rotation(n, seed=0) -> np.ndarray:
 
 def rotated(problem: NoisyQuadratic, q) -> NoisyQuadratic:
     """The same problem in a rotated basis: ``H -> Q H Q^T`` (dense, non-diagonal)."""
-    q = np.asarray(q, float)
+    q = check_square("q", q, n=problem.dim)
+    if np.max(np.abs(q @ q.T - np.eye(problem.dim))) > 1e-10:
+        raise ValueError("q: must be orthogonal (q q^T = I to 1e-10)")
     return noisy_quadratic(
         q @ problem.hessian @ q.T, q @ problem.noise_cov @ q.T, q @ problem.x0
     )
