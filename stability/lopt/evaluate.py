@@ -53,6 +53,7 @@ import numpy as np
 import optax
 from jax import lax
 
+from stability._validation import check_int
 from stability.lopt.io import atomic_write, json_safe
 from stability.lopt.star import small_fc_lopt, star
 from stability.lopt.tasks import Task, get_task
@@ -343,14 +344,6 @@ def _check_seeds(seeds) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
 def _default_record_every(steps: Sequence[int]) -> int:
     """About 50 windows over the shortest horizon, dividing every horizon."""
     g = 0
@@ -361,15 +354,15 @@ def _default_record_every(steps: Sequence[int]) -> int:
 
 
 def _check_schedule(num_steps: int, eval_at, record_every):
-    num_steps = _check_positive_int("num_steps", num_steps)
+    num_steps = check_int("num_steps", num_steps, low=1)
     eval_at = (num_steps,) if eval_at is None else tuple(eval_at)
     for s in eval_at:
-        _check_positive_int("eval_at", s)
+        check_int("eval_at", s, low=1)
         if s > num_steps:
             raise ValueError(f"eval_at: {s} is beyond num_steps={num_steps}")
     if record_every is None:
         record_every = _default_record_every((num_steps, *eval_at))
-    record_every = _check_positive_int("record_every", record_every)
+    record_every = check_int("record_every", record_every, low=1)
     for s in (num_steps, *eval_at):
         if s % record_every:
             raise ValueError(
@@ -554,15 +547,15 @@ def _tune(
     task = get_task(task) if isinstance(task, str) else task
     if isinstance(horizons, int | np.integer):
         horizons = (horizons,)
-    horizons = tuple(sorted({_check_positive_int("horizon", h) for h in horizons}))
-    screen = tuple(sorted({_check_positive_int("screen", h) for h in screen}))
+    horizons = tuple(sorted({check_int("horizon", h, low=1) for h in horizons}))
+    screen = tuple(sorted({check_int("screen", h, low=1) for h in screen}))
     if screen and max(screen) >= horizons[0]:
         raise ValueError(f"screen: {screen} must lie before the first horizon")
     seeds = _check_seeds(seeds)
     grid = tuple(float(g) for g in grid)
     if not grid or not all(math.isfinite(g) and g > 0 for g in grid):
         raise ValueError(f"grid: expected positive finite values, got {grid!r}")
-    keep = len(grid) if keep is None else _check_positive_int("keep", keep)
+    keep = len(grid) if keep is None else check_int("keep", keep, low=1)
     _, _, record_every = _check_schedule(
         max(horizons), (*screen, *horizons), record_every
     )
@@ -851,11 +844,11 @@ def evaluate(
                 "base_horizon: not given and no theta metadata names a horizon"
             )
         base_horizon = found[0]
-    base_horizon = _check_positive_int("base_horizon", base_horizon)
-    mults = tuple(sorted({_check_positive_int("horizons", m) for m in horizons}))
+    base_horizon = check_int("base_horizon", base_horizon, low=1)
+    mults = tuple(sorted({check_int("horizons", m, low=1) for m in horizons}))
     steps = tuple(m * base_horizon for m in mults)
-    seeds = _check_positive_int("seeds", seeds)
-    tuning_seeds = _check_positive_int("tuning_seeds", tuning_seeds)
+    seeds = check_int("seeds", seeds, low=1)
+    tuning_seeds = check_int("tuning_seeds", tuning_seeds, low=1)
     _, _, record_every = _check_schedule(max(steps), steps, record_every)
     screen_steps: tuple[int, ...] = ()
     if screen is not None:

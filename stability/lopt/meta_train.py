@@ -79,6 +79,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as PS
 
+from stability._validation import check_int
 from stability.lopt import _unroll
 from stability.lopt.io import atomic_write, flatten_theta, save_theta, unflatten_theta
 from stability.lopt.star import small_fc_lopt, star
@@ -200,7 +201,7 @@ class MetaTrainConfig:
             ("eval_every", 0),
             ("eval_seeds", 1),
         ):
-            put(name, _check_int(name, getattr(self, name), low))
+            put(name, check_int(name, getattr(self, name), low=low))
         if self.seed >= 2**31:
             raise ValueError(f"seed: must be < 2**31, got {self.seed}")
         if self.truncation > self.horizon:
@@ -241,14 +242,6 @@ class MetaTrainConfig:
         if d.get("clip") == "inf":
             d["clip"] = math.inf
         return cls(**d)
-
-
-def _check_int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name}: expected an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name}: must be >= {low}, got {value}")
-    return int(value)
 
 
 def _check_float(name: str, value, positive=False, allow_inf=False) -> float:
@@ -552,8 +545,8 @@ def tune_nominal_stepsize(
     grid = [_check_float("grid", g, positive=True) for g in grid]
     if not grid:
         raise ValueError("grid: needs at least one step size")
-    seeds = _check_int("seeds", seeds, 1)
-    horizon = _check_int("horizon", horizon, 1)
+    seeds = check_int("seeds", seeds, low=1)
+    horizon = check_int("horizon", horizon, low=1)
     task_obj = get_task(task)
 
     def make_opt(meta):
