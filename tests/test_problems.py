@@ -45,8 +45,12 @@ def test_from_eigenvalues_and_spectra():
     assert lu.min() >= 1e-3 and lu.max() <= 1 and np.all(np.diff(lu) <= 0)
     with pytest.raises(ValueError, match="eigenvalues"):
         NoisyQuadratic.from_eigenvalues([1.0, 0.0])
-    with pytest.raises(ValueError, match="n: must be a positive integer"):
+    with pytest.raises(ValueError, match="n: must be an integer >= 1"):
         problems.spectra.uniform(0)
+    with pytest.raises(ValueError, match="n: expected an integer"):
+        problems.spectra.uniform(True)
+    with pytest.raises(ValueError, match="n: expected an integer"):
+        problems.random_rotation(2.5)
 
 
 def test_simulate_shapes_and_determinism():
@@ -58,6 +62,12 @@ def test_simulate_shapes_and_determinism():
     np.testing.assert_array_equal(a.losses, b.losses)
     with pytest.raises(ValueError, match="num_steps"):
         problems.simulate(p, opt, 0, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="key: expected one jax.random.key"):
+        problems.simulate(p, opt, 3, key=0)
+    with pytest.raises(ValueError, match="key: expected one jax.random.key"):
+        problems.simulate(p, opt, 3, key=jax.random.split(jax.random.key(0)))
+    legacy = problems.simulate(p, opt, 3, key=jax.random.PRNGKey(3))
+    assert legacy.losses.shape == (1, 3)
 
 
 @pytest.mark.parametrize(

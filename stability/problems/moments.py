@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+from stability._validation import check_int
 from stability.problems.quadratic import NoisyQuadratic
 
 
@@ -122,8 +123,7 @@ def expected_losses(
     Differentiable with respect to ``closed_loop.transition`` (for meta-gradients) in
     the dense method.
     """
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps: must be a positive integer, got {num_steps!r}")
+    num_steps = check_int("num_steps", num_steps, low=1)
     if method not in ("auto", "dense", "modal"):
         raise ValueError(f"method: expected 'auto', 'dense' or 'modal', got {method!r}")
     _check(problem, closed_loop)

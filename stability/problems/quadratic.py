@@ -10,7 +10,13 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from stability._validation import as_float_array, check_psd, check_spd, check_square
+from stability._validation import (
+    as_float_array,
+    check_int,
+    check_psd,
+    check_spd,
+    check_square,
+)
 
 
 class NoisyQuadratic(NamedTuple):
@@ -104,6 +110,7 @@ def noisy_quadratic(hessian, noise_cov=0.0, x0=None) -> NoisyQuadratic:
 
 def random_rotation(n, seed=0) -> np.ndarray:
     """A Haar-random orthogonal matrix, shape ``(n, n)``, from a NumPy seed."""
+    n = check_int("n", n, low=1)
     q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((n, n)))
     return q * np.sign(np.diag(r))
 

@@ -2,13 +2,11 @@
 
 import numpy as np
 
-from stability._validation import check_scalar
+from stability._validation import check_int, check_scalar
 
 
 def _check_n(n):
-    if not isinstance(n, int | np.integer) or n < 1:
-        raise ValueError(f"n: must be a positive integer, got {n!r}")
-    return int(n)
+    return check_int("n", n, low=1)
 
 
 def uniform(n, low=1.0, high=None):
