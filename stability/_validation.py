@@ -3,6 +3,8 @@ the argument."""
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -46,6 +48,18 @@ def check_int(name, value, *, low=None):
     if low is not None and value < low:
         raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
     return int(value)
+
+
+def check_key(name, value):
+    """One JAX PRNG key: a typed ``jax.random.key`` or a raw ``uint32[2]``
+    (``jax.random.PRNGKey``); traced keys pass."""
+    if isinstance(value, jax.Array):
+        if jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
+            if value.shape == ():
+                return value
+        elif value.dtype == jnp.uint32 and value.shape == (2,):
+            return value
+    raise ValueError(f"{name}: expected one jax.random.key, got {value!r}")
 
 
 def check_flag(name, value):

@@ -232,3 +232,40 @@ def test_random_hessian_helper_is_spd():
     H, h, _ = random_hessian(np.random.default_rng(0), 8, 1e6)
     assert np.linalg.eigvalsh(H)[0] > 0
     assert h[0] / h[-1] == pytest.approx(1e6)
+
+
+ONE = NoisyQuadratic.from_eigenvalues([1.0], noise_var=0.0, x0=[1.0])
+LOOP = adaptive.schedule_loop(np.eye(1), np.zeros((1, 1)), [0.5, 0.5, 0.5])
+NAN = np.array([np.nan])
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: adaptive.decay_schedule(0.0, 1.0, 3), "start: a 'exponential'"),
+        (lambda: adaptive.decay_schedule(1.0, 0.0, 3, "inverse"), "end: a 'inv"),
+        (lambda: adaptive.words(np.eye(2)[None], 0), "depth: must be"),
+        (lambda: adaptive.words(np.eye(2)[None], 1.5), "depth: expected"),
+        (lambda: adaptive.sample(np.random.default_rng(0), kappa=0.5), "kappa: "),
+        (lambda: adaptive.sample(np.random.default_rng(0), n=2.7), "n: expected"),
+        (lambda: adaptive.sample(np.random.default_rng(0), n=0), "n: must be"),
+        (lambda: adaptive.sample(np.random.default_rng(0), length=0), "length: "),
+        (
+            lambda: adaptive.time_varying_expected_losses(ONE, LOOP, z0=NAN),
+            "z0: contains non-finite",
+        ),
+        (
+            lambda: adaptive.time_varying_expected_losses(ONE._replace(x0=NAN), LOOP),
+            "problem.x0: contains non-finite",
+        ),
+        (
+            lambda: adaptive.time_varying_expected_losses(
+                ONE, LOOP._replace(transition=np.full((3, 1, 1), np.nan))
+            ),
+            "loop.transition: contains non-finite",
+        ),
+    ],
+)
+def test_bad_arguments_are_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

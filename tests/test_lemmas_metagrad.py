@@ -156,3 +156,34 @@ def test_bad_inputs_raise():
         metagrad.counterexample("stable")
     with pytest.raises(ValueError, match="kind"):
         metagrad.counterexample("excited", kind="sufficiency")
+
+
+INST = metagrad.make_instance(H=np.eye(2), P=0.1 * np.eye(2), alpha=0.1, horizon=8)
+PROBLEM = metagrad.problem_of(INST)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: metagrad.gradient_norms(INST, [2.5]), "horizons"),
+        (lambda: metagrad.gradient_norms(INST, [np.nan]), "horizons"),
+        (lambda: metagrad.meta_loss(jnp.array([0.1, 0.2]), PROBLEM, 0.3, 3), "P: "),
+        (lambda: metagrad.meta_loss(jnp.zeros((2, 2)), PROBLEM, -1.0, 3), "alpha"),
+        (lambda: metagrad.meta_gradients(PROBLEM, INST.P, -0.5, [2]), "alpha"),
+        (lambda: metagrad.meta_gradients(PROBLEM, np.eye(3), 0.1, [2]), "P: "),
+        (
+            lambda: metagrad.sampled_meta_gradients(PROBLEM, INST.P, -0.5, [2]),
+            "alpha",
+        ),
+        (lambda: metagrad.one_mode(np.nan), "eigenvalue: must be finite"),
+        (lambda: metagrad.one_mode(0.5, alpha=-1.0), "alpha"),
+        (lambda: metagrad.fit_growth([1, 2, 3, 4], [1.0, 2.0]), "values: expected"),
+        (lambda: metagrad.sample(np.random.default_rng(0), kappa=0.5), "kappa: "),
+        (lambda: metagrad.sample(np.random.default_rng(0), n=2.7), "n: expected"),
+        (lambda: metagrad.sample(np.random.default_rng(0), n=0), "n: must be"),
+        (lambda: metagrad.sample(np.random.default_rng(0), stable="no"), "stable"),
+    ],
+)
+def test_bad_arguments_are_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -248,3 +248,46 @@ def test_claim_shape():
     assert set(nominal.bounds(inst)) >= {"lower", "upper"}
     with pytest.raises(ValueError, match="kind"):
         nominal.sample(np.random.default_rng(0), kind="other")
+
+
+NON_SYMMETRIC = [[2.0, 0.5], [1.5, 1.0]]
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: nominal.closed_loop_radius(NON_SYMMETRIC, np.eye(2), 0.5), "H: must"),
+        (lambda: nominal.closed_loop_radius(np.eye(2), np.eye(3), 0.5), "P: expected"),
+        (lambda: nominal.closed_loop_radius(np.eye(2), np.eye(2), -0.1), "alpha: "),
+        (lambda: nominal.spd_power([[2.0, 1.0], [0.0, 1.0]], 0.5), "H: must be sym"),
+        (lambda: nominal.spd_power(-np.eye(2), 0.5), "H: must be positive"),
+        (lambda: nominal.commutes(np.eye(2), np.eye(3)), "P: expected shape"),
+        (lambda: nominal.sample(np.random.default_rng(0), kappa=0.5), "kappa: must"),
+        (lambda: nominal.sample(np.random.default_rng(0), kappa=0), "kappa: must"),
+        (lambda: nominal.sample(np.random.default_rng(0), kappa=np.nan), "kappa: "),
+        (lambda: nominal.sample(np.random.default_rng(0), n=2.7), "n: expected an"),
+        (lambda: nominal.sample(np.random.default_rng(0), n=0), "n: must be"),
+        (lambda: nominal.sample(np.random.default_rng(0), boundary="no"), "boundary"),
+        (
+            lambda: nominal.destabilising_hessian(
+                np.diag([3.0, 0.0]), 0, 1.0, floor=10
+            ),
+            "floor: must be <= 1.0",
+        ),
+        (
+            lambda: nominal.destabilising_hessian(np.diag([3.0, 0.0]), 0, 1.0, floor=0),
+            "floor: must be > 0",
+        ),
+    ],
+)
+def test_bad_arguments_are_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_array_likes_are_accepted():
+    H, P = [[2.0, 0.5], [0.5, 1.0]], [[0.3, 0.0], [0.0, 0.1]]
+    assert nominal.is_symmetric(P) and not nominal.commutes(H, P)
+    assert nominal.closed_loop_radius(H, P, 0.5) == nominal.closed_loop_radius(
+        np.array(H), np.array(P), 0.5
+    )

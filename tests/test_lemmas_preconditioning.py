@@ -206,3 +206,18 @@ def test_claim_shape():
     assert pre.NAME == "preconditioning"
     assert set(pre.DROPS) <= set(pre.hypotheses(inst))
     assert {"lower", "upper", "upper_theorem1"} <= set(pre.bounds(inst))
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        (dict(kappa=0.5), "kappa: must be >= 1"),
+        (dict(kappa=0.0), "kappa: must be >= 1"),
+        (dict(kappa=np.nan), "kappa: must be finite"),
+        (dict(n=2.7), "n: expected an integer"),
+        (dict(n=0), "n: must be an integer >= 1"),
+    ],
+)
+def test_bad_sample_arguments(options, match):
+    with pytest.raises(ValueError, match=match):
+        pre.sample(np.random.default_rng(0), **options)

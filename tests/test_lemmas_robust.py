@@ -319,3 +319,28 @@ def test_claim_shape():
         "upper_bound",
     }
     assert set(robust.DROPS) <= set(robust.hypotheses(inst))
+
+
+H2, P2 = np.diag([1.0, 4.0]), np.array([[0.2, 0.1], [0.0, 0.2]])  # non-symmetric P*
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: robust.tolerated_error(H2, P2, 0.5, num_grid=0), "num_grid: must"),
+        (lambda: robust.tolerated_error(H2, P2, 0.5, num_grid=2.5), "num_grid: exp"),
+        (lambda: robust.tolerated_error(H2, P2, 0.5, eps_max=1e-9), "eps_max: must"),
+        (lambda: robust.tolerated_error(H2, P2, 0.5, eps_max=np.nan), "eps_max: mu"),
+        (lambda: robust.tolerated_error(H2, P2, 0.5, eps_max=-1), "eps_max: must"),
+        (lambda: robust.margin_sensitivity(H2, np.eye(2), 0.5, rtol=np.nan), "rtol"),
+        (lambda: robust.margin_sensitivity(H2, np.eye(2), 0.5, rtol=-1), "rtol"),
+        (lambda: robust.sample(np.random.default_rng(0), kappa=0.5), "kappa: must"),
+        (lambda: robust.sample(np.random.default_rng(0), kappa=np.nan), "kappa: "),
+        (lambda: robust.sample(np.random.default_rng(0), n=2.7), "n: expected an"),
+        (lambda: robust.sample(np.random.default_rng(0), n=0), "n: must be"),
+        (lambda: robust.sample(np.random.default_rng(0), boundary="no"), "boundary"),
+    ],
+)
+def test_bad_arguments_are_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

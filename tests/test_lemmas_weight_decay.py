@@ -224,3 +224,21 @@ def test_bad_inputs_raise():
         weight_decay.meta_train_stability(num_runs=0)
     with pytest.raises(ValueError, match="curvature_range"):
         weight_decay.meta_train_stability(curvature_range=(1.0, 0.1))
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: weight_decay.mode_polynomial(1, 1, 0, 1), "horizon: must be"),
+        (lambda: weight_decay.mode_polynomial(1, 1, 0, 2.7), "horizon: expected"),
+        (lambda: weight_decay.mode_polynomial(1, 1, -1, 3), "var: must be >= 0"),
+        (lambda: weight_decay.mode_polynomial(0, 1, 0, 3), "h: must be > 0"),
+        (lambda: weight_decay.mode_polynomial(1, np.nan, 0, 3), "x0: must be finite"),
+        (lambda: weight_decay.sample(np.random.default_rng(0), kappa=0.5), "kappa"),
+        (lambda: weight_decay.sample(np.random.default_rng(0), n=2.7), "n: exp"),
+        (lambda: weight_decay.sample(np.random.default_rng(0), n=0), "n: must be"),
+    ],
+)
+def test_bad_arguments_are_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

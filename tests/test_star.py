@@ -424,6 +424,8 @@ def test_validator_heads_and_options():
         star(random_theta(0, 3), precondition="False")
     with pytest.raises(ValueError, match="heads"):
         init_theta(jax.random.key(0), 4)
+    with pytest.raises(ValueError, match="key: expected one jax.random.key"):
+        init_theta(0)
     opt = star(random_theta(0, 3))
     params = {"w": jnp.ones((2, 2))}
     with pytest.raises(ValueError, match="params"):

@@ -64,7 +64,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from stability._validation import as_float_array, check_lr, check_spd, check_square
+from stability._validation import (
+    as_float_array,
+    check_int,
+    check_lr,
+    check_spd,
+    check_square,
+)
 from stability.lemmas._claim import check_kind
 from stability.lemmas.nominal import (
     commutes,
@@ -72,6 +78,7 @@ from stability.lemmas.nominal import (
     is_symmetric,
     random_hessian,
     random_orthogonal,
+    sample_size,
     shared_eigenpairs,
     spd_power,
 )
@@ -164,6 +171,7 @@ def words(matrices, depth):
     """Every product ``M_{i_k} ... M_{i_1}`` of ``1 <= k <= depth`` factors from
     ``matrices`` (``(m, n, n)``): a list whose entry ``k - 1`` has shape
     ``(m**k, n, n)``."""
+    depth = check_int("depth", depth, low=1)
     out = [np.asarray(matrices)]
     for _ in range(depth - 1):
         prev = out[-1]
@@ -322,10 +330,12 @@ def sample(rng, *, n=None, kappa=None, kind=None, length=None) -> Instance:
     that some nominal step is stable; a schedule of ``length`` (1 to 4) values decaying
     (linearly or geometrically) between two points inside the exact stable interval.
     """
-    n = int(rng.integers(1, 9)) if n is None else int(n)
-    kappa = 10 ** rng.uniform(0, 6) if kappa is None else float(kappa)
+    n, kappa = sample_size(rng, n, kappa)
     kind = ("symmetric", "commuting")[rng.integers(2)] if kind is None else kind
-    length = int(rng.integers(1, 5)) if length is None else int(length)
+    if length is None:
+        length = int(rng.integers(1, 5))
+    else:
+        length = check_int("length", length, low=1)
     top = 10 ** rng.uniform(-2, 2)
     alpha_c = (2 / top) * rng.uniform(0, 1)
     if kind == "symmetric":
@@ -474,7 +484,8 @@ def decay_schedule(start, end, num_steps, kind: str = "exponential") -> np.ndarr
     if kind == "step":
         return np.where(t < num_steps / 2, start, end)
     if start == 0 or end == 0:
-        raise ValueError(f"end: a {kind!r} schedule needs start, end > 0")
+        name = "start" if start == 0 else "end"
+        raise ValueError(f"{name}: a {kind!r} schedule needs start, end > 0")
     if kind == "exponential":
         return start * (end / start) ** (t / last)
     return start / (1 + (start / end - 1) * t / last)
@@ -503,7 +514,17 @@ def transient(H, P, alphas) -> np.ndarray:
     return np.asarray(out)
 
 
+def _check_finite(name, value):
+    """NumPy or Python data must be finite; a JAX array may be traced (unchecked)."""
+    if not isinstance(value, jax.Array):
+        as_float_array(name, value)
+
+
 def _check_stack(problem, loop):
+    for field in ("hessian", "noise_cov", "x0"):
+        _check_finite(f"problem.{field}", getattr(problem, field))
+    for field in ("transition", "noise_gain"):
+        _check_finite(f"loop.{field}", getattr(loop, field))
     n = problem.dim
     m, g = jnp.asarray(loop.transition), jnp.asarray(loop.noise_gain)
     if m.ndim != 3 or m.shape[1] != m.shape[2] or m.shape[1] < n:
@@ -546,6 +567,7 @@ def time_varying_expected_losses(problem: NoisyQuadratic, loop, *, z0=None):
     n, d = problem.dim, m.shape[1]
     if z0 is None:
         z0 = jnp.concatenate([jnp.asarray(problem.x0), jnp.zeros(d - n)])
+    _check_finite("z0", z0)
     z0 = jnp.asarray(z0)
     if z0.shape != (d,):
         raise ValueError(f"z0: expected shape ({d},), got {z0.shape}")

@@ -61,12 +61,14 @@ import numpy as np
 
 from stability._validation import (
     as_float_array,
+    check_flag,
     check_lr,
+    check_scalar,
     check_spd,
     check_square,
 )
 from stability.lemmas._claim import check_search
-from stability.lemmas.nominal import random_hessian, spd_power
+from stability.lemmas.nominal import random_hessian, sample_size, spd_power
 from stability.operators import ClosedLoop
 from stability.problems import NoisyQuadratic, expected_losses, noisy_quadratic
 
@@ -154,10 +156,7 @@ def gradient_norms(instance: Instance, horizons) -> np.ndarray:
     E_{ji}` and :math:`d\,E l_t = m_t^T H\, dm_t + \tfrac12 \mathrm{tr}(H\, d\Sigma_t)`.
     Non-finite values (overflow) are reported as ``inf``.
     """
-    taus = np.asarray(horizons)
-    if taus.ndim != 1 or taus.size == 0 or np.any(taus < 1):
-        raise ValueError("horizons: expected a 1-D array of positive integers")
-    taus = taus.astype(int)
+    taus = _horizons(horizons)
     H, S, x0, P, alpha = (
         instance.H,
         instance.noise_cov,
@@ -202,7 +201,11 @@ def meta_loss(P, problem: NoisyQuadratic, alpha, num_steps: int):
     0.3125
     """
     P = jnp.asarray(P)
-    n = P.shape[0]
+    n = problem.dim
+    if P.shape != (n, n):
+        raise ValueError(f"P: expected shape {(n, n)}, got {P.shape}")
+    if not isinstance(alpha, jax.Array):  # a traced alpha cannot be checked
+        check_lr("alpha", alpha)
     K = alpha * jnp.eye(n, dtype=P.dtype) + P
     G = K @ jnp.asarray(problem.hessian, P.dtype)
     loop = ClosedLoop(jnp.eye(n, dtype=P.dtype) - G, G)
@@ -231,6 +234,7 @@ def meta_gradients(problem: NoisyQuadratic, P, alpha, horizons) -> np.ndarray:
     through :func:`stability.problems.expected_losses`: ``dL_tau/dP`` for each
     ``tau`` of ``horizons``, shape ``(len(horizons), n, n)``."""
     taus = _horizons(horizons)
+    P, alpha = _check_term(problem, P, alpha)
     dtype = jnp.zeros(()).dtype
     prob = _as_jax(problem, dtype)
     grads = _exact_grads(
@@ -248,6 +252,10 @@ def _horizons(horizons):
     if taus.ndim != 1 or taus.size == 0 or np.any(taus < 1) or np.any(taus % 1):
         raise ValueError("horizons: expected a 1-D array of positive integers")
     return taus.astype(int)
+
+
+def _check_term(problem, P, alpha):
+    return check_square("P", P, n=problem.dim), check_lr("alpha", alpha)
 
 
 def _as_jax(problem, dtype):
@@ -285,6 +293,7 @@ def sampled_meta_gradients(
     seeds): shape ``(num_seeds, len(horizons), n, n)``. Unbiased for
     :func:`meta_gradients` (the noise does not depend on ``P``)."""
     taus = _horizons(horizons)
+    P, alpha = _check_term(problem, P, alpha)
     if not isinstance(num_seeds, int | np.integer) or num_seeds < 2:
         raise ValueError(f"num_seeds: must be an integer >= 2, got {num_seeds!r}")
     dtype = jnp.zeros(()).dtype
@@ -348,6 +357,8 @@ def fit_growth(horizons, values):
     ``log T`` over the upper half of the horizons (at least two points)."""
     taus = _horizons(horizons).astype(float)
     values = np.asarray(values, float)
+    if values.shape != taus.shape:
+        raise ValueError(f"values: expected shape {taus.shape}, got {values.shape}")
     tail = slice(min(taus.size // 2, taus.size - 2), None)
     return _slope(taus[tail], values[tail]), _slope(np.log(taus[tail]), values[tail])
 
@@ -400,6 +411,8 @@ def one_mode(eigenvalue, *, curvature=1.0, alpha=0.5, noise_var=1.0, x0=1.0):
     >>> float(1 - (0.5 + P[0, 0]) * problem.hessian[0, 0])
     -1.0
     """
+    eigenvalue = check_scalar("eigenvalue", eigenvalue)
+    alpha = check_lr("alpha", alpha)
     problem = NoisyQuadratic.from_eigenvalues([curvature], noise_var, [x0])
     return problem, np.array([[(1 - eigenvalue) / curvature - alpha]])
 
@@ -524,9 +537,10 @@ def sample(rng, *, n=None, kappa=None, stable=None) -> Instance:
     covariance or zero; the horizon the smallest of 8, 16, 32 that resolves
     :math:`\\rho`.
     """
-    n = int(rng.integers(1, 9)) if n is None else int(n)
-    kappa = 10 ** rng.uniform(0, 6) if kappa is None else float(kappa)
-    stable = bool(rng.random() < 0.5) if stable is None else bool(stable)
+    n, kappa = sample_size(rng, n, kappa)
+    stable = (
+        bool(rng.random() < 0.5) if stable is None else check_flag("stable", stable)
+    )
     top = 10 ** rng.uniform(-2, 2)
     H, _, _ = random_hessian(rng, n, kappa, top)
     target = rng.uniform(0.1, 0.8) if stable else rng.uniform(1.25, 1.8)

@@ -65,7 +65,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from stability._validation import check_scalar, check_spd, check_square
+from stability._validation import (
+    check_flag,
+    check_int,
+    check_scalar,
+    check_spd,
+    check_square,
+)
 from stability.analyses import spectral_radius
 from stability.lemmas._claim import check_kind
 from stability.operators import nominal_closed_loop
@@ -120,17 +126,21 @@ def make_instance(*, H, P, alpha) -> Instance:
 
 def spd_power(H, power):
     """:math:`H^{\\text{power}}` of an SPD matrix through its eigendecomposition."""
-    w, q = np.linalg.eigh(H)
+    power = check_scalar("power", power)
+    w, q = np.linalg.eigh(check_spd("H", H))
     return (q * w**power) @ q.T
 
 
 def is_symmetric(P, rtol=SYMMETRY_RTOL):
+    P = check_square("P", P)
     scale = max(float(np.max(np.abs(P))), 1e-300)
     return bool(np.max(np.abs(P - P.T)) <= rtol * scale)
 
 
 def commutes(H, P, rtol=COMMUTE_RTOL):
     """``||PH - HP||_F <= rtol ||P||_F ||H||_F``."""
+    H = check_square("H", H)
+    P = check_square("P", P, n=H.shape[0])
     scale = np.linalg.norm(P) * np.linalg.norm(H)
     return bool(np.linalg.norm(P @ H - H @ P) <= rtol * max(scale, 1e-300))
 
@@ -138,6 +148,7 @@ def commutes(H, P, rtol=COMMUTE_RTOL):
 def real_spectrum(P):
     """``(ok, eigenvalues)``: whether ``P`` is (numerically) diagonalizable with real
     eigenvalues, and its eigenvalues (real parts, ascending)."""
+    P = check_square("P", P)
     if is_symmetric(P):
         return True, np.linalg.eigvalsh(0.5 * (P + P.T))
     w, v = np.linalg.eig(P)
@@ -183,6 +194,7 @@ def closed_loop_radius(H, P, alpha):
     :math:`S = H^{1/2} K H^{1/2}` for symmetric ``P``, from the shared eigenpairs for
     commuting ``P``, and from :func:`stability.analyses.spectral_radius` of the dense
     closed loop otherwise."""
+    H, P, alpha = make_instance(H=H, P=P, alpha=alpha)
     n = H.shape[0]
     if is_symmetric(P):
         r = spd_power(H, 0.5)
@@ -325,6 +337,16 @@ def random_curvatures(rng, n, kappa, top=1.0, *, repeated=False):
     return np.sort(values)[::-1]
 
 
+def sample_size(rng, n=None, kappa=None) -> tuple[int, float]:
+    """A sampler's dimension and condition number: each given one checked (``n >= 1``,
+    ``kappa >= 1``), each missing one drawn, ``n`` uniform on 1..8 then ``kappa``
+    log-uniform on ``[1, 1e6]``."""
+    n = int(rng.integers(1, 9)) if n is None else check_int("n", n, low=1)
+    if kappa is None:
+        return n, 10 ** rng.uniform(0, 6)
+    return n, check_scalar("kappa", kappa, low=1.0)
+
+
 def random_hessian(rng, n, kappa, top=1.0, *, repeated=False):
     """``(H, h, Q)`` with ``H = Q diag(h) Q^T``, ``h`` from :func:`random_curvatures`
     and ``Q`` Haar-orthogonal."""
@@ -378,12 +400,15 @@ def sample(rng, *, n=None, kappa=None, kind=None, boundary=None) -> Instance:
     ``"shared_basis"`` (symmetric, H's eigenbasis) or ``"commuting"`` (non-symmetric
     blocks on repeated eigenvalues of H).
     """
-    n = int(rng.integers(1, 9)) if n is None else int(n)
-    kappa = 10 ** rng.uniform(0, 6) if kappa is None else float(kappa)
+    n, kappa = sample_size(rng, n, kappa)
     kind = SAMPLE_KINDS[rng.integers(3)] if kind is None else kind
     if kind not in SAMPLE_KINDS:
         raise ValueError(f"kind: expected one of {SAMPLE_KINDS}, got {kind!r}")
-    boundary = bool(rng.random() < 0.3) if boundary is None else bool(boundary)
+    boundary = (
+        bool(rng.random() < 0.3)
+        if boundary is None
+        else check_flag("boundary", boundary)
+    )
     top, alpha = _scale_and_step(rng)
     H, h, q = random_hessian(rng, n, kappa, top, repeated=kind == "commuting")
     p = draw_in_interval(rng, -alpha, 2 / top - alpha, n, boundary)
@@ -541,7 +566,10 @@ def destabilising_hessian(P, alpha, L, *, floor=None):
         raise ValueError("P: must be symmetric")
     alpha = check_scalar("alpha", alpha, low=0.0)
     L = check_scalar("L", L, low=0.0, low_open=True)
-    floor = 1e-3 * L if floor is None else check_scalar("floor", floor, low=0.0)
+    if floor is None:
+        floor = 1e-3 * L
+    else:  # H SPD with lambda_max(H) = L
+        floor = check_scalar("floor", floor, low=0.0, low_open=True, high=L)
     w, v = np.linalg.eigh(0.5 * (p + p.T))
     tol = BOUND_RTOL * max(alpha, 2 / L, float(np.max(np.abs(w))))
     if w[0] < -alpha - tol:

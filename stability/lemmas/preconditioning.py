@@ -164,7 +164,10 @@ def sample(rng, *, n=None, kappa=None, kind=None, boundary=None):
     """A random instance satisfying every hypothesis: a Theorem-1 sample on
     :math:`H^{1/2}` (condition number ``sqrt(kappa)``, so ``H`` has ``kappa``, up to
     1e6; ``L`` log-uniform on ``[1e-4, 1e4]``), lifted to ``H``."""
-    kappa = 10 ** rng.uniform(0, 6) if kappa is None else float(kappa)
+    if kappa is None:
+        kappa = 10 ** rng.uniform(0, 6)
+    else:
+        kappa = check_scalar("kappa", kappa, low=1.0)
     base = nominal.sample(rng, n=n, kappa=np.sqrt(kappa), kind=kind, boundary=boundary)
     return _lift(base)
 

@@ -72,6 +72,8 @@ import scipy.linalg
 
 from stability._validation import (
     as_float_array,
+    check_flag,
+    check_int,
     check_scalar,
     check_spd,
     check_square,
@@ -281,12 +283,15 @@ def sample(rng, *, n=None, kappa=None, kind=None, boundary=None) -> Instance:
     ``d_max`` log-uniform on ``[0.1, 10]``. ``kind``: ``"commuting"`` (P~ symmetric in
     H's eigenbasis) or ``"diagonal"`` (H diagonal, P~ symmetric in a random basis).
     ``boundary`` puts some eigenvalues of P~ exactly on the bounds."""
-    n = int(rng.integers(1, 9)) if n is None else int(n)
-    kappa = 10 ** rng.uniform(0, 6) if kappa is None else float(kappa)
+    n, kappa = nominal.sample_size(rng, n, kappa)
     kind = SAMPLE_KINDS[rng.integers(2)] if kind is None else kind
     if kind not in SAMPLE_KINDS:
         raise ValueError(f"kind: expected one of {SAMPLE_KINDS}, got {kind!r}")
-    boundary = bool(rng.random() < 0.3) if boundary is None else bool(boundary)
+    boundary = (
+        bool(rng.random() < 0.3)
+        if boundary is None
+        else check_flag("boundary", boundary)
+    )
     top = 10 ** rng.uniform(-2, 2)
     u = rng.random()
     alpha = (2 / top) * (0.0 if u < 0.1 else 1.0 if u < 0.2 else rng.uniform())
@@ -478,6 +483,9 @@ def error_interval(H, P_star, alpha, *, eps_max=1e6, num_grid=2000):
     narrower than the grid can be missed).
     """
     h, p, alpha = _check_fragility(H, P_star, alpha)
+    # the grid runs from 1e-8 up to eps_max and needs both ends
+    eps_max = check_scalar("eps_max", eps_max, low=1e-8, low_open=True)
+    num_grid = check_int("num_grid", num_grid, low=2)
     if fragility(h, p, alpha, 0.0) >= 1:
         return (0.0, 0.0)
     if nominal.is_symmetric(p):
@@ -563,6 +571,7 @@ def margin_sensitivity(H, P_star, alpha, *, rtol=1e-9) -> MarginSensitivity:
     (1.0, -1.0, 1.0)
     """
     h, p, alpha = _check_fragility(H, P_star, alpha)
+    rtol = check_scalar("rtol", rtol, low=0.0)
     if not nominal.is_symmetric(p):
         raise ValueError("P_star: must be symmetric")
     r = nominal.spd_power(h, 0.5)

@@ -57,9 +57,9 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.polynomial import polynomial as npoly
 
-from stability._validation import check_lr, check_scalar, check_spd
+from stability._validation import check_int, check_lr, check_scalar, check_spd
 from stability.lemmas._claim import check_search
-from stability.lemmas.nominal import random_hessian
+from stability.lemmas.nominal import random_hessian, sample_size
 from stability.problems import noisy_quadratic
 
 NAME = "weight_decay"
@@ -147,8 +147,11 @@ def make_instance(
 def mode_polynomial(h, x0, var, horizon):
     r"""Ascending coefficients in :math:`a = 1 - (\alpha + p) h` of the per-mode
     meta-loss :math:`\frac1T \sum_{t<T} E\, l_t` (curvature ``h``, start ``x0``, noise
-    variance ``var``)."""
-    T = int(horizon)
+    variance ``var``; ``horizon >= 2`` as in :func:`make_instance`)."""
+    h = check_scalar("h", h, low=0.0, low_open=True)
+    x0 = check_scalar("x0", x0)
+    var = check_scalar("var", var, low=0.0)
+    T = check_int("horizon", horizon, low=2)
     mean = np.zeros(2 * T - 1)
     mean[::2] = 1.0  # sum_{t<T} a^{2t}
     noise = np.zeros(max(2 * T - 3, 1))
@@ -295,8 +298,7 @@ def sample(rng, *, n=None, kappa=None) -> Instance:
     (scaled by :math:`h^{-1/2}` half the time), noise variances log-uniform or zero,
     ``alpha`` up to ``3/L``, horizon 2 to 12, penalty log-uniform on
     ``[1e-6, 1e2]``."""
-    n = int(rng.integers(1, 9)) if n is None else int(n)
-    kappa = 10 ** rng.uniform(0, 6) if kappa is None else float(kappa)
+    n, kappa = sample_size(rng, n, kappa)
     top = 10 ** rng.uniform(-2, 2)
     _, h, _ = random_hessian(rng, n, kappa, top)
     x0 = rng.standard_normal(n)

@@ -38,6 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stability._validation import check_key
+
 __all__ = [
     "ADAFACTOR_DECAYS",
     "HIDDEN_SIZE",
@@ -103,7 +105,7 @@ def init_theta(key: jax.Array, heads: int = 3) -> dict:
     202
     """
     shapes = theta_shapes(heads)
-    keys = jax.random.split(key, 3)
+    keys = jax.random.split(check_key("key", key), 3)
     mlp = {}
     for i, k in enumerate(keys):
         w_shape = shapes["mlp"][f"w{i}"]

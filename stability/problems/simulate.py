@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from stability._validation import check_int
+from stability._validation import check_int, check_key
 from stability.problems.quadratic import NoisyQuadratic
 
 
@@ -39,8 +39,7 @@ def simulate(
     """
     num_steps = check_int("num_steps", num_steps, low=1)
     num_seeds = check_int("num_seeds", num_seeds, low=1)
-    if not _one_key(key):
-        raise ValueError(f"key: expected one jax.random.key, got {key!r}")
+    check_key("key", key)
     dtype = jnp.zeros(()).dtype  # float64 under x64, float32 otherwise
     h = jnp.asarray(problem.hessian, dtype)
     factor = jnp.asarray(problem.noise_factor(), dtype)
@@ -61,12 +60,3 @@ def simulate(
 
     losses, params = jax.jit(jax.vmap(run))(jax.random.split(key, num_seeds))
     return SimulationRecord(losses, params)
-
-
-def _one_key(key) -> bool:
-    """One typed key (``jax.random.key``) or one raw ``uint32[2]`` (``PRNGKey``)."""
-    if not isinstance(key, jax.Array):
-        return False
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key.shape == ()
-    return key.dtype == jnp.uint32 and key.shape == (2,)
