@@ -476,6 +476,13 @@ def test_four_devices_give_the_one_device_meta_gradient(four_device_run):
     assert four["meta_loss"] == pytest.approx(one["meta_loss"], rel=1e-5)
 
 
+def test_tune_nominal_stepsize_checks_its_grid():
+    with pytest.raises(ValueError, match="grid: must be > 0"):
+        mt.tune_nominal_stepsize(grid=-0.1)  # a scalar is a one-point grid
+    with pytest.raises(ValueError, match="grid: needs at least one"):
+        mt.tune_nominal_stepsize(grid=[])
+
+
 @pytest.mark.slow
 def test_tune_nominal_stepsize_picks_a_grid_value():
     best, table = mt.tune_nominal_stepsize(horizon=50, seeds=2, grid=[1e-4, 3e-2])

@@ -245,6 +245,8 @@ def test_get_task_arguments():
         tasks.get_task("digits")
     with pytest.raises(ValueError, match="batch_size"):
         tasks.get_task("digits_mlp", batch_size=0)
+    with pytest.raises(ValueError, match="batch_size: expected an integer"):
+        tasks.get_task("digits_mlp", batch_size="a")
 
 
 def test_conv_matches_lax():

@@ -542,7 +542,7 @@ def tune_nominal_stepsize(
 
     if grid is None:
         grid = [float(10.0 ** (k / 2)) for k in range(-8, -1)]
-    grid = [_check_float("grid", g, positive=True) for g in grid]
+    grid = [_check_float("grid", g, positive=True) for g in np.ravel(grid)]
     if not grid:
         raise ValueError("grid: needs at least one step size")
     seeds = check_int("seeds", seeds, low=1)

@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from stability._validation import check_int
 from stability.lopt import _data, _nets
 
 __all__ = ["Evaluation", "Task", "get_task", "param_count", "task_names"]
@@ -360,6 +361,4 @@ def get_task(name: str, *, batch_size: int | None = None) -> Task:
         ) from None
     if batch_size is None:
         return build(name)
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    return build(name, batch_size=int(batch_size))
+    return build(name, batch_size=check_int("batch_size", batch_size, low=1))
