@@ -29,6 +29,16 @@ def _axis(text):
     raise argparse.ArgumentTypeError(f"expected NUMBER or START:STOP:NUM, got {text!r}")
 
 
+def _decays(text):
+    """``b1,b2,...`` -> a tuple of floats."""
+    try:
+        return tuple(float(b) for b in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
 def _add_region(sub):
     p = sub.add_parser("region", help="stability region of a per-mode optimizer family")
     p.add_argument(
@@ -38,7 +48,7 @@ def _add_region(sub):
     )
     for name in ("lr", "curvature", "beta", "alpha", "p"):
         p.add_argument(f"--{name}", type=_axis, help="NUMBER or START:STOP:NUM")
-    p.add_argument("--betas", help="comma-separated decays for aggmo")
+    p.add_argument("--betas", type=_decays, help="comma-separated decays for aggmo")
     p.add_argument("--precondition", action="store_true")
     p.add_argument("--json", dest="json_out", help="write the region record as JSON")
     p.set_defaults(run=_run_region)
@@ -55,11 +65,8 @@ def _run_region(args):
         for k in analyses.regions.FAMILY_ARGS[args.family]
         if getattr(args, k) is not None
     }
-    betas = None
-    if args.betas:
-        betas = tuple(float(b) for b in args.betas.split(","))
     region = analyses.stability_region(
-        args.family, precondition=args.precondition, betas=betas, **grid
+        args.family, precondition=args.precondition, betas=args.betas, **grid
     )
     frac = float(np.mean(region.stable))
     print(

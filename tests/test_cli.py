@@ -31,32 +31,24 @@ def test_region_command_writes_json(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "argv",
+    "command, names",
     [
-        ["region", "--family", "nope"],
-        ["region", "--family", "gd", "--lr", "x"],
-        [
-            "region",
-            "--family",
-            "heavy_ball",
-            "--lr",
-            "1",
-            "--curvature",
-            "1",
-            "--beta",
-            "2",
-        ],
-        ["no-such-command"],
+        ("region --family nope", "--family"),
+        ("region --family gd --lr x", "--lr"),
+        ("region --family heavy_ball --lr 1 --curvature 1 --beta 2", "beta:"),
+        ("no-such-command", "no-such-command"),
+        ("region --family aggmo --lr 1 --curvature 1 --betas a,b", "--betas"),
+        ("region --family gd --lr 1 --curvature 1 --precondition", "precondition:"),
     ],
 )
-def test_bad_arguments_exit_2_with_one_line(argv, capsys):
+def test_bad_arguments_exit_2_with_one_line(command, names, capsys):
     try:
-        rc = cli.main(argv)
+        rc = cli.main(command.split())
     except SystemExit as exc:
         rc = exc.code
     assert rc == 2
     err = capsys.readouterr().err.strip()
-    assert err and len(err.splitlines()) == 1
+    assert err and len(err.splitlines()) == 1 and names in err
 
 
 def test_module_entry_point():
