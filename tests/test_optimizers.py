@@ -156,6 +156,27 @@ def test_matrix_optimizer_rejects_wrong_parameter_shape():
         opt.update(jnp.ones(2), opt.init(jnp.ones(2)))
 
 
+def test_closed_loop_freezes_counters_and_injected_hyperparameters():
+    """Adam's counter and inject_hyperparams' learning rate are not state: the loop
+    of the injected optimizer is Adam's, with no extra eigenvalue 1."""
+    prob = NoisyQuadratic.from_eigenvalues([0.5, 1.0, 2.0])
+    x = jnp.array([1.0, -0.5, 0.25])
+    state = optax.adam(0.1).init(x)
+    for _ in range(3):  # away from v = 0, where Adam has no derivative
+        updates, state = optax.adam(0.1).update(prob.hessian @ x, state)
+        x = optax.apply_updates(x, updates)
+    plain = operators.closed_loop(optax.adam(0.1), prob, x, state)
+    injected_opt = optax.inject_hyperparams(optax.adam)(learning_rate=0.1)
+    injected_state = injected_opt.init(x)._replace(inner_state=state)
+    injected = operators.closed_loop(injected_opt, prob, x, injected_state)
+    assert plain.transition.shape == (9, 9)  # params, mu, nu; the count is frozen
+    np.testing.assert_array_equal(injected.transition, plain.transition)
+    sgd = operators.closed_loop(optax.inject_hyperparams(optax.sgd)(0.1), prob)
+    np.testing.assert_allclose(sgd.transition, np.eye(3) - 0.1 * prob.hessian)
+    with pytest.raises(ValueError, match="params: expected a floating dtype"):
+        operators.closed_loop(optax.sgd(0.1), prob, np.array([1, 2, 3]))
+
+
 def test_nominal_and_preconditioned_operators():
     rng = np.random.default_rng(2)
     a = rng.standard_normal((3, 3))

@@ -432,6 +432,9 @@ def test_validator_heads_and_options():
         opt.update(params, opt.init(params))
     with pytest.raises(ValueError, match="grads"):
         opt.update({"w": jnp.ones((2, 3))}, opt.init(params), params)
+    f32 = {"w": jnp.ones((2, 2), jnp.float32)}  # a state initialised in float64
+    with pytest.raises(ValueError, match="state: float64 accumulators"):
+        opt.update(f32, opt.init(params), f32)
     ints = {"w": jnp.ones((2, 2), jnp.int32)}
     with pytest.raises(ValueError, match="params: expected floating"):
         opt.update(ints, opt.init(params), ints)

@@ -310,9 +310,15 @@ def _leaf_update(theta, config, heads_fn, count, p, g, acc):
         raise ValueError(
             f"grads: a leaf of shape {g.shape} where params has shape {p.shape}"
         )
+    dtype = _features.compute_dtype(param_dtype)
+    v = acc.second_moment
+    if v.dtype != dtype or v.shape != p.shape:
+        raise ValueError(
+            f"state: {v.dtype} accumulators of shape {v.shape} for a {param_dtype} "
+            f"parameter of shape {p.shape}; init the state from these params"
+        )
     if p.size == 0:
         return jnp.zeros_like(p), acc
-    dtype = _features.compute_dtype(param_dtype)
     shape = tuple(p.shape)
     work_shape = shape or (1,)
     p_w = p.astype(dtype).reshape(work_shape)

@@ -2,8 +2,9 @@
 map of the joint state ``z = (params, optimizer state)`` and the noise ``xi``.
 
 ``closed_loop`` takes the Jacobian of the *real* ``init``/``update`` functions with
-``jax.jacfwd``, so one code path serves every optax optimizer: exact for linear ones,
-a linearisation at a point for nonlinear or learned ones (STAR included).
+``jax.jacfwd``, so one code path serves optax optimizers of every kind: exact for
+linear ones, a linearisation at a point for nonlinear or learned ones (STAR
+included).
 """
 
 from typing import NamedTuple
@@ -20,7 +21,9 @@ from stability.problems.quadratic import NoisyQuadratic
 
 
 class ClosedLoop(NamedTuple):
-    """``z' = transition @ z + noise_gain @ xi``.
+    """``z' = transition @ z + noise_gain @ xi``: exact for a linear optimizer; for
+    any other, the Jacobians at a point ``z*``, acting on deviations
+    (``z' - F(z*) = transition @ (z - z*) + noise_gain @ xi`` to first order).
 
     ``transition`` has shape ``(d, d)`` over the joint state, whose first ``n``
     coordinates are the parameters; ``noise_gain`` has shape ``(d, n)``.
@@ -40,11 +43,25 @@ class ClosedLoop(NamedTuple):
         return self.transition[:n, :n]
 
 
+# fields of optax.inject_hyperparams' states: constants of the loop, not its state (as
+# state they would add an eigenvalue 1 each)
+_FROZEN_FIELDS = ("hyperparams", "hyperparams_states")
+
+
+def _frozen(path) -> bool:
+    return any(getattr(key, "name", None) in _FROZEN_FIELDS for key in path)
+
+
 def _split_state(state):
-    """Inexact (floating) leaves of the state, and a function rebuilding the state
-    from new values of those leaves; integer leaves (step counters) are held fixed."""
-    leaves, treedef = jax.tree.flatten(state)
-    is_float = [jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact) for x in leaves]
+    """The state's dynamic leaves, and a function rebuilding the state from new values
+    of them. Integer leaves (step counters) and injected hyperparameters are held
+    fixed; every other floating leaf is dynamic, in ``jax.tree`` flattening order."""
+    with_paths, treedef = jax.tree_util.tree_flatten_with_path(state)
+    leaves = [x for _, x in with_paths]
+    is_float = [
+        jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact) and not _frozen(path)
+        for path, x in with_paths
+    ]
     floats = [x for x, f in zip(leaves, is_float, strict=True) if f]
 
     def rebuild(new_floats):
@@ -69,13 +86,16 @@ def step_function(
     """The closed-loop step ``(z, xi) -> z'`` on raveled joint states, and the point
     ``z`` of ``(params, state)``.
 
-    Returns ``(step, z)``. Integer leaves of ``state`` are frozen at their given value.
+    Returns ``(step, z)``. Integer leaves of ``state`` and injected hyperparameters
+    are frozen at their given value.
     """
     n = problem.dim
     dtype = jnp.zeros(()).dtype
     params = jnp.zeros(n, dtype) if params is None else jnp.asarray(params)
     if params.shape != (n,):
         raise ValueError(f"params: expected shape ({n},), got {params.shape}")
+    if not jnp.issubdtype(params.dtype, jnp.floating):
+        raise ValueError(f"params: expected a floating dtype, got {params.dtype}")
     state = optimizer.init(params) if state is None else state
     floats, rebuild, select = _split_state(state)
     z, unravel = ravel_pytree((params, floats))
@@ -97,12 +117,21 @@ def closed_loop(
 ) -> ClosedLoop:
     """Jacobian of one optimizer step on ``problem`` over the joint state.
 
+    The joint state is the parameters, then the state's floating leaves in
+    ``jax.tree`` flattening order; integer leaves (step counters) and the
+    hyperparameters that ``optax.inject_hyperparams`` keeps in its state are held
+    fixed. The computation runs in ``params``' dtype.
+
     Args:
-      optimizer: any optax ``GradientTransformation`` (``update(grads, state,
-        params)``).
+      optimizer: an optax ``GradientTransformation`` on a vector of parameters whose
+        ``update(grads, state, params)`` needs nothing else (not, for example,
+        ``optax.lbfgs``, which also needs the loss value, or ``optax.lookahead``).
       problem: the noisy quadratic; parameters are a vector of shape ``(n,)``.
-      params: linearisation point (default zeros).
+      params: linearisation point (default zeros, the optimum).
       state: optimizer state at that point (default ``optimizer.init(params)``).
+        At the optimum with a fresh state, optimizers that divide by
+        ``sqrt(v)`` with ``eps`` outside the root (``optax.adam``) have no
+        derivative there (NaN): linearise them at a point reached by training.
 
     Returns:
       :class:`ClosedLoop` taken at zero noise; exact for linear optimizers.
