@@ -40,6 +40,20 @@ def check_scalar(name, value, *, low=None, high=None, low_open=False, high_open=
     return x
 
 
+def is_finite(value) -> bool:
+    """False only for a concrete array holding a NaN or inf; traced values pass."""
+    if isinstance(value, jax.core.Tracer):
+        return True
+    return bool(np.all(np.isfinite(np.asarray(value))))
+
+
+def check_finite(name, value):
+    """``value`` unchanged, unless it is concrete and holds a NaN or inf."""
+    if not is_finite(value):
+        raise ValueError(f"{name}: contains non-finite values (NaN or inf)")
+    return value
+
+
 def check_int(name, value, *, low=None):
     """An integer (not a bool, not a float with an integral value), at least ``low``;
     returns an ``int``."""

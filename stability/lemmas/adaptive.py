@@ -66,6 +66,7 @@ import numpy as np
 
 from stability._validation import (
     as_float_array,
+    check_finite,
     check_int,
     check_lr,
     check_spd,
@@ -210,8 +211,7 @@ def jsr_bounds(matrices, depth: int = DEPTH, *, weight=None):
     mats = as_float_array("matrices", matrices, ndim=3)
     if mats.shape[1] != mats.shape[2] or mats.shape[0] == 0:
         raise ValueError(f"matrices: expected shape (m, n, n), got {mats.shape}")
-    if not isinstance(depth, int | np.integer) or depth < 1:
-        raise ValueError(f"depth: must be a positive integer, got {depth!r}")
+    check_int("depth", depth, low=1)
     if weight is not None:
         w = check_square("weight", weight, n=mats.shape[1])
         mats = w @ mats @ np.linalg.inv(w)
@@ -417,8 +417,7 @@ def _check_drop(drop, kind):
 
 
 def _check_budget(budget):
-    if not isinstance(budget, int | np.integer) or budget < 1:
-        raise ValueError(f"budget: must be a positive integer, got {budget!r}")
+    check_int("budget", budget, low=1)
 
 
 def disconnected_counterexample(*, seed=0, budget=5000):
@@ -471,8 +470,7 @@ def decay_schedule(start, end, num_steps, kind: str = "exponential") -> np.ndarr
     """
     start = check_lr("start", start)
     end = check_lr("end", end)
-    if not isinstance(num_steps, int | np.integer) or num_steps < 1:
-        raise ValueError(f"num_steps: must be a positive integer, got {num_steps!r}")
+    check_int("num_steps", num_steps, low=1)
     if kind not in SCHEDULE_KINDS:
         raise ValueError(f"kind: expected one of {SCHEDULE_KINDS}, got {kind!r}")
     t = np.arange(num_steps, dtype=float)
@@ -514,17 +512,11 @@ def transient(H, P, alphas) -> np.ndarray:
     return np.asarray(out)
 
 
-def _check_finite(name, value):
-    """NumPy or Python data must be finite; a JAX array may be traced (unchecked)."""
-    if not isinstance(value, jax.Array):
-        as_float_array(name, value)
-
-
 def _check_stack(problem, loop):
     for field in ("hessian", "noise_cov", "x0"):
-        _check_finite(f"problem.{field}", getattr(problem, field))
+        check_finite(f"problem.{field}", getattr(problem, field))
     for field in ("transition", "noise_gain"):
-        _check_finite(f"loop.{field}", getattr(loop, field))
+        check_finite(f"loop.{field}", getattr(loop, field))
     n = problem.dim
     m, g = jnp.asarray(loop.transition), jnp.asarray(loop.noise_gain)
     if m.ndim != 3 or m.shape[1] != m.shape[2] or m.shape[1] < n:
@@ -567,7 +559,7 @@ def time_varying_expected_losses(problem: NoisyQuadratic, loop, *, z0=None):
     n, d = problem.dim, m.shape[1]
     if z0 is None:
         z0 = jnp.concatenate([jnp.asarray(problem.x0), jnp.zeros(d - n)])
-    _check_finite("z0", z0)
+    check_finite("z0", z0)
     z0 = jnp.asarray(z0)
     if z0.shape != (d,):
         raise ValueError(f"z0: expected shape ({d},), got {z0.shape}")

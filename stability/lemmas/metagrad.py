@@ -62,6 +62,7 @@ import numpy as np
 from stability._validation import (
     as_float_array,
     check_flag,
+    check_int,
     check_lr,
     check_scalar,
     check_spd,
@@ -116,8 +117,7 @@ def make_instance(*, H, P, alpha, horizon, noise_cov=0.0, x0=None) -> Instance:
     n = problem.dim
     p = check_square("P", P, n=n)
     alpha = check_lr("alpha", alpha)
-    if not isinstance(horizon, int | np.integer) or horizon < 1:
-        raise ValueError(f"horizon: must be a positive integer, got {horizon!r}")
+    check_int("horizon", horizon, low=1)
     return Instance(
         problem.hessian, problem.noise_cov, problem.x0, p, alpha, int(horizon)
     )
@@ -294,8 +294,7 @@ def sampled_meta_gradients(
     :func:`meta_gradients` (the noise does not depend on ``P``)."""
     taus = _horizons(horizons)
     P, alpha = _check_term(problem, P, alpha)
-    if not isinstance(num_seeds, int | np.integer) or num_seeds < 2:
-        raise ValueError(f"num_seeds: must be an integer >= 2, got {num_seeds!r}")
+    check_int("num_seeds", num_seeds, low=2)
     dtype = jnp.zeros(()).dtype
     keys = jax.random.split(jax.random.key(seed), int(num_seeds))
     grads = _sampled_grads(

@@ -511,8 +511,7 @@ def run_search(claim, drop, kind, seed, budget):
             f"kind: dropping {drop!r} gives a {claim.drops[drop]!r} counterexample, "
             f"not {kind!r}"
         )
-    if not isinstance(budget, int | np.integer) or budget < 1:
-        raise ValueError(f"budget: must be a positive integer, got {budget!r}")
+    check_int("budget", budget, low=1)
     rng = np.random.default_rng(seed)
     for _ in range(int(budget)):
         inst = claim.searches[drop](rng)

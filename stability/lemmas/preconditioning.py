@@ -54,7 +54,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from stability._validation import check_scalar, check_spd, check_square
+from stability._validation import check_int, check_scalar, check_spd, check_square
 from stability.analyses import spectral_radius
 from stability.lemmas import nominal
 from stability.operators import nominal_closed_loop
@@ -293,8 +293,7 @@ def comparison_search(
         raise ValueError(
             f"preconditioner: expected one of {PRECONDITIONERS}, got {preconditioner!r}"
         )
-    if not isinstance(budget, int | np.integer) or budget < 1:
-        raise ValueError(f"budget: must be a positive integer, got {budget!r}")
+    check_int("budget", budget, low=1)
     rng = np.random.default_rng(seed)
     for _ in range(int(budget)):
         cand = _draw_comparison(rng, preconditioner)

@@ -118,8 +118,7 @@ def make_instance(
             f"parametrisation: expected one of {PARAMETRISATIONS}, "
             f"got {parametrisation!r}"
         )
-    if not isinstance(horizon, int | np.integer) or horizon < 2:
-        raise ValueError(f"horizon: must be an integer >= 2, got {horizon!r}")
+    check_int("horizon", horizon, low=2)
     if parametrisation == "dense" and horizon != 2:
         raise ValueError("horizon: the dense parametrisation is exact only at 2")
     if parametrisation == "diagonal":
@@ -501,8 +500,7 @@ def meta_train_stability(
         ("meta_steps", meta_steps),
         ("num_test_tasks", num_test_tasks),
     ):
-        if not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        check_int(name, value, low=1)
     low, high = (
         check_scalar(f"curvature_range[{i}]", c, low=0.0, low_open=True)
         for i, c in enumerate(curvature_range)

@@ -24,8 +24,12 @@ are similar through ``diag(1, lr, ..., lr)``).
 import jax.numpy as jnp
 
 FAMILIES = ("gd", "heavy_ball", "ema_momentum", "aggmo")
-_PARAMS = {"gd": (), "heavy_ball": ("beta",), "ema_momentum": ("beta",)}
-_PARAMS["aggmo"] = ("betas",)
+_PARAMS = {
+    "gd": (),
+    "heavy_ball": ("beta",),
+    "ema_momentum": ("beta",),
+    "aggmo": ("betas",),
+}
 
 
 def _stack(rows):

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from stability._validation import check_int
+from stability._validation import check_finite, check_int, is_finite
 from stability.problems.quadratic import NoisyQuadratic
 
 
@@ -24,14 +24,7 @@ def _initial_state(problem, closed_loop, z0):
     z0 = jnp.asarray(z0)
     if z0.shape != (dim,):
         raise ValueError(f"z0: expected shape ({dim},), got {z0.shape}")
-    if not _finite(z0):
-        raise ValueError("z0: contains non-finite values (NaN or inf)")
-    return z0
-
-
-def _finite(x) -> bool:
-    """False only for a concrete array with a NaN or inf (traced values pass)."""
-    return isinstance(x, jax.core.Tracer) or bool(jnp.all(jnp.isfinite(x)))
+    return check_finite("z0", z0)
 
 
 def _check(problem, closed_loop):
@@ -41,7 +34,7 @@ def _check(problem, closed_loop):
         raise ValueError(f"closed_loop: transition must be square with >= {n} rows")
     if g.shape != (m.shape[0], n):
         raise ValueError(f"closed_loop: noise_gain must have shape ({m.shape[0]}, {n})")
-    if not (_finite(m) and _finite(g)):
+    if not (is_finite(m) and is_finite(g)):
         raise ValueError("closed_loop: transition or noise_gain is not finite")
 
 

@@ -5,13 +5,9 @@ import numpy as np
 from stability._validation import check_int, check_scalar
 
 
-def _check_n(n):
-    return check_int("n", n, low=1)
-
-
 def uniform(n, low=1.0, high=None):
     """``n`` equally spaced eigenvalues on ``[low, high]`` (all ``low`` if no high)."""
-    n = _check_n(n)
+    n = check_int("n", n, low=1)
     low = check_scalar("low", low, low=0.0, low_open=True)
     high = low if high is None else check_scalar("high", high, low=low)
     return np.linspace(high, low, n)
@@ -19,7 +15,7 @@ def uniform(n, low=1.0, high=None):
 
 def power_law(n, scale=1.0, exponent=1.0):
     """``scale / i**exponent`` for ``i = 1..n``: the classic ``1/i`` NQM spectrum."""
-    n = _check_n(n)
+    n = check_int("n", n, low=1)
     scale = check_scalar("scale", scale, low=0.0, low_open=True)
     exponent = check_scalar("exponent", exponent, low=0.0)
     return scale / np.arange(1, n + 1) ** exponent
@@ -28,7 +24,7 @@ def power_law(n, scale=1.0, exponent=1.0):
 def two_level(n, high=1.0, low=1e-2, fraction_high=0.5):
     """A fraction ``fraction_high`` of the eigenvalues at ``high``, the rest at
     ``low``."""
-    n = _check_n(n)
+    n = check_int("n", n, low=1)
     low = check_scalar("low", low, low=0.0, low_open=True)
     high = check_scalar("high", high, low=low)
     frac = check_scalar("fraction_high", fraction_high, low=0.0, high=1.0)
@@ -38,7 +34,7 @@ def two_level(n, high=1.0, low=1e-2, fraction_high=0.5):
 
 def log_uniform(n, low=1e-3, high=1.0, *, seed=None):
     """Eigenvalues log-spaced on ``[low, high]``, or drawn log-uniformly if ``seed``."""
-    n = _check_n(n)
+    n = check_int("n", n, low=1)
     low = check_scalar("low", low, low=0.0, low_open=True)
     high = check_scalar("high", high, low=low)
     if seed is None:
