@@ -19,10 +19,16 @@ ratio is the median of the per-round ratios, which a change of load hits alike.
 ``--vector-width 512`` compiles every step with the XLA CPU option
 ``xla_cpu_prefer_vector_width=512`` (XLA prefers 256-bit vectors by default).
 
+``--train-step`` times whole training steps instead: the forward and backward pass
+of a CNN followed by an MLP whose parameters are that pytree, on a fixed random batch
+of ``--batch`` images, then the optimizer's update, jitted together. Its ratio is
+what switching from Adam to STAR costs a training loop of that size.
+
 Run (CPU)::
 
     /work/venv/bin/python benchmarks/bench_step.py --sizes 10k 1M 10M
     /work/venv/bin/python benchmarks/bench_step.py --interleave --vector-width 512
+    /work/venv/bin/python benchmarks/bench_step.py --train-step --interleave
 
 The load of the machine (``uptime``) is printed before and after: timings taken
 while other processes share the cores are not comparable.
@@ -107,24 +113,73 @@ def compulsory_bytes(name: str, params) -> int:
     return 4 * n * per_element.get(name, per_element_lopt)
 
 
-def compile_step(opt, params, grads, compiler_options: dict):
-    """A callable running one jitted, donated step in place, and its cost analysis."""
+def image_shape(size: str) -> tuple[int, int, int]:
+    """``(height, width, channels)`` of the input images for which the stride-2 convs
+    of :func:`make_params` end in exactly as many features as the first dense layer
+    takes."""
+    convs, dense = SIZES[size]
+    cells = dense[0] // convs[-1]
+    height = 2 ** (int(np.log2(cells)) // 2)
+    width = cells // height
+    if height * width * convs[-1] != dense[0]:
+        raise ValueError(f"size {size!r}: convs do not end in {dense[0]} features")
+    scale = 2 ** (len(convs) - 1)
+    return height * scale, width * scale, convs[0]
 
-    def step(p, s, g):
-        updates, s = opt.update(g, s, p)
+
+def model_loss(params: dict, images: jax.Array, labels: jax.Array) -> jax.Array:
+    """Cross-entropy of the CNN + MLP that :func:`make_params` describes: 3x3 stride-2
+    convs with ReLU, flattened, then dense layers with a scale-only layer norm and
+    ReLU between them, logits divided by the temperature."""
+    x = images
+    convs = sorted(k for k in params if k.startswith("conv"))
+    for name in convs:
+        layer = params[name]
+        x = jax.lax.conv_general_dilated(
+            x,
+            layer["kernel"],
+            (2, 2),
+            "SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        x = jax.nn.relu(x + layer["bias"])
+    x = x.reshape(x.shape[0], -1)
+    dense = sorted(k for k in params if k.startswith("dense"))
+    for i, name in enumerate(dense):
+        layer = params[name]
+        x = x @ layer["kernel"] + layer["bias"]
+        x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + 1e-6)
+        x = x * layer["ln_scale"]
+        if i < len(dense) - 1:
+            x = jax.nn.relu(x)
+    logits = x / params["temperature"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def compile_step(opt, params, inputs: tuple, compiler_options: dict, train=False):
+    """A callable running one jitted, donated step in place, and its cost analysis.
+
+    ``inputs`` are the gradients, ``(grads,)``, or with ``train`` a batch,
+    ``(images, labels)``, from which the step takes the gradients of
+    :func:`model_loss` itself.
+    """
+
+    def step(p, s, *inputs):
+        grads = jax.grad(model_loss)(p, *inputs) if train else inputs[0]
+        updates, s = opt.update(grads, s, p)
         return optax.apply_updates(p, updates), s
 
     jitted = jax.jit(step, donate_argnums=(0, 1), compiler_options=compiler_options)
     params = jax.tree.map(jnp.array, params)  # private copies: they get donated
     state = opt.init(params)
-    compiled = jitted.lower(params, state, grads).compile()
+    compiled = jitted.lower(params, state, *inputs).compile()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list | tuple) else cost
     box = [params, state]
 
     def call() -> float:
         t0 = time.perf_counter()
-        box[0], box[1] = compiled(box[0], box[1], grads)
+        box[0], box[1] = compiled(box[0], box[1], *inputs)
         jax.block_until_ready(box)
         return time.perf_counter() - t0
 
@@ -213,7 +268,16 @@ def main(argv=None):
         help="XLA CPU compiler option xla_cpu_prefer_vector_width for every "
         "optimizer's step (XLA's default prefers 256-bit vectors)",
     )
+    parser.add_argument(
+        "--train-step",
+        action="store_true",
+        help="time whole training steps (forward, backward, update) of a CNN + MLP "
+        "with these parameters; the naive ports are left out",
+    )
+    parser.add_argument("--batch", type=int, default=128, help="with --train-step")
     args = parser.parse_args(argv)
+    if args.batch < 1:
+        parser.error("--batch must be a positive integer")
     options = {}
     if args.vector_width is not None:
         options["xla_cpu_prefer_vector_width"] = args.vector_width
@@ -224,6 +288,12 @@ def main(argv=None):
     gbs = bandwidth / 1e9
     print(f"# memory bandwidth (jitted in-place x + 1, 256 MiB): {gbs:.1f} GB/s")
     opts = optimizers()
+    if args.train_step:
+        opts = {k: v for k, v in opts.items() if "naive" not in k}
+        print(
+            f"# whole training steps, batch {args.batch}: the floor columns are the "
+            "optimizer's alone"
+        )
     if args.only:
         opts = {k: v for k, v in opts.items() if k in args.only or k == "adam"}
     header = (
@@ -245,7 +315,17 @@ def main(argv=None):
             for name in opts
             if "naive" not in name or list(SIZES).index(size) <= naive_limit
         ]
-        compiled = {n: compile_step(opts[n], params, grads, options) for n in names}
+        inputs = (grads,)
+        if args.train_step:
+            images = jax.random.normal(
+                jax.random.key(2), (args.batch, *image_shape(size)), jnp.float32
+            )
+            labels = jax.random.randint(jax.random.key(3), (args.batch,), 0, 10)
+            inputs = (images, labels)
+        compiled = {
+            n: compile_step(opts[n], params, inputs, options, train=args.train_step)
+            for n in names
+        }
         repeats = {
             n: args.repeats if "naive" not in n else max(3, args.repeats // 4)
             for n in names
