@@ -80,6 +80,7 @@ def test_nominal_region_is_shifted_and_preconditioned():
 def test_is_stable_and_rate():
     m = np.diag([0.5, -0.9])
     assert analyses.is_stable(m) and not analyses.is_stable(m, tol=0.2)
+    assert not analyses.is_stable(np.diag([0.5, -1.0]))  # rho = 1 exactly
     np.testing.assert_allclose(analyses.convergence_rate(m), -np.log(0.9))
 
 

@@ -10,6 +10,7 @@ import pytest
 from stability.lopt import dynamics as dy
 from stability.lopt import star
 from stability.lopt.tasks import Evaluation
+from stability.lopt.theta import MOMENTUM_DECAYS
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,26 @@ def test_pushed_nominal_step_predicts_and_shows_divergence(problem):
     assert sweep.predicted_diverges.tolist() == [False, True]
     assert sweep.observed_diverges.tolist() == [False, True]
     assert not sweep.disagree.any() and not sweep.note
+    # the loop is linear, so rho is the same at every step and the predicted loss
+    # ratio after 30 steps is rho^(2 * 30)
+    np.testing.assert_allclose(sweep.rho_max, sweep.rho_initial, rtol=1e-9)
+    assert sweep.predicted_log_growth[0] == 0
+    np.testing.assert_allclose(
+        sweep.predicted_log_growth[1], 60 * np.log(sweep.rho_max[1]), rtol=1e-9
+    )
+
+
+def test_parameter_block_radius_is_the_nominal_steps(problem):
+    # AggMo nominal term alone: phi' = phi - (a/3) sum_k (b_k m_k + (1 - b_k) H phi),
+    # so the parameter block is I - a c H, with c the mean of STAR's 1 - b_k
+    rec = dy.linearized_star_along_trajectory(
+        None, problem, 4, nominal_stepsize=10.0, nominal_estimator="AggMo"
+    )
+    one_minus = 1 - np.float32(MOMENTUM_DECAYS).astype(np.float64)
+    h = np.linalg.eigvalsh(problem.hessian)
+    expected = np.max(np.abs(1 - 10.0 * np.mean(one_minus) * h))
+    np.testing.assert_allclose(rec.rho_params, expected, rtol=1e-12)
+    assert np.all(np.abs(rec.rho - expected) > 1e-3)  # the joint loop's differs
 
 
 def test_pushed_adam_aggmo_step_has_rho_above_one(problem):

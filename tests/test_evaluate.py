@@ -9,11 +9,12 @@ import numpy as np
 import optax
 import pytest
 
-from stability import cli
+from stability import cli, optimizers
 from stability.lopt import evaluate as ev
 from stability.lopt import init_theta, star, zero_output_layer
 from stability.lopt.io import save_theta
 from stability.lopt.tasks import get_task
+from stability.lopt.theta import MOMENTUM_DECAYS, RMS_DECAYS
 
 
 @pytest.fixture(scope="module")
@@ -43,33 +44,49 @@ def test_divergence_is_flagged(task):
     rec = ev.inner_train(task, optax.adam(10.0), 20, seed=[0, 1], record_every=10)
     assert rec.diverged_by().all()
     assert np.all(rec.diverged_step == 10)
+    assert rec.diverged_by(10).all()  # at or before: the window ending at 10 counts
+
+
+def test_divergence_is_any_rise_above_the_initial_loss(task):
+    # gradient ascent with a small step: the loss rises, slowly and finitely
+    rec = ev.inner_train(task, optax.sgd(-1e-3), 20, seed=[0, 1], record_every=10)
+    assert np.all(rec.final_train_loss() > rec.initial_loss)
+    assert np.all(rec.final_train_loss() < 1.1 * rec.initial_loss)
+    assert np.all(rec.diverged_step == 10) and np.all(rec.nonfinite_step == -1)
 
 
 def test_nominal_only_equals_star_with_zero_output_layer():
     theta = zero_output_layer(init_theta(jax.random.key(1), heads=3))
     params = {"w": jnp.ones((3, 2), jnp.float32), "b": jnp.zeros(2, jnp.float32)}
     ref, ours = star(theta, nominal_stepsize=0.05), ev.nominal_only(0.05)
+    # the optimizer of the analyses is the same nominal term, given STAR's decays as
+    # STAR rounds them (float32); its default eps is STAR's
+    analysed = optimizers.adam_aggmo(
+        0.05,
+        betas=[float(np.float32(b)) for b in MOMENTUM_DECAYS],
+        beta2=float(np.float32(RMS_DECAYS[0])),
+    )
 
     @jax.jit
     def run(params):
         def step(carry, t):
-            (p_ref, s_ref), (p_ours, s_ours) = carry
-            g = jax.tree.map(lambda x: jnp.sin(x + t) + 0.1, p_ref)
-            u_ref, s_ref = ref.update(g, s_ref, p_ref)
-            u_ours, s_ours = ours.update(g, s_ours, p_ours)
-            p_ref = optax.apply_updates(p_ref, u_ref)
-            p_ours = optax.apply_updates(p_ours, u_ours)
-            return ((p_ref, s_ref), (p_ours, s_ours)), None
+            g = jax.tree.map(lambda x: jnp.sin(x + t) + 0.1, carry[0][0])
+            out = []
+            for opt, (p, s) in zip((ref, ours, analysed), carry, strict=True):
+                u, s = opt.update(g, s, p)
+                out.append((optax.apply_updates(p, u), s))
+            return tuple(out), None
 
-        init = ((params, ref.init(params)), (params, ours.init(params)))
+        init = tuple((params, opt.init(params)) for opt in (ref, ours, analysed))
         steps = jnp.arange(4, dtype=jnp.float32)
-        ((p_ref, _), (p_ours, _)), _ = jax.lax.scan(step, init, steps)
-        return p_ref, p_ours
+        final, _ = jax.lax.scan(step, init, steps)
+        return [p for p, _ in final]
 
-    p_ref, p_ours = run(params)
-    for a, b in zip(jax.tree.leaves(p_ref), jax.tree.leaves(p_ours), strict=True):
-        assert b.dtype == jnp.float32
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    p_ref, *others = run(params)
+    for p_other in others:
+        for a, b in zip(jax.tree.leaves(p_ref), jax.tree.leaves(p_other), strict=True):
+            assert b.dtype == jnp.float32
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_tuning_picks_the_best_grid_point(task):

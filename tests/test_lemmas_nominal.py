@@ -82,6 +82,16 @@ def test_per_direction_condition_is_exact(seed):
     assert cond.non_strict.all() == (rho <= 1 + 1e-9)
 
 
+@pytest.mark.parametrize("p0", [-0.5, 1.5])
+def test_a_pair_on_its_bound_is_not_strictly_inside(p0):
+    # H = diag(1, 4), alpha = 0.5: the bounds are -0.5 < p_i < 2 / h_i - 0.5
+    cond = nominal.per_direction_condition(
+        np.diag([1.0, 4.0]), np.diag([p0, -0.25]), 0.5
+    )
+    assert cond.strict.tolist() == [False, True] and cond.non_strict.all()
+    assert cond.rho == 1.0 and not cond.stable
+
+
 def test_per_direction_condition_needs_commuting_P():
     H = np.array([[2.0, 0.5], [0.5, 1.0]])
     with pytest.raises(ValueError, match="P: must commute with H"):

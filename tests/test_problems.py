@@ -114,6 +114,29 @@ def test_modal_blocks_refuses_dense_problem():
         problems.expected_losses(p, loop, 10, method="modal")
 
 
+def test_rotated_problem_has_the_same_losses():
+    p = dense_problem(3, seed=2)
+    r = problems.rotated(p, problems.random_rotation(3, 7))
+    for opt in (optimizers.gd(0.5), optimizers.heavy_ball(0.3, 0.6)):
+        a = problems.expected_losses(p, operators.closed_loop(opt, p), 20)
+        b = problems.expected_losses(r, operators.closed_loop(opt, r), 20)
+        np.testing.assert_allclose(b, a, rtol=1e-10)
+        assert problems.stationary_loss(r, operators.closed_loop(opt, r)) == (
+            pytest.approx(problems.stationary_loss(p, operators.closed_loop(opt, p)))
+        )
+
+
+def test_stationary_loss_is_inf_on_the_stability_boundary():
+    p = NoisyQuadratic.from_eigenvalues([0.5, 1.0], noise_var=0.1)
+    # gd at lr h = 2: the stiff mode flips sign for ever, rho = 1 exactly
+    assert problems.stationary_loss(
+        p, operators.closed_loop(optimizers.gd(2.0), p)
+    ) == (np.inf)
+    assert np.isfinite(
+        problems.stationary_loss(p, operators.closed_loop(optimizers.gd(1.9), p))
+    )
+
+
 def test_bad_rotation_state_and_loop():
     p = NoisyQuadratic.from_eigenvalues([1.0, 2.0], noise_var=0.1)
     q = problems.random_rotation(2, 0)
