@@ -129,9 +129,8 @@ def test_rotated_problem_has_the_same_losses():
 def test_stationary_loss_is_inf_on_the_stability_boundary():
     p = NoisyQuadratic.from_eigenvalues([0.5, 1.0], noise_var=0.1)
     # gd at lr h = 2: the stiff mode flips sign for ever, rho = 1 exactly
-    assert problems.stationary_loss(
-        p, operators.closed_loop(optimizers.gd(2.0), p)
-    ) == (np.inf)
+    loop = operators.closed_loop(optimizers.gd(2.0), p)
+    assert problems.stationary_loss(p, loop) == np.inf
     assert np.isfinite(
         problems.stationary_loss(p, operators.closed_loop(optimizers.gd(1.9), p))
     )
