@@ -374,6 +374,7 @@ def test_save_load_theta_roundtrip(tmp_path):
 
 
 def test_json_safe_and_atomic_write(tmp_path):
+    assert json_safe({"b": True})["b"] is True  # not 1, which also == True
     x = {
         1: (np.float32(0.5), np.int64(3), np.bool_(True), None, "s"),
         "a": np.array([[1 / 3, np.nan], [np.inf, 2.0]]),

@@ -41,6 +41,7 @@ def test_from_eigenvalues_and_spectra():
     assert p.is_diagonal and p.dim == 5
     np.testing.assert_allclose(np.diag(p.hessian), 1 / np.arange(1, 6))
     assert problems.spectra.two_level(4, 1.0, 0.01).tolist() == [1, 1, 0.01, 0.01]
+    assert problems.spectra.uniform(3, 1.0, 3.0).tolist() == [3, 2, 1]  # largest first
     lu = problems.spectra.log_uniform(10, 1e-3, 1.0, seed=1)
     assert lu.min() >= 1e-3 and lu.max() <= 1 and np.all(np.diff(lu) <= 0)
     with pytest.raises(ValueError, match="eigenvalues"):

@@ -270,3 +270,52 @@ def test_conv_matches_lax():
 
     for got, want in both(jax.random.key(0)):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_mlp_has_no_activation_after_its_last_layer():
+    p = _nets.init(jax.random.key(0), _nets.mlp_spec([6, 5, 4]))
+    x = np.asarray(jax.random.normal(jax.random.key(1), (3, 2, 3)), np.float64)
+    w = {k: {n: np.asarray(a, np.float64) for n, a in v.items()} for k, v in p.items()}
+    h = np.maximum(x.reshape(3, 6) @ w["dense_0"]["w"] + w["dense_0"]["b"], 0)
+    ref = h @ w["dense_1"]["w"] + w["dense_1"]["b"]
+    assert np.any(ref < 0)  # logits, not ReLUs
+    np.testing.assert_allclose(
+        _nets.mlp(p, jnp.asarray(x, jnp.float32), "relu"), ref, atol=1e-5
+    )
+
+
+def test_lstm_forget_gate_starts_open():
+    # lstm() splits the gates as (i, f, g, o): the bias is 1 on f, 0 elsewhere
+    b = np.asarray(_nets.init(jax.random.key(0), _nets.lstm_spec(5, 3, 4))["lstm"]["b"])
+    np.testing.assert_array_equal(b, np.repeat([0.0, 1.0, 0.0, 0.0], 4))
+
+
+def test_attention_matches_numpy_and_is_causal():
+    b, t, d, heads = 2, 5, 8, 2
+    spec = _nets.transformer_spec(vocab=7, seq_len=t, width=d, n_layers=1, ff=16)
+    p = _nets.init(jax.random.key(0), spec)["block_0"]
+    p = jax.tree.map(lambda a: a + 0.1, p)  # non-zero biases
+    x = jax.random.normal(jax.random.key(1), (b, t, d), jnp.float32)
+    got = np.asarray(_nets._causal_attention(p, x, heads), np.float64)
+
+    x64, w = np.asarray(x, np.float64), jax.tree.map(np.float64, p)
+    q, k, v = np.split(x64 @ w["qkv"]["w"] + w["qkv"]["b"], 3, axis=-1)
+    dh = d // heads
+    out = np.zeros((b, t, d))
+    for n in range(b):
+        for h in range(heads):
+            cols = slice(h * dh, (h + 1) * dh)
+            for i in range(t):  # query i attends to keys 0..i
+                s = q[n, i, cols] @ k[n, : i + 1, cols].T / np.sqrt(dh)
+                a = np.exp(s - s.max())
+                out[n, i, cols] = (a / a.sum()) @ v[n, : i + 1, cols]
+    ref = out @ w["proj"]["w"] + w["proj"]["b"]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+    # the whole network: logits up to position 2 ignore the tokens after it
+    full = _nets.init(jax.random.key(2), spec)
+    tokens = jnp.asarray([[1, 4, 2, 6, 0], [3, 3, 5, 1, 2]])
+    a = _nets.transformer(full, tokens, heads)
+    c = _nets.transformer(full, tokens.at[:, 3:].set(5), heads)
+    np.testing.assert_allclose(a[:, :3], c[:, :3], atol=1e-6)
+    assert np.max(np.abs(a[:, 3:] - c[:, 3:])) > 1e-3
