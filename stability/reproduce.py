@@ -1014,9 +1014,7 @@ def _fig05(q: Quality) -> Drawn:
             )
             ax.set_yscale("log")
             ax.set_title(f"({'abcd'[k]}) {label}")
-            mean = losses.mean(0)
-            se = losses.std(0, ddof=1) / np.sqrt(seeds)
-            z = np.abs(mean - exact) / se
+            z = _standard_scores(losses, exact)
             short = label.split(",")[0]
             numbers[f"{short}: max |sim - exact| / s.e."] = _fmt(z.max(), 3)
             numbers[f"{short}: fraction of steps within 3 s.e."] = _fmt(
@@ -1213,6 +1211,30 @@ def _records_note(q: Quality) -> str:
         " Drawn from the records shipped in stability/lopt/records/ (--full reruns "
         "the meta-training and the evaluation)."
     )
+
+
+def _standard_scores(losses, exact):
+    """``|mean - exact| / s.e.`` per step: the seeds' mean loss against the exact
+    expectation, in standard errors of that mean (``losses``: seeds x steps)."""
+    import numpy as np
+
+    losses = np.asarray(losses, float)
+    se = losses.std(0, ddof=1) / np.sqrt(losses.shape[0])
+    return np.abs(losses.mean(0) - np.asarray(exact)) / se
+
+
+def _first_spike(losses, window=50, factor=100):
+    """Means of the consecutive ``window``-step windows of ``losses``, and the first
+    step of the first window, from the third on, whose mean exceeds ``factor`` times
+    the lowest mean of the windows before it (``None`` if none does). Window means
+    average the noise out."""
+    import numpy as np
+
+    losses = np.asarray(losses, float)
+    means = losses[: losses.size // window * window].reshape(-1, window).mean(axis=1)
+    best = np.minimum.accumulate(means)
+    spike = np.flatnonzero(means[2:] > factor * best[1:-1])
+    return means, (int(spike[0] + 2) * window if spike.size else None)
 
 
 @_register("fig06", "meta_training", "Meta-training curves")
@@ -1623,15 +1645,9 @@ def _fig09(q: Quality) -> Drawn:
             numbers[f"{tag}: median / max rho (t >= 100)"] = (
                 f"{_fmt(np.median(rho[late]))} / {_fmt(np.max(rho[late]))}"
             )
-            # a spike: a 50-step window whose mean loss is 100x the best earlier
-            # window mean (window means average the noise out)
-            means = losses[: steps // 50 * 50].reshape(-1, 50).mean(axis=1)
-            best = np.minimum.accumulate(means)
-            spike = np.flatnonzero(means[2:] > 100 * best[1:-1]) + 2
+            means, spike = _first_spike(losses[:steps])
             numbers[f"{tag}: first loss spike (50-step mean > 100x best so far)"] = (
-                f"steps {int(spike[0]) * 50}-{int(spike[0]) * 50 + 49}"
-                if spike.size
-                else "none"
+                f"steps {spike}-{spike + 49}" if spike is not None else "none"
             )
             numbers[f"{tag}: lowest 50-step mean loss (steps) / final loss"] = (
                 f"{_fmt(means.min())} ({int(np.argmin(means)) * 50}-"

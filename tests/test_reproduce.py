@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from stability import reproduce
@@ -427,3 +428,23 @@ def test_full_pipeline_for_real_on_a_tiny_budget(tmp_path, monkeypatch):
     assert "Records rerun by this --full run" in report
     for name in ("fig06_meta_training", "fig07_long_horizon", "fig08_generalization"):
         _check_image(tmp_path / f"{name}.png")
+
+
+def test_standard_scores_are_in_standard_errors_of_the_mean():
+    losses = np.array([[1.0, 4.0], [3.0, 8.0], [2.0, 6.0], [2.0, 6.0]])
+    se = np.array([np.sqrt(2 / 3), np.sqrt(8 / 3)]) / 2  # sample s.d. / sqrt(4)
+    np.testing.assert_allclose(
+        reproduce._standard_scores(losses, [1.0, 7.0]), [1 / se[0], 1 / se[1]]
+    )
+
+
+def test_first_spike_is_a_window_mean_100x_the_best_before_it():
+    def windows(*means):
+        return np.repeat(means, 50) + np.tile([-0.5, 0.5], 25 * len(means))
+
+    means, spike = reproduce._first_spike(windows(10, 1, 2, 50, 500, 1))
+    np.testing.assert_allclose(means, [10, 1, 2, 50, 500, 1])
+    assert spike == 200  # window 4: 500 > 100 x 1
+    assert reproduce._first_spike(windows(10, 1, 150))[1] == 100
+    assert reproduce._first_spike(windows(1000, 1, 99, 5))[1] is None
+    assert reproduce._first_spike(np.ones(120))[0].size == 2  # whole windows only
