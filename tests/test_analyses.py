@@ -66,6 +66,21 @@ def test_region_record_and_boundary():
     )
 
 
+def test_region_record_fixed_arguments():
+    lrs = np.array([0.5, 1.0])
+    # AggMo without betas records the default decays it used
+    default = analyses.stability_region("aggmo", lr=lrs, curvature=1.0)
+    assert default.fixed == {"curvature": 1.0, "betas": (0.9, 0.99, 0.999)}
+    # the preconditioner is recorded exactly when it is used
+    p = np.array([0.0, 0.5])
+    plain = analyses.stability_region("nominal", alpha=0.5, p=p, curvature=4.0)
+    pre = analyses.stability_region(
+        "nominal", alpha=0.5, p=p, curvature=4.0, precondition=True
+    )
+    assert "precondition" not in plain.fixed
+    assert pre.fixed["precondition"] is True
+
+
 def test_nominal_region_is_shifted_and_preconditioned():
     p = np.linspace(-1, 3, 401)
     plain = analyses.stability_region("nominal", alpha=0.5, p=p, curvature=4.0)

@@ -30,6 +30,15 @@ def test_claim_shape():
     assert all(isinstance(v, float) for v in adaptive.bounds(inst).values())
 
 
+def test_ends_stable_checks_the_largest_step():
+    # H = 1, P = 0: A(alpha) = 1 - alpha, stable at 0.5 (0.5), not at 3 (-2)
+    for alphas in ([3.0, 0.5], [0.5, 3.0], [3.0]):
+        inst = adaptive.make_instance(H=[[1.0]], P=[[0.0]], alphas=alphas)
+        assert not adaptive.hypotheses(inst)["ends_stable"]
+    inst = adaptive.make_instance(H=[[1.0]], P=[[0.0]], alphas=[1.5, 0.5])
+    assert adaptive.hypotheses(inst)["ends_stable"]
+
+
 @given(
     seed=st.integers(0, 2**31 - 1),
     n=st.integers(1, 8),

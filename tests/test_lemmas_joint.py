@@ -23,6 +23,15 @@ def test_claim_shape():
     assert all(isinstance(v, float) for v in joint.bounds(inst).values())
 
 
+def test_zero_decay_is_nonnegative():
+    # decays in [0, 1): beta = 0 (plain gd as heavy ball) is allowed
+    for family, betas in (("heavy_ball", 0.0), ("aggmo", (0.0, 0.9))):
+        inst = joint.make_instance(family=family, H=[[1.0]], lr=1.0, betas=betas)
+        assert joint.hypotheses(inst)["nonnegative_decays"]
+    inst = joint.make_instance(family="heavy_ball", H=[[1.0]], lr=1.0, betas=-0.1)
+    assert not joint.hypotheses(inst)["nonnegative_decays"]
+
+
 @given(
     seed=st.integers(0, 2**31 - 1),
     family=st.sampled_from(joint.MOMENTUM_FAMILIES),

@@ -24,6 +24,47 @@ def test_claim_shape():
     assert all(isinstance(v, float) for v in metagrad.bounds(inst).values())
 
 
+def test_predicted_rate_is_two_log_rho():
+    # H = 1, alpha = 0.5, P = 2: A = 1 - 2.5 = -1.5, predicted rate 2 log 1.5
+    inst = metagrad.make_instance(H=[[1.0]], P=[[2.0]], alpha=0.5, horizon=8)
+    b = metagrad.bounds(inst)
+    assert b["rho"] == pytest.approx(1.5, rel=1e-15)
+    assert b["predicted_rate"] == pytest.approx(2 * np.log(1.5), rel=1e-14)
+    # stable: no growth predicted
+    stable = metagrad.make_instance(H=[[1.0]], P=[[0.0]], alpha=0.5, horizon=8)
+    assert metagrad.bounds(stable)["predicted_rate"] == 0.0
+
+
+def test_horizon_resolves_needs_log_20_T():
+    # A = 0.75 at T = 16: T |log rho| = 16 log(4/3) = 4.60, above log 20 = 3.00 but
+    # below log(20 T) = log 320 = 5.77, so the horizon does not resolve rho
+    inst = metagrad.make_instance(H=[[1.0]], P=[[0.0]], alpha=0.25, horizon=16)
+    assert np.log(20) < 16 * np.log(4 / 3) < np.log(320)
+    assert not metagrad.hypotheses(inst)["horizon_resolves"]
+    # T = 32: 32 log(4/3) = 9.21 >= log 640 = 6.46
+    assert metagrad.hypotheses(inst._replace(horizon=32))["horizon_resolves"]
+
+
+@pytest.mark.parametrize(
+    "norms, expected",
+    [
+        ((1.0, 0.1, 4.0), True),  # 4 <= 8 max(1, 0.1) = 8
+        ((0.1, 1.0, 8.0), True),  # the factor is inclusive
+        ((1.0, 0.1, 8.5), False),
+        ((1.0, 0.1, np.inf), False),
+    ],
+)
+def test_bounded_compares_with_the_larger_earlier_norm(monkeypatch, norms, expected):
+    inst = metagrad.make_instance(H=[[1.0]], P=[[0.0]], alpha=0.5, horizon=4)
+
+    def fake(instance, horizons):
+        assert list(horizons) == [4, 8, 16]
+        return np.array(norms)
+
+    monkeypatch.setattr(metagrad, "gradient_norms", fake)
+    assert metagrad.bounded(inst) is expected
+
+
 @given(
     seed=st.integers(0, 2**31 - 1),
     n=st.integers(1, 8),

@@ -102,6 +102,13 @@ def test_aggmo_worst_case_bounds_the_stability_edge():
     assert inside.stable and not past.stable
 
 
+def test_worst_case_at_rho_one_is_not_stable():
+    # gd with lr = 1 on [1, 2]: rho(2) = |1 - 2| = 1 exactly, the edge is not stable
+    w = ra.worst_case_curvature("gd", 1.0, 2.0, lr=1.0)
+    assert w.curvature == 2.0 and w.rho == 1.0
+    assert not w.stable
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -194,6 +201,41 @@ def test_worst_case_box_with_a_lower_end():
     H = np.diag([1.0, 4.0])
     w = ra.worst_case_multiplicative(H, np.eye(2), 0.1, 0.5, d_min=0.2)
     assert np.all(w.delta >= 0.2) and w.rho == pytest.approx(1.4)
+
+
+def test_worst_case_box_ascent_stays_above_the_lower_end():
+    # rho(d) = |1 - d| on [0.2, 0.5] grows as d shrinks: the worst case is the lower
+    # end, rho = 0.8, and the ascent must not step below it
+    w = ra.worst_case_multiplicative([[1.0]], [[1.0]], 0.0, 0.5, d_min=0.2)
+    assert 0.2 <= w.delta[0] <= 0.5
+    assert w.delta[0] == 0.2 and w.rho == pytest.approx(0.8, rel=1e-15)
+
+
+def test_worst_case_box_ascent_finds_an_edge_maximum():
+    """num_samples=0 leaves the vertices as the only candidates; on this system the
+    worst Delta lies inside an edge of the box, so only the pattern ascent finds it."""
+    n = 5
+    H, P, alpha, d_max = _system(np.random.default_rng(1388), n, symmetric=False)
+    w = ra.worst_case_multiplicative(H, P, alpha, d_max, num_samples=0)
+
+    def rho(d):  # numpy, independent of the module
+        k = alpha * np.eye(n) + np.diag(d) @ P
+        return float(np.max(np.abs(np.linalg.eigvals(np.eye(n) - k @ H))))
+
+    verts = d_max * np.array(list(itertools.product((0.0, 1.0), repeat=n)))
+    worst_vertex = max(rho(v) for v in verts)
+    assert w.vertex_rho == pytest.approx(worst_vertex, rel=1e-12)
+    assert w.rho == pytest.approx(rho(w.delta), rel=1e-12)
+    assert w.rho > 1.01 * worst_vertex
+    # one coordinate strictly inside, and the search is the maximum along that edge
+    inner = np.flatnonzero((w.delta > 0) & (w.delta < d_max))
+    assert inner.size == 1
+    line = []
+    for t in np.linspace(0, d_max, 2001):
+        d = w.delta.copy()
+        d[inner[0]] = t
+        line.append(rho(d))
+    assert w.rho >= max(line) - 1e-12
 
 
 @pytest.mark.parametrize(

@@ -281,6 +281,15 @@ def test_gd_and_theorem_one_ranges():
     assert sympy.simplify(pre.x_star - (2 / sympy.sqrt(h) - a)) == 0
 
 
+def test_heavy_ball_solved_for_beta_takes_the_larger_lower_limit():
+    # conditions 1 + beta > 0 and 2(1 + beta) - x > 0 both bound beta below; with
+    # x > 0 the second, (x - 2)/2 > -1, is the binding one; 1 - beta > 0 bounds above
+    x = sympy.Symbol("x", positive=True)
+    b = S.stability_boundary("heavy_ball", x, beta=BETA, variable=BETA)
+    assert sympy.simplify(b.lower - (x - 2) / 2) == 0
+    assert b.x_star == 1
+
+
 def test_aggmo_boundary_thirty_digits():
     b = S.stability_boundary("aggmo", betas=AGGMO_DEFAULT)
     # p(-1) is linear in x: x* = 2k / sum (1 - b_i) / (1 + b_i), here 6/(1/19 + ...).
