@@ -113,6 +113,13 @@ def compulsory_bytes(name: str, params) -> int:
     return 4 * n * per_element.get(name, per_element_lopt)
 
 
+def fake_grads(params: dict) -> dict:
+    """Gradients of scale 0.01, one fixed normal draw per leaf."""
+    return jax.tree.map(
+        lambda x: 0.01 * jax.random.normal(jax.random.key(1), x.shape, x.dtype), params
+    )
+
+
 def image_shape(size: str) -> tuple[int, int, int]:
     """``(height, width, channels)`` of the input images for which the stride-2 convs
     of :func:`make_params` end in exactly as many features as the first dense layer
@@ -306,22 +313,19 @@ def main(argv=None):
     for size in args.sizes:
         params = make_params(size)
         n = sum(x.size for x in jax.tree.leaves(params))
-        grads = jax.tree.map(
-            lambda x: 0.01 * jax.random.normal(jax.random.key(1), x.shape, x.dtype),
-            params,
-        )
         names = [
             name
             for name in opts
             if "naive" not in name or list(SIZES).index(size) <= naive_limit
         ]
-        inputs = (grads,)
         if args.train_step:
             images = jax.random.normal(
                 jax.random.key(2), (args.batch, *image_shape(size)), jnp.float32
             )
             labels = jax.random.randint(jax.random.key(3), (args.batch,), 0, 10)
             inputs = (images, labels)
+        else:
+            inputs = (fake_grads(params),)
         compiled = {
             n: compile_step(opts[n], params, inputs, options, train=args.train_step)
             for n in names

@@ -23,13 +23,14 @@ are similar through ``diag(1, lr, ..., lr)``).
 
 import jax.numpy as jnp
 
-FAMILIES = ("gd", "heavy_ball", "ema_momentum", "aggmo")
+# family -> the parameters its block takes
 _PARAMS = {
     "gd": (),
     "heavy_ball": ("beta",),
     "ema_momentum": ("beta",),
     "aggmo": ("betas",),
 }
+FAMILIES = tuple(_PARAMS)
 
 
 def _stack(rows):
