@@ -617,8 +617,8 @@ def _fig03(q: Quality) -> Drawn:
             d[:, None] * p_tilde[None, :] < 2 / h - alpha
         )
         exact &= np.logical_and.accumulate(exact, axis=0)
-        bad = int(np.sum(reg.stable != exact))
-        numbers["(a) cells disagreeing with Lemma 3"] = f"{bad} / {exact.size}"
+        bad, cells = _disagreement(reg.stable, exact)
+        numbers["(a) cells disagreeing with Lemma 3"] = f"{bad} / {cells}"
 
         # (b) worst case over diagonal Delta against d_max: symmetric P~ commuting
         # with H (Lemma 3 holds) versus a non-symmetric P~ with the same real
@@ -1237,6 +1237,15 @@ def _first_spike(losses, window=50, factor=100):
     return means, (int(spike[0] + 2) * window if spike.size else None)
 
 
+def _first_step(at, flags, start):
+    """The first of the increasing steps ``at`` that is ``>= start`` and where
+    ``flags`` holds, or ``None``."""
+    import numpy as np
+
+    hits = np.flatnonzero((np.asarray(at) >= start) & np.asarray(flags, bool))
+    return int(at[hits[0]]) if hits.size else None
+
+
 @_register("fig06", "meta_training", "Meta-training curves")
 def _fig06(q: Quality) -> Drawn:
     import numpy as np
@@ -1635,9 +1644,9 @@ def _fig09(q: Quality) -> Drawn:
                 bottom.legend(loc="upper left", fontsize=6)
             tag = f"{title}, {noise_label}"
             late = at >= 100
-            first = at[late & unstable]
+            first = _first_step(at, unstable, start=100)
             numbers[f"{tag}: first step (>= 100) with rho >= 1"] = (
-                str(int(first[0])) if first.size else "none"
+                "none" if first is None else str(first)
             )
             numbers[f"{tag}: fraction of checkpoints (t >= 100) with rho >= 1"] = _fmt(
                 np.mean(unstable[late]), 3

@@ -448,3 +448,48 @@ def test_first_spike_is_a_window_mean_100x_the_best_before_it():
     assert reproduce._first_spike(windows(10, 1, 150))[1] == 100
     assert reproduce._first_spike(windows(1000, 1, 99, 5))[1] is None
     assert reproduce._first_spike(np.ones(120))[0].size == 2  # whole windows only
+
+
+def test_first_step_at_or_after_the_start():
+    at = np.array([50, 100, 150, 200, 250])
+    assert reproduce._first_step(at, [1, 0, 0, 1, 1], start=100) == 200
+    assert reproduce._first_step(at, [1, 1, 0, 0, 1], start=100) == 100
+    assert reproduce._first_step(at, [1, 0, 0, 0, 0], start=100) is None
+
+
+def test_disagreement_counts_cells_wrong_either_way():
+    numeric = np.array([[True, True], [False, False], [True, False]])
+    exact = np.array([[True, False], [True, False], [True, False]])
+    assert reproduce._disagreement(numeric, exact) == (2, 6)
+    assert reproduce._disagreement(exact, exact) == (0, 6)
+
+
+def test_fig06_reports_the_first_window_and_the_final_totals(tmp_path, monkeypatch):
+    """The meta-loss "of the first W steps" is the trailing mean at step W, and the
+    skipped / reset counts are each run's final totals (the shipped runs have none:
+    a record with some is made from them)."""
+    import json
+
+    from stability.lopt import _records
+
+    shipped = json.loads((_records.RECORDS_DIR / _records.META_TRAINING).read_text())
+    curve = shipped["runs"]["star"]["curve"]
+    n = len(curve["step"])
+    curve["skipped_total"] = [0] * (n // 2) + [2] * (n - n // 2 - 1) + [3]
+    curve["diverged_total"] = [1] * (n - 1) + [5]
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / _records.META_TRAINING).write_text(json.dumps(shipped))
+    monkeypatch.setattr(reproduce, "rerun_lopt_records", lambda folder: records)
+    argv = ["--full", "--out", str(tmp_path), "--only", "fig06", "--no-lemmas"]
+    assert reproduce.main(argv) == 0
+    fig06 = _section((tmp_path / "REPORT.md").read_text(), "fig06_meta_training")
+    assert "| star: meta-gradients skipped / inner runs reset | 3 / 5 |" in fig06
+    window = shipped["window"]
+    for name, run in _records.load("meta_training", records)["runs"].items():
+        c = run["curve"]
+        (first,) = c["meta_loss_smooth"][c["step"] == window]
+        last = c["meta_loss_smooth"][-1]
+        key = f"{name}: meta-loss, mean of first / last {window} steps"
+        value = f"{reproduce._fmt(first)} / {reproduce._fmt(last)}"
+        assert f"| {key} | {value} |" in fig06
