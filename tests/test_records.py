@@ -10,7 +10,7 @@ from stability.lopt import _records
 from stability.lopt.meta_train import _LOG_FIELDS
 
 
-def _fake_run(path, steps=95, best=60):
+def _fake_run(path, steps=95, best=(20, 60)):
     path.mkdir()
     fields = _LOG_FIELDS
     with open(path / "log.csv", "w", newline="") as f:
@@ -28,7 +28,7 @@ def _fake_run(path, steps=95, best=60):
                         "objective": -s / 10,
                         "train_loss": 1.0,
                         "test_accuracy": 0.5,
-                        "best": s == best,
+                        "best": s in best,  # each new best is flagged
                         "wall_s": s,
                     }
                 )
@@ -59,7 +59,7 @@ def test_running_mean_against_a_loop():
 
 
 def test_meta_training_round_trip(tmp_path):
-    _fake_run(tmp_path / "a", best=60)
+    _fake_run(tmp_path / "a", best=(20, 60))
     rec = _records.compact_meta_training({"a": tmp_path / "a"}, every=10, window=5)
     _records._write_json(rec, tmp_path / "records" / _records.META_TRAINING)
     back = _records.load("meta_training", tmp_path / "records")
@@ -69,7 +69,7 @@ def test_meta_training_round_trip(tmp_path):
     # the trailing mean skips the NaN at step 7: steps 6, 8, 9, 10 at step 10
     np.testing.assert_allclose(run["curve"]["meta_loss_smooth"][0], -0.1 * 33 / 4)
     assert run["curve"]["skipped_total"][-1] == 1
-    assert run["best_step"] == 60 and run["wall_s"] == 47.5
+    assert run["best_step"] == 60 and run["wall_s"] == 47.5  # the last best
     assert run["command"].startswith("stability meta-train")
     np.testing.assert_array_equal(run["eval"]["step"], [0, 20, 40, 60, 80])
     with pytest.raises(ValueError, match="every"):
@@ -98,14 +98,14 @@ def test_evaluation_round_trip(tmp_path):
         ]
     }
     (d / "eval.json").write_text(json.dumps({"rows": rows, "info": info}))
-    loss = np.array([[1.0, 0.5, 0.0, np.inf], [1.0, 0.25, 0.1, 0.1]])
+    loss = np.array([[1.0, 0.5, 0.0, np.inf], [1.0, 0.25, 0.1, 0.1], [np.nan] * 4])
     np.savez(
         d / "curves.npz",
         **{
             "t/star/steps": np.arange(1, 5) * 10,
             "t/star/train_loss": loss,
-            "t/star/initial_loss": np.array([2.0, 4.0]),
-            "t/star/diverged_step": np.array([40, -1]),
+            "t/star/initial_loss": np.array([2.0, 4.0, 3.0]),
+            "t/star/diverged_step": np.array([40, -1, 0]),
         },
     )
     rec = _records.compact_evaluation(d, points=10)
@@ -118,7 +118,8 @@ def test_evaluation_round_trip(tmp_path):
     np.testing.assert_allclose(c["loss_geomean"][:3], want, rtol=5e-6)
     assert np.isnan(c["loss_max"][3])  # inf is written as null
     assert c["initial_loss"] == 3.0
-    np.testing.assert_array_equal(c["diverged_step"], [40, np.nan])  # None: never
+    # None (null, read back as NaN): never; 0: diverged at the first step
+    np.testing.assert_array_equal(c["diverged_step"], [40, np.nan, 0])
     assert back["rows"] == rows
     assert "metrics" not in back["tasks"]["t"]["learned"]["star"]
 

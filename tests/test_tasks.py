@@ -189,6 +189,23 @@ def test_digits_split_is_fixed_and_stratified():
         np.testing.assert_array_equal(u, v)
 
 
+def test_stratified_split_holds_out_the_nearest_count_of_each_class():
+    y = np.repeat([0, 1, 2], [13, 7, 10])  # 0.2 x 13 = 2.6, 0.2 x 7 = 1.4
+    train, test = _data._stratified_split(y, 0.2)
+    np.testing.assert_array_equal(np.bincount(y[test]), [3, 1, 2])
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, test])), range(30))
+    assert np.all(np.diff(train) > 0) and np.all(np.diff(test) > 0)
+
+
+def test_uniform_indices_cover_the_range_evenly():
+    n = 7
+    idx = np.asarray(tasks._uniform_indices(jax.random.key(0), 70_000, n))
+    assert idx.dtype == np.int32 and idx.min() == 0 and idx.max() == n - 1
+    counts = np.bincount(idx, minlength=n)
+    # each count is Binomial(70000, 1/7): mean 10000, s.d. 92.6
+    assert np.all(np.abs(counts - 10_000) < 5 * 92.6), counts
+
+
 def test_text_split_by_file():
     train, test, names = _data.stdlib_text()
     assert len(names) >= 5 and len(train) > 2 * len(test) > 0
