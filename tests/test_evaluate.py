@@ -2,6 +2,7 @@
 
 import csv
 import json
+import types
 
 import jax
 import jax.numpy as jnp
@@ -98,6 +99,175 @@ def test_tuning_picks_the_best_grid_point(task):
     assert tuned.scores[0, 0] > tuned.scores[0, 1] < tuned.scores[0, 2]
     # successive halving: the worst value did not go on to the second horizon
     assert np.isnan(tuned.scores[1]).sum() == 1
+
+
+def test_tuning_scores_are_means_over_the_tuning_seeds(task, adam, monkeypatch):
+    """A tuning score is the mean final training-split loss of the runs of seed s
+    from TUNING_ROOT (not the held-out runs of the same seeds); a grid value whose
+    loss is non-finite scores inf and ranks last."""
+    tuned = ev.tune_adam(task, 10, seeds=[0, 1, 2], grid=(1e-2,), record_every=10)
+    held = ev.inner_train(task, adam, 10, seed=[0, 1, 2], record_every=10)
+    monkeypatch.setattr(ev, "HELD_OUT_ROOT", ev.TUNING_ROOT)
+    runs = ev.inner_train(task, adam, 10, seed=[0, 1, 2], record_every=10)
+    losses = runs.final_train_loss().astype(np.float64)
+    np.testing.assert_allclose(tuned.scores[0, 0], np.mean(losses), rtol=1e-6)
+    assert abs(np.median(losses) - np.mean(losses)) > 1e-3  # the mean, not median
+    # the tuning and held-out seeds start from different parameters
+    assert not np.any(np.isin(runs.initial_loss, held.initial_loss))
+    blown = ev.tune_adam(task, 10, seeds=[0], grid=(1e-4, 1e-2, 1e30), record_every=10)
+    assert blown.scores[0, 2] == np.inf and blown.best == (1e-2,)
+
+
+def test_tuning_grid_is_the_half_decades_from_1e_4_to_1():
+    np.testing.assert_allclose(
+        ev.TUNING_GRID,
+        [1e-4, 10**-3.5, 1e-3, 10**-2.5, 1e-2, 10**-1.5, 0.1, 10**-0.5, 1.0],
+        rtol=1e-15,
+    )
+
+
+def test_screening_must_lie_before_the_first_horizon(task):
+    with pytest.raises(ValueError, match="screen"):
+        ev.tune_adam(task, [10, 20], seeds=[0], screen=[10], record_every=10)
+    with pytest.raises(ValueError, match="screen"):  # a fraction in (0, 1)
+        ev.evaluate(None, task, (1,), 1, base_horizon=10, screen=1.0, baselines=())
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_evaluate_runs_the_documented_seeds_and_horizons(task, monkeypatch):
+    """Held-out seeds 0 .. seeds - 1, tuning seeds 0 .. tuning_seeds - 1, horizons
+    in multiples of the first (main) theta's meta-training horizon."""
+    calls = []
+
+    def inner_train(task, optimizer, num_steps, *, seed, record_every, eval_at):
+        calls.append((num_steps, list(seed), tuple(eval_at)))
+        raise _Stop
+
+    def tune(family, task, horizons, seeds, *args):
+        calls.append((family, tuple(horizons), list(seeds)))
+        raise _Stop
+
+    monkeypatch.setattr(ev, "inner_train", inner_train)
+    monkeypatch.setattr(ev, "_tune", tune)
+    main = ev.LearnedOptimizer("main", optax.sgd(0.1), {}, {}, 7)
+    other = ev.LearnedOptimizer("other", optax.sgd(0.1), {}, {}, 11)
+    with pytest.raises(_Stop):
+        ev.evaluate(main, task, horizons=(2, 1), seeds=3, extra=[other], baselines=())
+    assert calls == [(14, [0, 1, 2], (7, 14))]
+    calls.clear()
+    with pytest.raises(_Stop):
+        ev.evaluate(None, task, (1, 3), base_horizon=10, tuning_seeds=2)
+    assert calls == [("adam", (10, 30), [0, 1])]
+
+
+def _fake_runs(initial, windows, record_every=5):
+    """A finished population of runs: per window (mean, max, non-finite, train)."""
+    runs = object.__new__(ev._Runs)
+    runs.runner = types.SimpleNamespace(record_every=record_every)
+    runs.initial = np.asarray(initial, np.float32)
+    runs.windows = [tuple(np.asarray(v) for v in w) for w in windows]
+    runs.evals = []
+    return runs
+
+
+def test_divergence_is_a_rise_strictly_above_the_initial_loss():
+    ok, bad = [False, False, False], [True, False, False]
+    rec = _fake_runs(
+        [2.0, 2.0, 2.0],
+        [
+            ([1.0] * 3, [3.0] * 3, bad, [2.0, 1.9, 2.0]),  # equal: not diverged
+            ([1.0] * 3, [3.0] * 3, ok, [2.0, 2.5, 1.0]),
+            ([1.0] * 3, [3.0] * 3, ok, [2.0, 1.0, 2.0 + 1e-6]),
+        ],
+    ).record(0.0)
+    np.testing.assert_array_equal(rec.steps, [5, 10, 15])
+    np.testing.assert_array_equal(rec.diverged_step, [5, 10, 15])
+    np.testing.assert_array_equal(rec.nonfinite_step, [5, -1, -1])
+    still = _fake_runs([2.0], [([1.0], [3.0], [False], [2.0])] * 2).record(0.0)
+    np.testing.assert_array_equal(still.diverged_step, [-1])
+
+
+def test_row_statistics_at_a_horizon():
+    rec = ev.TrainRecord(
+        steps=np.array([5, 10, 15, 20]),
+        batch_loss=np.ones((3, 4)),
+        batch_loss_max=np.array(
+            [[1.0, 6.0, 1.0, 1.0], [1.0, 1.0, 1.0, 100.0], [2.0, 2.0, 2.0, 2.0]]
+        ),
+        train_loss=np.array(
+            [[2.0, 1.0, 1.0, 1.0], [2.0, 1.5, 9.0, 9.0], [4.0, 3.5, 3.0, 3.0]]
+        ),
+        initial_loss=np.array([2.0, 2.0, 4.0]),
+        eval_steps=np.array([10, 20]),
+        test_loss=np.array([[1.0, 1.0], [2.0, 9.0], [6.0, 3.0]]),
+        test_accuracy=np.array([[0.5, 0.5], [0.6, 0.1], [1.0, 1.0]]),
+        diverged_step=np.array([10, 15, -1]),
+        nonfinite_step=np.array([10, 20, -1]),
+        seconds=0.0,
+    )
+    row = ev._stats(rec, 10)
+    assert row["seeds"] == 3
+    np.testing.assert_allclose(row["train_loss_mean"], 2.0)  # (1 + 1.5 + 3.5) / 3
+    np.testing.assert_allclose(row["test_loss_mean"], 3.0)
+    np.testing.assert_allclose(row["test_accuracy_mean"], 0.7)  # the mean, not 0.6
+    # events at or before step 10 only: seed 0 diverged and went non-finite at 10
+    assert row["diverged"] == 1 and row["nonfinite"] == 1
+    # largest minibatch loss up to step 10 (its window included) over the initial
+    np.testing.assert_allclose(row["max_batch_loss"], 3.0)  # 6 / 2
+    end = ev._stats(rec, 20)
+    assert end["diverged"] == 2 and end["nonfinite"] == 2
+    np.testing.assert_allclose(end["max_batch_loss"], 50.0)  # 100 / 2
+
+
+def test_default_record_every_gives_about_50_windows_on_the_shortest_horizon():
+    assert ev._default_record_every((500, 1000)) == 10
+    assert ev._default_record_every((1000, 500, 10000)) == 10
+    assert ev._default_record_every((120, 300)) == 2  # divides 120 and 300
+    assert ev._default_record_every((30,)) == 1
+
+
+def test_profile_settings_fill_in_defaults():
+    assert ev.profile_settings("quick", "digits_mlp") == {
+        "multiples": (1,),
+        "tuning_seeds": 1,
+        "screen": 0.1,
+    }
+    assert ev.profile_settings("default", "mnist_cnn") == {
+        "multiples": (1,),
+        "tuning_seeds": 1,
+        "screen": 0.1,
+    }
+    assert ev.profile_settings("default", "digits_mlp") == {
+        "multiples": (1, 10, 100),
+        "tuning_seeds": 2,
+        "screen": None,
+    }
+    with pytest.raises(ValueError, match="profile"):
+        ev.profile_settings("fast", "digits_mlp")
+
+
+def test_project_costs_by_hand():
+    rates = {
+        name: {"compile_s": 1000.0 * (i + 1), "cpu_step_s": 0.5 * (i + 1)}
+        for i, name in enumerate(("star", "small_fc_lopt", "adam", "nominal"))
+    }
+    # horizons 100, 1000; 3 seeds, 2 tuning seeds, grid 9, keep 3, no screening
+    got = ev.project_costs(rates, 100, (1, 10))
+    assert got["star: held-out runs"] == 1000 + 3 * 1000 * 0.5
+    assert got["small_fc_lopt: held-out runs"] == 2000 + 3 * 1000 * 1.0
+    # tuning: 9 * 2 * 100 + 3 * 2 * 900 member-steps; two member counts compile
+    assert got["adam: tuning"] == 2 * 3000 + (1800 + 5400) * 1.5
+    assert got["nominal: held-out runs"] == 4000 + 3 * (100 + 1000) * 2.0
+    assert got["total"] == sum(v for k, v in got.items() if k != "total")
+    # screening at 0.1: 9 * 2 * 10 + 3 * 2 * (1000 - 10)
+    screened = ev.project_costs(rates, 100, (1, 10), screen=0.1)
+    assert screened["adam: tuning"] == 2 * 3000 + (180 + 5940) * 1.5
+    # keep larger than the grid: everything runs on, one member count
+    everything = ev.project_costs(rates, 100, (1, 10), keep=20, grid_size=4)
+    assert everything["adam: tuning"] == 3000 + 4 * 2 * 1000 * 1.5
 
 
 @pytest.mark.parametrize(

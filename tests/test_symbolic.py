@@ -192,6 +192,19 @@ def test_bad_arguments():
         S.block_matrix("gd", float("nan"))
 
 
+def test_bad_arguments_are_not_silently_ignored():
+    # a count of zero decays is no AggMo block (it would divide by k = 0)
+    with pytest.raises(ValueError, match="betas"):
+        S.block_matrix("aggmo", betas=0)
+    with pytest.raises(ValueError, match="betas"):
+        S.block_matrix("aggmo", betas=())
+    # x and (alpha, p, h) both given: neither may win silently
+    with pytest.raises(ValueError, match="alpha"):
+        S.block_matrix("nominal", 0.5, alpha=1, p=0, h=1)
+    with pytest.raises(ValueError, match="alpha"):
+        S.characteristic_polynomial("preconditioned", X, alpha=1, p=0, h=4)
+
+
 # ---------------------------------------------------------------- Schur-Cohn and Jury
 
 
@@ -247,6 +260,34 @@ def test_conditions_with_symbolic_leading_coefficient():
     conds = S.jury_conditions(a * Z - sympy.Rational(1, 2))
     for value, stable in ((1, True), (-1, True), (sympy.Rational(1, 3), False)):
         assert symbolic_ok(conds, {a: value}) == stable
+
+
+@pytest.mark.parametrize(
+    "poly",
+    [Z - 1, Z + 1, Z**2 + 1, Z**2 - 1, Z**2 - Z + 1, 2 * Z**3 - Z**2 + Z - 2],
+)
+def test_roots_on_the_circle_are_never_stable(poly):
+    # every one has a root with |z| = 1 exactly (z = 1, -1, +-i, exp(+-i pi/3), and
+    # 2z^3 - z^2 + z - 2 = (z - 1)(2z^2 + z + 2)), so no condition set may be empty
+    # or all positive: a constant <= 0 must say "never stable"
+    assert np.isclose(np.max(np.abs(np.roots(sympy.Poly(poly, Z).all_coeffs()))), 1)
+    for conds in (S.jury_conditions(poly), S.schur_cohn_conditions(poly)):
+        assert conds and not symbolic_ok(conds, {})
+
+
+def test_jury_conditions_with_a_parameter_squared():
+    # p = z^2 + x z + x^2 - 1: the first stage gives x^2 > 0, which fixes no sign of
+    # x; by the roots p is stable iff 1 < |x| < sqrt(2) (negative x included)
+    conds = S.jury_conditions(Z**2 + X * Z + X**2 - 1)
+    seen = set()
+    for k in range(-14, 15):
+        x = sympy.Rational(k, 10)
+        if k in (-10, 0, 10):
+            continue  # a root on the circle
+        truth = np.max(np.abs(np.roots([1.0, float(x), float(x) ** 2 - 1]))) < 1
+        seen.add((truth, k < 0))
+        assert symbolic_ok(conds, {X: x}) == truth, x
+    assert seen == {(True, True), (True, False), (False, True), (False, False)}
 
 
 # -------------------------------------------------------------------------- boundaries
@@ -340,6 +381,33 @@ def test_boundary_errors():
         S.stability_boundary(sympy.Poly(Z**2 + X, Z))
 
 
+def test_boundary_chooses_the_interval_right_of_zero():
+    # z = 1 - x^2 is stable iff 0 < x^2 < 2: two intervals meeting at the double
+    # root x = 0; the boundary is the one starting at 0, not the one ending there
+    b = S.stability_boundary(sympy.Poly(Z - 1 + X**2, Z), variable=X)
+    assert b.lower == 0 and b.x_star == sympy.sqrt(2)
+    assert b.stable_intervals == ((-sympy.sqrt(2), 0), (0, sympy.sqrt(2)))
+    assert b.crossing == "z = -1"
+
+
+def test_boundary_with_a_negative_symbol_squared_in_the_slope():
+    # z = 1 - a^2 x with a < 0: stable iff 0 < a^2 x < 2, so x* = 2 / a^2; the slope
+    # -a^2 of the upper condition is negative although a is
+    a = sympy.Symbol("a", negative=True)
+    b = S.stability_boundary(sympy.Poly(Z - 1 + a**2 * X, Z), variable=X)
+    assert b.lower == 0
+    assert sympy.simplify(b.x_star - 2 / a**2) == 0
+
+
+def test_boundary_in_a_symbol_given_as_x():
+    # the variable defaults to x itself when x is a symbol (here a plain real t)
+    t = sympy.Symbol("t", real=True)
+    hb = S.stability_boundary("heavy_ball", t, beta=0.5)
+    assert hb.variable == t and hb.lower == 0 and hb.x_star == 3  # 2 (1 + beta)
+    gd = S.stability_boundary("gd", t)
+    assert gd.variable == t and gd.lower == 0 and gd.x_star == 2
+
+
 @pytest.mark.parametrize("beta", [-0.5, 0.0, 0.5, 0.9, 0.99])
 def test_heavy_ball_numeric_bisection(beta):
     exact = S.stability_boundary("heavy_ball", beta=beta).x_star
@@ -397,6 +465,20 @@ def test_coefficients_match_symbolic():
     np.testing.assert_allclose(gd, np.stack([np.ones(3), xs - 1], axis=-1))
 
 
+def test_coefficients_with_batched_decays():
+    # betas of shape (..., k): one set of decays per x, the last axis the decays
+    xs = np.array([0.5, 2.0, 10.0, 40.0])
+    betas = np.array(
+        [[0.9, 0.99, 0.999], [0.5, 0.8, 0.95], [0.0, 0.5, 0.9], [0.3, 0.6, 0.7]]
+    )
+    c = np.asarray(S.characteristic_coefficients("aggmo", xs, betas=betas))
+    assert c.shape == (4, 5)  # degree k + 1 = 4
+    for x, b, row in zip(xs, betas, c, strict=True):
+        np.testing.assert_allclose(
+            row, hand_coefficients("aggmo", x, betas=tuple(b)), rtol=1e-12, atol=1e-12
+        )
+
+
 @pytest.mark.parametrize("degree", [1, 2, 3, 4, 5, 6, 8])
 def test_schur_stable_against_roots(degree):
     rng = np.random.default_rng(degree)
@@ -430,6 +512,20 @@ def test_schur_stable_batches_dtypes_and_edge_cases():
     assert bool(f32)
     with pytest.raises(ValueError):
         S.schur_stable(1.0)
+
+
+@pytest.mark.parametrize("degree", [2, 3, 4])
+def test_schur_stable_complex_against_roots(degree):
+    rng = np.random.default_rng(10 + degree)
+    coeffs = np.empty((400, degree + 1), complex)
+    for i in range(400):
+        roots = rng.uniform(0.0, 1.3, degree) * np.exp(1j * rng.uniform(0, 6.3, degree))
+        coeffs[i] = np.poly(roots) * complex(*rng.normal(size=2))
+    max_root = np.array([np.max(np.abs(np.roots(c))) for c in coeffs])
+    clear = np.abs(max_root - 1) > 1e-6
+    got = np.asarray(S.schur_stable(coeffs))
+    assert np.array_equal(got[clear], max_root[clear] < 1)
+    assert 0.05 < np.mean(got) < 0.95
 
 
 def test_schur_stable_jits_and_vmaps():
