@@ -408,6 +408,21 @@ def test_boundary_in_a_symbol_given_as_x():
     assert gd.variable == t and gd.lower == 0 and gd.x_star == 2
 
 
+def test_boundary_ignores_assumptions_on_the_variable():
+    # a positive t makes t/2 > 0 true by assumption; the stable set must still be
+    # reported from 0, in the caller's own symbol
+    t = sympy.Symbol("t", positive=True)
+    hb = S.stability_boundary("heavy_ball", t, beta=0.5)
+    assert hb.variable is t and hb.lower == 0 and hb.x_star == 3
+    assert hb.stable_intervals == ((0, 3),)
+    assert hb.active_condition.free_symbols == {t}
+    a = sympy.Symbol("a", positive=True)  # the symbolic path, in a positive p
+    pos = sympy.Symbol("p", positive=True)
+    nom = S.stability_boundary("nominal", alpha=a, p=pos, h=1, variable=pos)
+    assert nom.variable is pos and nom.lower == -a  # Theorem 1: -alpha < p
+    assert sympy.simplify(nom.x_star - (2 - a)) == 0
+
+
 @pytest.mark.parametrize("beta", [-0.5, 0.0, 0.5, 0.9, 0.99])
 def test_heavy_ball_numeric_bisection(beta):
     exact = S.stability_boundary("heavy_ball", beta=beta).x_star

@@ -732,12 +732,31 @@ def stability_boundary(
         raise ValueError(f"variable: expected a sympy Symbol, got {variable!r}")
     if variable not in poly.free_symbols:
         raise ValueError(f"variable: {variable} does not appear in {poly.as_expr()}")
+    # Solved in a plain real symbol: an assumption on the variable (positive, say)
+    # would drop a condition such as x/2 > 0 as always true, and the stable set
+    # would no longer start at 0.
+    plain = sympy.Symbol(variable.name, real=True)
+    if plain != variable and plain in poly.free_symbols:
+        plain = sympy.Dummy(variable.name, real=True)
+    poly = sympy.Poly(poly.as_expr().xreplace({variable: plain}), Z)
     conditions, signs, back = _jury(poly)
     others = set().union(*(sympy.sympify(c).free_symbols for c in conditions))
-    others.discard(variable)
+    others.discard(plain)
     if not others:
-        return _numeric_boundary(name, poly, variable, conditions)
-    return _symbolic_boundary(name, poly, variable, conditions, signs, back)
+        found = _numeric_boundary(name, poly, plain, conditions)
+    else:
+        found = _symbolic_boundary(name, poly, plain, conditions, signs, back)
+    return StabilityBoundary(*_restore(tuple(found), {plain: variable}))
+
+
+def _restore(value, mapping):
+    """``value`` (sympy objects, possibly in nested tuples) with ``mapping``'s
+    symbols put back."""
+    if isinstance(value, tuple):
+        return tuple(_restore(v, mapping) for v in value)
+    if isinstance(value, sympy.Basic):
+        return value.xreplace(mapping)
+    return value
 
 
 # --------------------------------------------------------------------------------------
