@@ -149,3 +149,42 @@ def test_negative_curvature_without_preconditioner_is_a_radius():
 def test_max_stable_learning_rate_bad_inputs(kwargs, match):
     with pytest.raises(ValueError, match=match):
         analyses.max_stable_learning_rate(**kwargs)
+
+
+def test_complex_2x2_goes_to_eig():
+    """The closed form is for real blocks only; a complex 2x2 batch gets numpy's
+    eigenvalues."""
+    rng = np.random.default_rng(3)
+    m = rng.standard_normal((20, 2, 2)) + 1j * rng.standard_normal((20, 2, 2))
+    ref = np.max(np.abs(np.linalg.eigvals(m)), -1)
+    np.testing.assert_allclose(analyses.spectral_radius(m), ref, rtol=1e-12)
+    np.testing.assert_allclose(
+        analyses.spectral_radius(np.array([[0.9j, 0.0], [0.0, 0.5]])), 0.9
+    )
+
+
+def test_arnoldi_finds_the_largest_magnitude_eigenvalue():
+    """ARPACK's 'largest magnitude': a lone eigenvalue -0.95 among many in (0, 0.5]
+    sets rho, though its real part is the smallest."""
+    n = 100
+    q = np.linalg.qr(np.random.default_rng(4).standard_normal((n, n)))[0]
+    lam = np.concatenate([[-0.95], np.linspace(0.01, 0.5, n - 1)])
+    m = q @ np.diag(lam) @ q.T
+    got = analyses.spectral_radius(m, method="arnoldi")
+    assert abs(got - 0.95) < 1e-8
+
+
+def test_arnoldi_with_k_close_to_n():
+    """Any k >= 1 is accepted, also k >= n - 1 where ARPACK itself cannot run."""
+    m = np.random.default_rng(5).standard_normal((70, 70)) / 10
+    ref = np.max(np.abs(np.linalg.eigvals(m)))
+    for k in (68, 69, 70):
+        got = analyses.spectral_radius(m, method="arnoldi", k=k)
+        np.testing.assert_allclose(got, ref, rtol=1e-10)
+
+
+def test_spectral_bounds_on_k_and_tol():
+    with pytest.raises(ValueError, match="k: must be an integer >= 1"):
+        analyses.spectral_radius(np.eye(2), k=0)
+    with pytest.raises(ValueError, match="tol: must be < 1"):
+        analyses.is_stable(np.eye(2) / 2, tol=1.0)

@@ -217,3 +217,59 @@ def test_optimizers_compose_with_optax():
     params = jnp.ones(3)
     updates, _ = opt.update(jnp.full(3, 100.0), opt.init(params), params)
     assert float(jnp.max(jnp.abs(updates))) <= 1.0
+
+
+def test_aggmo_default_decays_give_the_documented_boundary():
+    """aggmo's default betas put the per-mode boundary at lr h = 103.169... (its
+    docstring): the real optimizer's loop is stable just below, unstable just above."""
+    prob = NoisyQuadratic.from_eigenvalues([1.0])
+    for lr, stable in (
+        (103.169088 * (1 - 1e-4), True),
+        (103.169088 * (1 + 1e-4), False),
+    ):
+        loop = operators.closed_loop(optimizers.aggmo(lr), prob)
+        rho = np.max(np.abs(np.linalg.eigvals(np.asarray(loop.transition))))
+        assert (rho < 1) == stable, (lr, rho)
+
+
+def test_adam_aggmo_defaults_first_step():
+    """Defaults beta2 = 0.999, eps = 1e-6, betas = (0.9, 0.99, 0.999): from a zero
+    state, m_i = (1 - b_i) g and v = 0.001 g^2, so the first update is
+    -lr mean_i(1 - b_i) g / sqrt(0.001 g^2 + 1e-6)."""
+    opt = optimizers.adam_aggmo(0.1)
+    g = jnp.array([0.01, -0.03, 2.0])
+    u, _ = opt.update(g, opt.init(jnp.zeros(3)))
+    mean_decay = (0.1 + 0.01 + 0.001) / 3
+    want = -0.1 * mean_decay * np.asarray(g) / np.sqrt(1e-3 * np.asarray(g) ** 2 + 1e-6)
+    np.testing.assert_allclose(u, want, rtol=1e-12)
+
+
+def test_closed_loop_passes_params_to_update():
+    """optax.add_decayed_weights reads params: sgd with weight decay w has the loop
+    I - lr (H + w I), noise gain lr H."""
+    h = np.array([[2.0, 0.5], [0.5, 1.0]])
+    opt = optax.chain(optax.add_decayed_weights(0.1), optax.sgd(0.3))
+    loop = operators.closed_loop(opt, noisy_quadratic(h))
+    np.testing.assert_allclose(
+        loop.transition, np.eye(2) - 0.3 * (h + 0.1 * np.eye(2)), rtol=1e-14
+    )
+    np.testing.assert_allclose(loop.noise_gain, 0.3 * h, rtol=1e-14)
+
+
+def test_closed_loop_default_point_is_the_optimum():
+    """Default params are zeros with a fresh state: there g = 0, so adam_aggmo's
+    parameter block is I - lr mean_i(1 - b_i) H / sqrt(eps) (d(g^2)/dphi = 0)."""
+    h = np.array([[2.0, 0.5], [0.5, 1.0]])
+    opt = optimizers.adam_aggmo(1e-3, betas=(0.5, 0.9), beta2=0.9, eps=1e-4)
+    loop = operators.closed_loop(opt, noisy_quadratic(h))
+    want = np.eye(2) - 1e-3 * 0.3 * h / 1e-2
+    np.testing.assert_allclose(loop.parameter_block, want, rtol=1e-12)
+
+
+def test_closed_loop_rejects_params_of_the_wrong_length():
+    with pytest.raises(ValueError, match=r"params: expected shape \(3,\)"):
+        operators.closed_loop(
+            optimizers.gd(0.1),
+            NoisyQuadratic.from_eigenvalues([1.0, 2.0, 3.0]),
+            np.zeros(2),
+        )

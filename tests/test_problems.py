@@ -177,3 +177,91 @@ def test_expected_losses_gd_closed_form():
         want.append(0.5 * h * (((1 - x) ** t * x0) ** 2 + var + s))
         var = (1 - x) ** 2 * var + x**2 * s
     np.testing.assert_allclose(got, want, rtol=1e-14)
+
+
+def test_is_diagonal_needs_diagonal_noise_too():
+    """is_diagonal: H *and* the noise covariance diagonal (its docstring)."""
+    h = np.diag([1.0, 2.0])
+    assert noisy_quadratic(h, [0.1, 0.2]).is_diagonal
+    assert not noisy_quadratic(h, [[1.0, 0.5], [0.5, 1.0]]).is_diagonal
+    assert not noisy_quadratic([[2.0, 0.5], [0.5, 1.0]], [0.1, 0.2]).is_diagonal
+
+
+def test_default_x0_is_all_ones():
+    np.testing.assert_array_equal(
+        NoisyQuadratic.from_eigenvalues([1.0, 2.0]).x0, [1, 1]
+    )
+    np.testing.assert_array_equal(noisy_quadratic(np.eye(3)).x0, [1, 1, 1])
+
+
+def test_loss_and_grad_by_hand():
+    """l = 1/2 d^T H d and grad = H d with d = phi - xi: d = (0.5, 3) gives
+    d^T H d = 2 (0.25) + 2 (0.5)(0.5)(3) + 9 = 11 and H d = (2.5, 3.25)."""
+    p = noisy_quadratic([[2.0, 0.5], [0.5, 1.0]])
+    phi, xi = np.array([1.0, 2.0]), np.array([0.5, -1.0])
+    np.testing.assert_allclose(p.loss(phi, xi), 5.5, rtol=1e-15)
+    np.testing.assert_allclose(p.grad(phi, xi), [2.5, 3.25], rtol=1e-15)
+
+
+def test_simulate_loss_uses_the_gradients_noise_draw():
+    """losses[s, 0] = l_0(x0) with the draw xi_0 that made the first gd step, so in
+    1-D: x1 = x0 - a h (x0 - xi_0) and l_0 = h/2 ((x0 - x1) / (a h))^2."""
+    h, a, x0 = 2.0, 0.3, 1.5
+    p = NoisyQuadratic.from_eigenvalues([h], 0.5, [x0])
+    rec = problems.simulate(p, optimizers.gd(a), 1, key=jax.random.key(1), num_seeds=8)
+    d = (x0 - np.asarray(rec.final_params)[:, 0]) / (a * h)
+    np.testing.assert_allclose(rec.losses[:, 0], 0.5 * h * d**2, rtol=1e-12)
+
+
+def test_more_bad_problem_and_simulation_inputs():
+    with pytest.raises(ValueError, match="eigenvalues"):
+        NoisyQuadratic.from_eigenvalues([])
+    with pytest.raises(ValueError, match="n: must be an integer >= 1"):
+        problems.random_rotation(0)
+    p = NoisyQuadratic.from_eigenvalues([1.0])
+    with pytest.raises(ValueError, match="num_seeds"):
+        problems.simulate(p, optimizers.gd(0.1), 3, key=jax.random.key(0), num_seeds=0)
+
+
+def test_expected_losses_with_a_state_not_a_multiple_of_n():
+    """A loop whose joint state has one scalar slot (d = n + 1) has no modal form
+    (modal_blocks gives None) and goes dense: per mode m_t = 0.5^t,
+    v_{t+1} = 0.25 v_t + 0.25 s, E l_t = 1/2 sum_i h_i (m_t^2 + v_t + s)."""
+    h, s = np.array([1.0, 2.0]), 0.5
+    p = NoisyQuadratic.from_eigenvalues(h, s)
+    loop = operators.ClosedLoop(
+        np.diag([0.5, 0.5, 0.9]), np.array([[0.5, 0.0], [0.0, 0.5], [0.0, 0.0]])
+    )
+    assert problems.modal_blocks(p, loop) is None
+    got = problems.expected_losses(p, loop, 6)
+    var, want = 0.0, []
+    for t in range(6):
+        want.append(0.5 * np.sum(h * (0.25**t + var + s)))
+        var = 0.25 * var + 0.25 * s
+    np.testing.assert_allclose(got, want, rtol=1e-14)
+
+
+def test_simulate_rejects_a_batch_of_raw_keys():
+    p = NoisyQuadratic.from_eigenvalues([1.0])
+    with pytest.raises(ValueError, match="key: expected one jax.random.key"):
+        problems.simulate(
+            p, optimizers.gd(0.1), 3, key=jax.random.split(jax.random.PRNGKey(0))
+        )
+
+
+def test_symmetry_and_definiteness_checks_are_scale_aware():
+    """Symmetry is checked relative to the matrix's scale: a badly scaled rotated H
+    (roundoff asymmetry ~1e-9 on entries ~1e7) passes, a tiny matrix with a 1e-3
+    relative asymmetry does not. H must be strictly definite; a rank-one noise
+    covariance (eigenvalues -1e-16 by roundoff) is a valid PSD one."""
+    p = NoisyQuadratic.from_eigenvalues(np.geomspace(1e8, 1.0, 5))
+    r = problems.rotated(p, problems.random_rotation(5, 0))
+    np.testing.assert_allclose(np.linalg.eigvalsh(r.hessian), np.geomspace(1.0, 1e8, 5))
+    with pytest.raises(ValueError, match="hessian: must be symmetric"):
+        noisy_quadratic(1e-8 * np.array([[1.0, 1e-3], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="hessian: must be positive definite"):
+        noisy_quadratic(np.diag([1.0, 0.0]))
+    for v in ([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]):
+        cov = np.outer(v, v)
+        f = noisy_quadratic(np.eye(3), cov).noise_factor()
+        np.testing.assert_allclose(f @ f.T, cov, atol=1e-14)
