@@ -11,6 +11,8 @@ from stability.lopt import dynamics as dy
 from stability.lopt import star
 from stability.lopt.tasks import Evaluation
 from stability.lopt.theta import MOMENTUM_DECAYS
+from stability.operators import closed_loop
+from stability.problems import NoisyQuadratic
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +141,107 @@ def test_metagrad_variance_grows_with_the_horizon_when_unstable(problem):
     assert rec.rho[0] < 1 < rec.rho[1]
     assert rec.variance[1, 1] > 1e3 * rec.variance[1, 0]
     assert rec.variance_rate[1] > 0.5 * rec.predicted_rate[1] > 0
+
+
+def test_default_problem_curvatures_are_log_spaced_up_to_one():
+    problem = dy.default_problem(3, noise_var=2e-3, condition=100.0)
+    np.testing.assert_allclose(
+        np.linalg.eigvalsh(problem.hessian), [0.01, 0.1, 1.0], rtol=1e-12
+    )
+    np.testing.assert_allclose(problem.noise_cov, 2e-3 * np.eye(3), rtol=1e-12)
+
+
+def test_trajectory_from_the_optimum_is_moved_by_the_noise_alone():
+    # x0 = 0: before step 0 the clean loss is 0 and the sampled loss is
+    # l_0 = xi^T H xi / 2, of mean tr(H Sigma) / 2; only the noisy gradient moves
+    # the parameters away, differently on every seed
+    h, var, seeds = np.array([1.0, 0.5, 0.25]), 1e-2, 64
+    problem0 = NoisyQuadratic.from_eigenvalues(h, var, np.zeros(3))
+    rec = dy.linearized_star_along_trajectory(
+        None, problem0, 2, nominal_stepsize=0.03, num_seeds=seeds
+    )
+    np.testing.assert_array_equal(rec.steps, [0, 1])
+    np.testing.assert_array_equal(rec.clean_loss[:, 0], 0.0)
+    mean = 0.5 * var * h.sum()
+    std = 0.5 * var * np.sqrt(2 * np.sum(h**2))  # of one draw: sum of h_i var chi2_1
+    assert abs(rec.loss[:, 0].mean() - mean) < 3 * std / np.sqrt(seeds)
+    assert np.all(rec.clean_loss[:, 1] > 0)
+    assert np.unique(rec.clean_loss[:, 1]).size == seeds
+
+
+def test_sweeps_pair_values_with_their_seeds_and_hold_rho_for_every_steps(problem):
+    # AggMo nominal term: the loop is linear, its rho the same at every state;
+    # at the first state (x0, zero accumulators) it is known without a trajectory
+    theta = dy.nominal_theta()
+    first = []
+    for a in (10.0, 200.0):
+        opt = star(theta, nominal_stepsize=a, nominal_estimator="AggMo")
+        params = jnp.asarray(problem.x0)
+        loop = closed_loop(opt, problem, params, opt.init(params))
+        first.append(np.max(np.abs(np.linalg.eigvals(loop.transition))))
+    sweep = dy.push_until_divergence(
+        None,
+        problem,
+        [10.0, 200.0],
+        num_steps=7,
+        num_seeds=2,
+        every=2,
+        nominal_estimator="AggMo",
+    )
+    np.testing.assert_allclose(sweep.rho_initial, first, rtol=1e-9)
+    np.testing.assert_allclose(sweep.rho_max, first, rtol=1e-9)
+    # states 0, 2, 4, 6 each held for 2 steps
+    np.testing.assert_allclose(
+        sweep.predicted_log_growth[1], 16 * np.log(first[1]), rtol=1e-9
+    )
+    # horizons: judged on the states before the horizon, 0 and 2 for T = 3 and 4
+    sweep = dy.push_until_divergence(
+        None,
+        problem,
+        [3, 4, 5],
+        parameter="horizon",
+        nominal_stepsize=200.0,
+        num_seeds=1,
+        every=2,
+        nominal_estimator="AggMo",
+    )
+    assert sweep.horizon == 5
+    np.testing.assert_allclose(sweep.rho_final, first[1], rtol=1e-9)
+    np.testing.assert_allclose(
+        sweep.predicted_log_growth, np.array([8, 8, 12]) * np.log(first[1]), rtol=1e-9
+    )
+    assert sweep.observed_diverges.all()
+
+
+def test_metagradient_statistics_against_their_definitions():
+    # no noise: every sample is the same unroll (zero variance); the meta-loss of
+    # horizon 1 is l_0(x0), which theta does not change (zero meta-gradient); rho is
+    # the median along the trajectory, predicted_rate 4 log rho where rho > 1
+    problem0 = dy.default_problem(3, noise_var=0.0, condition=10.0)
+    values = [0.03, 3.0]
+    rec = dy.metagrad_variance_vs_rho(
+        None, problem0, values, horizons=(1, 3), samples=2, every=1
+    )
+    np.testing.assert_array_equal(rec.variance, 0.0)
+    np.testing.assert_array_equal(rec.mean_norm[:, 0], 0.0)
+    assert np.all(rec.mean_norm[:, 1] > 0)
+    for i, a in enumerate(values):
+        traj = dy.linearized_star_along_trajectory(
+            None, problem0, 3, nominal_stepsize=a
+        )
+        np.testing.assert_allclose(rec.rho[i], np.median(traj.rho[0]), rtol=1e-9)
+    expected = np.where(rec.rho > 1, 4 * np.log(rec.rho), 0.0)
+    np.testing.assert_allclose(rec.predicted_rate, expected, rtol=1e-12)
+    assert rec.rho[1] > 1
+
+
+def test_top_eigenvalues_of_a_small_linear_map():
+    # d = 8 < ARPACK's default basis of 20; eigenvalues known by construction
+    lam = np.array([3.0, -2.5, 2.0, 1.0, 0.5, 0.25, 0.1, 0.05])
+    q = np.linalg.qr(np.random.default_rng(0).standard_normal((8, 8)))[0]
+    a = jnp.asarray(q @ np.diag(lam) @ q.T)
+    vals, matvecs = dy.top_eigenvalues(lambda z: a @ z, jnp.ones(8), k=3, tol=1e-10)
+    np.testing.assert_allclose(vals, [3.0, -2.5, 2.0], atol=1e-8)
+    assert matvecs > 0
+    with pytest.raises(ValueError, match="k"):
+        dy.top_eigenvalues(lambda z: a @ z, jnp.ones(8), k=7)

@@ -338,3 +338,91 @@ def test_cli_lists_a_task_in_eval_json_only_once_its_curves_are_written(
     assert [t["task"] for t in record["info"]["tasks"]] == ["digits_mlp"]
     with np.load(out / "curves.npz") as curves:
         assert {k.split("/")[0] for k in curves.files} == {"digits_mlp"}
+
+
+class _Stop(Exception):
+    """Raised by a stand-in for ev.evaluate once it has seen its arguments."""
+
+
+def _cli_evaluate_call(argv, tmp_path, monkeypatch):
+    """The arguments ``stability evaluate ARGV`` passes to ``ev.evaluate``."""
+    theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
+    path = tmp_path / "star.npz"
+    save_theta(path, theta, {"config": {"horizon": 10, "nominal_stepsize": 0.03}})
+    seen = {}
+
+    def fake_evaluate(*args, **kwargs):
+        seen.update(args=args, **kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(ev, "evaluate", fake_evaluate)
+    with pytest.raises(_Stop):
+        cli.main(["evaluate", "--theta", str(path), *argv])
+    return seen
+
+
+def test_cli_passes_its_options_to_evaluate(tmp_path, monkeypatch):
+    argv = ["--task", "digits_mlp_tanh", "--horizons", "1,3", "--seeds", "2"]
+    argv += ["--tuning-seeds", "1", "--screen", "0.5", "--keep", "0"]
+    argv += ["--grid", "1e-3,3e-2", "--base-horizon", "7", "--record-every", "5"]
+    seen = _cli_evaluate_call([*argv, "--baselines", "adam"], tmp_path, monkeypatch)
+    assert seen["args"][1:] == ("digits_mlp_tanh", (1, 3), 2)
+    assert seen["args"][0].label == "star"
+    assert seen["tuning_seeds"] == 1 and seen["screen"] == 0.5
+    assert seen["keep"] is None  # --keep 0: every grid value goes on
+    assert tuple(seen["grid"]) == (1e-3, 3e-2)
+    assert seen["base_horizon"] == 7 and seen["record_every"] == 5
+    assert tuple(seen["baselines"]) == ("adam",)
+    seen = _cli_evaluate_call(
+        ["--task", "digits_mlp", "--keep", "2", "--baselines", "none"],
+        tmp_path,
+        monkeypatch,
+    )
+    assert seen["keep"] == 2 and tuple(seen["baselines"]) == ()
+
+
+@pytest.mark.parametrize("profile", ["default", "quick"])
+def test_cli_takes_unset_options_from_the_profile(profile, tmp_path, monkeypatch):
+    argv = ["--task", "mnist_cnn", "--profile", profile]
+    seen = _cli_evaluate_call(argv, tmp_path, monkeypatch)
+    settings = ev.PROFILES[profile].get("mnist_cnn", ev.PROFILES[profile]["*"])
+    assert tuple(seen["args"][2]) == tuple(settings["multiples"])
+    assert seen["tuning_seeds"] == settings.get("tuning_seeds", 2)
+    assert seen["screen"] == settings.get("screen")
+    assert tuple(seen["grid"]) == tuple(ev.TUNING_GRID)
+    assert tuple(seen["baselines"]) == ("adam", "nominal")
+
+
+@pytest.mark.parametrize(
+    "argv, names",
+    [
+        (["--horizons", "0,1"], "--horizons"),
+        (["--seeds", "0"], "--seeds"),
+        (["--tuning-seeds", "0"], "--tuning-seeds"),
+        (["--grid", "0,1e-3"], "--grid"),
+        (["--grid", "1e-3,inf"], "--grid"),
+        (["--screen", "1"], "--screen"),
+        (["--screen", "0"], "--screen"),
+        (["--keep", "-1"], "--keep"),
+        (["--nominal-stepsize", "0"], "--nominal-stepsize"),
+    ],
+)
+def test_cli_bad_settings_exit_2_before_evaluating(
+    argv, names, tmp_path, monkeypatch, capsys
+):
+    theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
+    path = tmp_path / "star.npz"
+    save_theta(path, theta, {"config": {"horizon": 10, "nominal_stepsize": 0.03}})
+
+    def fake_evaluate(*args, **kwargs):
+        raise AssertionError("evaluate ran")
+
+    monkeypatch.setattr(ev, "evaluate", fake_evaluate)
+    argv = ["evaluate", "--theta", str(path), "--task", "digits_mlp", *argv]
+    try:
+        rc = cli.main(argv)
+    except SystemExit as exc:  # argparse errors
+        rc = exc.code
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and names in err

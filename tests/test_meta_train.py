@@ -30,6 +30,7 @@ from stability.lopt.io import (
     load_metadata,
     load_theta,
     save_theta,
+    sidecar_path,
 )
 from stability.lopt.tasks import get_task
 from stability.lopt.theta import init_theta
@@ -373,6 +374,14 @@ def test_save_load_theta_roundtrip(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_sidecar_is_the_archive_with_a_json_suffix(tmp_path):
+    # x.npz -> x.json, beside the archive
+    assert sidecar_path(tmp_path / "x.npz") == tmp_path / "x.json"
+    save_theta(tmp_path / "t.npz", init_theta(jax.random.key(0), 2), {"a": 1})
+    assert json.loads((tmp_path / "t.json").read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.json", "t.npz"]
+
+
 def test_json_safe_and_atomic_write(tmp_path):
     assert json_safe({"b": True})["b"] is True  # not 1, which also == True
     x = {
@@ -461,6 +470,64 @@ def test_cli_runs_and_resumes(tmp_path, capsys):
         ["stability", *argv, "--steps", "3", "--resume", "--no-progress"]
     )
     assert cli_main([*argv, "--steps", "3"]) == 2  # would overwrite the run
+
+
+class _Stop(Exception):
+    """Raised by a stand-in for meta_train once it has seen its arguments."""
+
+
+def _cli_config(argv, tmp_path, monkeypatch):
+    """The configuration and keywords ``stability meta-train ARGV`` would run."""
+    seen = {}
+
+    def fake_meta_train(config, out_dir, **kwargs):
+        seen.update(config=config, out_dir=out_dir, **kwargs)
+        raise _Stop
+
+    monkeypatch.setattr(mt, "meta_train", fake_meta_train)
+    with pytest.raises(_Stop):
+        cli_main(["meta-train", "--out", str(tmp_path), *argv])
+    return seen
+
+
+@pytest.mark.parametrize(
+    "argv, changes",
+    [
+        ([], {}),
+        (["--task", "digits_mlp_tanh"], {"task": "digits_mlp_tanh"}),
+        (["--optimizer", "small_fc_lopt"], {"optimizer": "small_fc_lopt"}),
+        (["--estimator", "es"], {"estimator": "es"}),
+        (["--steps", "7"], {"steps": 7}),
+        (["--horizon", "2000"], {"horizon": 2000}),
+        (["--truncation", "20"], {"truncation": 20}),
+        (["--population", "3"], {"population": 3}),
+        (["--sigma", "0.05"], {"sigma": 0.05}),
+        (["--outer-lr", "0.001"], {"outer_lr": 1e-3}),
+        (["--weight-decay", "0.5"], {"weight_decay": 0.5}),
+        (["--nominal-stepsize", "0.1"], {"nominal_stepsize": 0.1}),
+        (["--nominal-stepsize", "auto"], {"nominal_stepsize": None}),
+        (["--no-nominal"], {"nominal": False}),
+        (["--no-precondition"], {"precondition": False}),
+        (["--seed", "5"], {"seed": 5}),
+        (["--checkpoint-every", "7"], {"checkpoint_every": 7}),
+        (["--eval-every", "0"], {"eval_every": 0}),
+        (["--eval-seeds", "4"], {"eval_seeds": 4}),
+        (["--select", "objective"], {"select": "objective"}),
+        (["--clip", "2.5"], {"clip": 2.5}),
+    ],
+)
+def test_cli_options_set_their_config_fields(argv, changes, tmp_path, monkeypatch):
+    seen = _cli_config(argv, tmp_path, monkeypatch)
+    # no option: MetaTrainConfig's defaults; each option changes its field alone
+    assert seen["config"] == dataclasses.replace(mt.MetaTrainConfig(), **changes)
+    assert str(seen["out_dir"]) == str(tmp_path)
+    assert seen["resume"] is False and seen["progress"] is True
+
+
+def test_cli_resume_and_progress_flags(tmp_path, monkeypatch):
+    seen = _cli_config(["--resume", "--no-progress"], tmp_path, monkeypatch)
+    assert seen["resume"] is True and seen["progress"] is False
+    assert seen["config"] == mt.MetaTrainConfig()
 
 
 # -- scale-out -----------------------------------------------------------------------

@@ -621,3 +621,60 @@ def test_closed_loop_of_star_matches_finite_differences():
     fd = np.stack(columns, axis=1)
     scale = np.abs(fd).max()
     np.testing.assert_allclose(loop.transition, fd, atol=1e-8 * scale, rtol=1e-6)
+
+
+# -- checks and meta-parameter helpers, against their contracts ------------------------
+
+
+@pytest.mark.parametrize("name", ["nominal_stepsize", "step_mult", "exp_mult"])
+@pytest.mark.parametrize("value", [-1e-3, float("nan")])
+def test_hyperparameters_must_be_finite_and_non_negative(name, value):
+    with pytest.raises(ValueError, match=name):
+        star(random_theta(0, 3), **{name: value})
+    if name != "nominal_stepsize":
+        with pytest.raises(ValueError, match=name):
+            small_fc_lopt(random_theta(0, 2), **{name: value})
+
+
+def test_state_of_other_shapes_is_rejected():
+    # the same dtype but a state initialised from a (1,) parameter would broadcast
+    opt = star(random_theta(0, 3))
+    params = {"w": jnp.ones(3)}
+    state = opt.init({"w": jnp.ones(1)})
+    with pytest.raises(ValueError, match=r"state: .* of shape \(1,\)"):
+        opt.update(params, state, params)
+
+
+def test_init_theta_scales_truncated_normals_by_fan_in():
+    # haiku's TruncatedNormal(1/sqrt(fan_in)): z in [-2, 2], std of z about 0.88
+    theta = init_theta(jax.random.key(3), 3)
+    z = []
+    for i, fan_in in enumerate((39, 4, 4)):
+        zi = np.asarray(theta["mlp"][f"w{i}"], np.float64) * np.sqrt(fan_in)
+        assert np.abs(zi).max() <= 2 + 1e-6, f"w{i}"
+        z.append(zi.ravel())
+        np.testing.assert_array_equal(theta["mlp"][f"b{i}"], 0)
+    z = np.concatenate(z)  # 184 draws: the sample std is 0.88 +- 0.05
+    assert 0.75 < np.std(z) < 1.0
+    for name in ("momentum_decays", "rms_decays", "adafactor_decays"):
+        np.testing.assert_array_equal(theta[name], 0)
+
+
+def test_zero_output_layer_zeroes_w2_and_b2_of_a_copy():
+    theta = random_theta(0, 3)
+    before = jax.tree.map(np.array, theta)
+    zeroed = zero_output_layer(theta)
+    np.testing.assert_array_equal(zeroed["mlp"]["w2"], np.zeros((4, 3)))
+    np.testing.assert_array_equal(zeroed["mlp"]["b2"], np.zeros(3))
+    for name in ("w0", "b0", "w1", "b1"):
+        np.testing.assert_array_equal(zeroed["mlp"][name], before["mlp"][name])
+    np.testing.assert_array_equal(zeroed["rms_decays"], before["rms_decays"])
+    # the argument is left as it was
+    for a, b in zip(jax.tree.leaves(theta), jax.tree.leaves(before), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_validator_rejects_a_scalar_b2():
+    theta = _set(random_theta(0, 3), ("mlp", "b2"), jnp.zeros(()))
+    with pytest.raises(ValueError, match=r"theta\['mlp'\]\['b2'\]: expected shape"):
+        validate_theta(theta)
