@@ -281,13 +281,17 @@ def test_project_costs_by_hand():
     ],
 )
 def test_cli_bad_arguments_exit_2(argv, capsys):
+    rc, err = _cli_status(argv, capsys)
+    assert rc == 2 and err and len(err.splitlines()) == 1
+
+
+def _cli_status(argv, capsys):
+    """The exit status of ``stability ARGV`` and what it wrote to stderr."""
     try:
         rc = cli.main(argv)
     except SystemExit as exc:  # argparse errors
         rc = exc.code
-    assert rc == 2
-    err = capsys.readouterr().err.strip()
-    assert err and len(err.splitlines()) == 1
+    return rc, capsys.readouterr().err.strip()
 
 
 def test_cli_writes_json_csv_and_curves(tmp_path, capsys):
@@ -419,10 +423,5 @@ def test_cli_bad_settings_exit_2_before_evaluating(
 
     monkeypatch.setattr(ev, "evaluate", fake_evaluate)
     argv = ["evaluate", "--theta", str(path), "--task", "digits_mlp", *argv]
-    try:
-        rc = cli.main(argv)
-    except SystemExit as exc:  # argparse errors
-        rc = exc.code
-    assert rc == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and names in err
+    rc, err = _cli_status(argv, capsys)
+    assert rc == 2 and len(err.splitlines()) == 1 and names in err
