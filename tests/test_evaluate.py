@@ -134,7 +134,7 @@ def test_screening_must_lie_before_the_first_horizon(task):
 
 
 class _Stop(Exception):
-    pass
+    """Raised by a stand-in once it has seen its arguments."""
 
 
 def test_evaluate_runs_the_documented_seeds_and_horizons(task, monkeypatch):
@@ -285,6 +285,14 @@ def test_cli_bad_arguments_exit_2(argv, capsys):
     assert rc == 2 and err and len(err.splitlines()) == 1
 
 
+def _theta_file(tmp_path, horizon=10):
+    """A STAR theta (output layer zero) saved with a meta-training config."""
+    theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
+    path = tmp_path / "star.npz"
+    save_theta(path, theta, {"config": {"horizon": horizon, "nominal_stepsize": 0.03}})
+    return path
+
+
 def _cli_status(argv, capsys):
     """The exit status of ``stability ARGV`` and what it wrote to stderr."""
     try:
@@ -295,9 +303,7 @@ def _cli_status(argv, capsys):
 
 
 def test_cli_writes_json_csv_and_curves(tmp_path, capsys):
-    theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
-    path = tmp_path / "star.npz"
-    save_theta(path, theta, {"config": {"horizon": 10, "nominal_stepsize": 0.03}})
+    path = _theta_file(tmp_path)
     out = tmp_path / "out"
     argv = ["evaluate", "--theta", str(path), "--task", "digits_mlp"]
     argv += ["--horizons", "1,2", "--seeds", "2", "--tuning-seeds", "1"]
@@ -321,9 +327,7 @@ def test_cli_lists_a_task_in_eval_json_only_once_its_curves_are_written(
 ):
     """An evaluation that stops while writing its second task's files leaves an
     eval.json whose tasks are complete (reruns keep them and do the rest)."""
-    theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
-    path = tmp_path / "star.npz"
-    save_theta(path, theta, {"config": {"horizon": 5, "nominal_stepsize": 0.03}})
+    path = _theta_file(tmp_path, horizon=5)
     out = tmp_path / "out"
     written = []
 
@@ -344,15 +348,9 @@ def test_cli_lists_a_task_in_eval_json_only_once_its_curves_are_written(
         assert {k.split("/")[0] for k in curves.files} == {"digits_mlp"}
 
 
-class _Stop(Exception):
-    """Raised by a stand-in for ev.evaluate once it has seen its arguments."""
-
-
 def _cli_evaluate_call(argv, tmp_path, monkeypatch):
     """The arguments ``stability evaluate ARGV`` passes to ``ev.evaluate``."""
-    theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
-    path = tmp_path / "star.npz"
-    save_theta(path, theta, {"config": {"horizon": 10, "nominal_stepsize": 0.03}})
+    path = _theta_file(tmp_path)
     seen = {}
 
     def fake_evaluate(*args, **kwargs):
@@ -414,9 +412,7 @@ def test_cli_takes_unset_options_from_the_profile(profile, tmp_path, monkeypatch
 def test_cli_bad_settings_exit_2_before_evaluating(
     argv, names, tmp_path, monkeypatch, capsys
 ):
-    theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
-    path = tmp_path / "star.npz"
-    save_theta(path, theta, {"config": {"horizon": 10, "nominal_stepsize": 0.03}})
+    path = _theta_file(tmp_path)
 
     def fake_evaluate(*args, **kwargs):
         raise AssertionError("evaluate ran")
