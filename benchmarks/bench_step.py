@@ -19,6 +19,10 @@ ratio is the median of the per-round ratios, which a change of load hits alike.
 ``--vector-width 512`` compiles every step with the XLA CPU option
 ``xla_cpu_prefer_vector_width=512`` (XLA prefers 256-bit vectors by default).
 
+``--shapes 64x4099 50257`` also times (``--sizes`` with no size: only times) pytrees of one tensor each, of those shapes
+(without the naive ports): awkward lengths, such as a prime last axis, take other
+code paths than the named pytrees.
+
 ``--train-step`` times whole training steps instead: the forward and backward pass
 of a CNN followed by an MLP whose parameters are that pytree, on a fixed random batch
 of ``--batch`` images, then the optimizer's update, jitted together. Its ratio is
@@ -118,6 +122,17 @@ def fake_grads(params: dict) -> dict:
     return jax.tree.map(
         lambda x: 0.01 * jax.random.normal(jax.random.key(1), x.shape, x.dtype), params
     )
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"64x4099"`` -> ``(64, 4099)``."""
+    try:
+        shape = tuple(int(d) for d in text.split("x"))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"not a shape like 64x4099: {text!r}")
+    return shape
 
 
 def image_shape(size: str) -> tuple[int, int, int]:
@@ -252,7 +267,15 @@ def load() -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument(
+        "--shapes",
+        nargs="*",
+        default=[],
+        type=parse_shape,
+        help="also time one-tensor pytrees of these shapes, e.g. 64x4099 (not with "
+        "--train-step)",
+    )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument(
         "--naive-max",
@@ -285,6 +308,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch < 1:
         parser.error("--batch must be a positive integer")
+    if args.shapes and args.train_step:
+        parser.error("--shapes cannot be used with --train-step")
     options = {}
     if args.vector_width is not None:
         options["xla_cpu_prefer_vector_width"] = args.vector_width
@@ -310,14 +335,19 @@ def main(argv=None):
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     naive_limit = list(SIZES).index(args.naive_max)
-    for size in args.sizes:
-        params = make_params(size)
+    for size in args.sizes + args.shapes:
+        if isinstance(size, tuple):
+            params = {"w": jnp.ones(size, jnp.float32)}
+            size = "x".join(map(str, size))
+            names = [name for name in opts if "naive" not in name]
+        else:
+            params = make_params(size)
+            names = [
+                name
+                for name in opts
+                if "naive" not in name or list(SIZES).index(size) <= naive_limit
+            ]
         n = sum(x.size for x in jax.tree.leaves(params))
-        names = [
-            name
-            for name in opts
-            if "naive" not in name or list(SIZES).index(size) <= naive_limit
-        ]
         if args.train_step:
             images = jax.random.normal(
                 jax.random.key(2), (args.batch, *image_shape(size)), jnp.float32

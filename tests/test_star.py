@@ -187,7 +187,10 @@ def test_fused_and_dense_first_layer_agree():
         (32, 64),  # the largest axis is the last
         (3, 3, 8, 16),
         (3, 120_000),  # a long last axis (summed in pieces)
+        (3, 4099),  # a prime last axis: the last piece is padded with zeros
+        (1031, 7, 3),  # summed flat, padded
         (50_000,),
+        (10_007,),
         (7,),
     ],
 )
@@ -217,6 +220,28 @@ def test_fused_mean_squares_in_float32(shape):
         np.testing.assert_allclose(float(mean_square), np.mean(x * x), rtol=2e-6)
         checked += 1
     assert checked == (16 if len(shape) >= 2 else 28)
+
+
+@pytest.mark.parametrize(
+    "length, expected",
+    [
+        (7, (7, 0)),
+        (768, (768, 0)),
+        (1024, (1024, 0)),
+        (1025, (513, 1)),
+        (1536, (768, 0)),
+        (4099, (820, 1)),
+        (120_000, (1017, 6)),
+        (100_003, (1021, 55)),
+    ],
+)
+def test_pieces_are_even_and_at_most_1024(length, expected):
+    """Long axes are summed in equal pieces of at most 1024 elements, as few as
+    possible, padded at the end: a prime length is not cut into pieces of 1."""
+    piece, pad = _features._pieces(length)
+    assert (piece, pad) == expected
+    count = (length + pad) // piece
+    assert piece <= 1024 and count * piece == length + pad and 0 <= pad < count
 
 
 # -- dtypes ---------------------------------------------------------------------------

@@ -241,9 +241,17 @@ def _total(sums: list) -> jax.Array:
     return jnp.sum(stacked, axis=tuple(range(1, stacked.ndim)))
 
 
-def _row_length(size: int) -> int:
-    """The largest divisor of ``size`` that is at most 1024."""
-    return max(n for n in range(1, min(size, 1024) + 1) if size % n == 0)
+def _pieces(length: int) -> tuple[int, int]:
+    """``(piece, pad)``: the fewest pieces of at most 1024 elements that cover
+    ``length``, of equal length ``piece``, with ``pad`` zeros after the last element.
+
+    Sizes with no divisor near 1024 (a prime length, say) are padded rather than cut
+    into tiny pieces: a piece of a few elements makes the reduction write nearly as
+    many sums as it reads elements.
+    """
+    count = -(-length // 1024)
+    piece = -(-length // count)
+    return piece, count * piece - length
 
 
 def _row_sums(p, g, momentum, second, inner, full=None, flat=False) -> list:
@@ -279,16 +287,16 @@ def _row_sums(p, g, momentum, second, inner, full=None, flat=False) -> list:
         exprs += [g * g / jnp.maximum(f + 1e-9, 1e-9) for f in full]
         exprs += [f * f for f in full] + [1 / (f + 1e-8) for f in full]
         exprs += [m * m / (f + eps) for m, f in zip(momentum, full, strict=True)]
-    # the last axis (or the flattened tensor) is cut into pieces of at most 1024
-    # elements, each summed in sequence (one float32 sum over a long axis would lose
-    # digits): the sums have the tensor's shape with its last axis replaced by one
-    # sum per piece (or are a vector of one sum per piece)
+    # the last axis (or the flattened tensor) is cut into equal pieces of at most
+    # 1024 elements, the last one padded with zeros (:func:`_pieces`), each summed in
+    # sequence (one float32 sum over a long axis would lose digits): the sums have the
+    # tensor's shape with its last axis replaced by one sum per piece (or are a vector
+    # of one sum per piece)
     *lead, length = (g.size,) if flat else g.shape
-    piece = _row_length(length)
-    exprs = [
-        jnp.broadcast_to(e, g.shape).reshape(*lead, length // piece, piece)
-        for e in exprs
-    ]
+    piece, pad = _pieces(length)
+    widths = [(0, 0)] * len(lead) + [(0, pad)]
+    exprs = [jnp.broadcast_to(e, g.shape).reshape(*lead, length) for e in exprs]
+    exprs = [jnp.pad(e, widths).reshape(*lead, -1, piece) for e in exprs]
     zeros = [np.zeros((), e.dtype) for e in exprs]
     return lax.reduce(exprs, zeros, _add_each, (len(lead) + 1,))
 
