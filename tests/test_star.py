@@ -332,6 +332,71 @@ def test_vmap_over_population_of_thetas():
         )
 
 
+OIHW_SHAPES = {"conv_oihw": (16, 8, 3, 3), "w": (16, 8)}
+
+
+def _oihw_step(seed=3):
+    params, grads = problem(OIHW_SHAPES, 4, np.float64, seed=seed)
+    opt = star(random_theta(seed, 3), nominal_stepsize=0.03)
+    state = opt.init(params)
+    for g in grads[:3]:  # away from the all-zero initial state
+        params, state = _apply(opt, params, state, g)
+    return opt, params, state, grads[3]
+
+
+def test_kernels_laid_out_oihw_run_in_a_long_view_on_cpu():
+    """On CPU a kernel whose last axis is not factored is computed in the view
+    (out, in * kh * kw) inside a conditional that XLA keeps (a fusion barrier; if XLA
+    ever folds its always-true predicate, the view's speed-up is gone)."""
+    assert star_module._loop_view((16, 8, 3, 3)) == (16, 72)
+    assert star_module._loop_view((8, 5, 3)) == (8, 15)
+    for shape in [(3, 3, 8, 16), (16, 3, 3), (16, 8), (7,), (1,)]:
+        assert star_module._loop_view(shape) is None, shape
+    opt, params, state, g = _oihw_step()
+    if jax.default_backend() != "cpu":
+        pytest.skip("the view is CPU-only")
+
+    def hlo(p):
+        step = jax.jit(lambda p, s, g: _apply(opt, p, s, g))
+        return step.lower(p, opt.init(p), p).compile().as_text()
+
+    assert "conditional" in hlo({"k": params["conv_oihw"]})
+    assert "conditional" not in hlo({"k": jnp.zeros((3, 3, 8, 16))})
+
+
+def test_view_changes_no_number_and_no_derivative(monkeypatch):
+    """The step, its derivatives (params and theta) and a vmap over members at
+    different step counts (the conditional becomes a select) agree with the same
+    computation in the parameter's own shape. In float64: in float32 the two loops
+    contract multiply-adds differently (about 5e-6 relative on a few elements)."""
+    opt, params, state, g = _oihw_step()
+    theta = random_theta(5, 3)
+
+    def results():
+        def step(p, th):
+            u, _ = star(th, nominal_stepsize=0.03).update(g, state, p)
+            return u
+
+        tangent = jax.tree.map(lambda x: 0.1 * jnp.ones_like(x), params)
+        tangent_theta = jax.tree.map(lambda x: 0.01 * jnp.ones_like(x), theta)
+        out, jvp = jax.jit(
+            lambda p, th: jax.jvp(step, (p, th), (tangent, tangent_theta))
+        )(params, theta)
+        grad = jax.jit(
+            jax.grad(lambda th: jnp.sum(step(params, th)["conv_oihw"] ** 2))
+        )(theta)
+        counts = jnp.asarray([0, 7, 2**31 - 1], jnp.int32)
+        states = jax.vmap(lambda c: state._replace(count=c))(counts)
+        batched = jax.jit(jax.vmap(lambda s: opt.update(g, s, params)))(states)
+        return [out, jvp, grad, batched]
+
+    viewed = results()
+    monkeypatch.setattr(star_module, "_loop_view", lambda shape: None)
+    plain = results()
+    for a, b in zip(jax.tree.leaves(viewed), jax.tree.leaves(plain), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
 def test_meta_gradient_through_steps_is_finite():
     # Reverse mode through the fused step differentiates the dense formulation
     # (custom_jvp): it must compile quickly and give finite theta-gradients.

@@ -65,12 +65,14 @@ References:
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax import lax
 
 from stability._validation import check_flag, check_scalar
 from stability.lopt import _features
@@ -328,32 +330,41 @@ def _leaf_update(theta, config, heads_fn, count, p, g, acc):
         second_moment=acc.second_moment.reshape(work_shape),
         full=tuple(f.reshape(work_shape) for f in acc.full) if not shape else acc.full,
     )
-    decays = _features.decays_from_offsets(
-        theta, dtype, (MOMENTUM_DECAYS, RMS_DECAYS, ADAFACTOR_DECAYS)
-    )
-    time = _features.time_features(count, dtype)
-    new_acc, feats = _features.accumulate(p_w, g_w, acc_w, decays, time)
-    mlp = {k: jnp.asarray(w).astype(dtype) for k, w in theta["mlp"].items()}
-    heads = heads_fn(feats, mlp, work_shape)
 
-    c = config
-    # hyperparameters may be traced (and float64 under x64): cast, never promote
-    step_mult = jnp.asarray(c.step_mult).astype(dtype)
-    exp_mult = jnp.asarray(c.exp_mult).astype(dtype)
-    if c.heads == 2:
-        direction, magnitude = heads
-        step = step_mult * direction * jnp.exp(exp_mult * magnitude)
+    def compute(p_w, g_w, acc_w):
+        decays = _features.decays_from_offsets(
+            theta, dtype, (MOMENTUM_DECAYS, RMS_DECAYS, ADAFACTOR_DECAYS)
+        )
+        time = _features.time_features(count, dtype)
+        new_acc, feats = _features.accumulate(p_w, g_w, acc_w, decays, time)
+        mlp = {k: jnp.asarray(w).astype(dtype) for k, w in theta["mlp"].items()}
+        heads = heads_fn(feats, mlp, work_shape)
+
+        c = config
+        # hyperparameters may be traced (and float64 under x64): cast, never promote
+        step_mult = jnp.asarray(c.step_mult).astype(dtype)
+        exp_mult = jnp.asarray(c.exp_mult).astype(dtype)
+        if c.heads == 2:
+            direction, magnitude = heads
+            step = step_mult * direction * jnp.exp(exp_mult * magnitude)
+        else:
+            direction, mag_b, mag_g = heads
+            if c.aggregate_magnitudes:
+                mag_b, mag_g = jnp.mean(mag_b), jnp.mean(mag_g)
+            step = step_mult * direction * jnp.exp(exp_mult * mag_b)
+            if c.precondition:
+                step = step * feats.rsqrt_v
+            if c.nominal:
+                g_hat = _nominal_estimate(c.nominal_estimator, feats)
+                alpha = jnp.asarray(c.nominal_stepsize).astype(dtype)
+                step = step + alpha * jnp.exp(exp_mult * mag_g) * g_hat
+        return step, new_acc
+
+    view = _loop_view(work_shape)
+    if view is None:
+        step, new_acc = compute(p_w, g_w, acc_w)
     else:
-        direction, mag_b, mag_g = heads
-        if c.aggregate_magnitudes:
-            mag_b, mag_g = jnp.mean(mag_b), jnp.mean(mag_g)
-        step = step_mult * direction * jnp.exp(exp_mult * mag_b)
-        if c.precondition:
-            step = step * feats.rsqrt_v
-        if c.nominal:
-            g_hat = _nominal_estimate(c.nominal_estimator, feats)
-            alpha = jnp.asarray(c.nominal_stepsize).astype(dtype)
-            step = step + alpha * jnp.exp(exp_mult * mag_g) * g_hat
+        step, new_acc = _computed_in_view(compute, view, count, p_w, g_w, acc_w)
     update = (-step).astype(param_dtype).reshape(shape)
     if not shape:
         new_acc = new_acc._replace(
@@ -362,6 +373,61 @@ def _leaf_update(theta, config, heads_fn, count, p, g, acc):
             full=tuple(f.reshape(()) for f in new_acc.full),
         )
     return update, new_acc
+
+
+def _loop_view(shape: tuple) -> tuple[int, int] | None:
+    """``(shape[0], rest)`` for a tensor whose last axis is not one of its two factored
+    axes (a kernel laid out (out, in, kh, kw)); ``None`` for any other.
+
+    XLA:CPU vectorises an elementwise loop along the last axis of the loop's shape. A
+    3-long last axis leaves most vector lanes idle: the MLP pass of a 512x256x3x3
+    kernel took 7x longer per element than that of a 1024x768 matrix. Over the view
+    (out, in * kh * kw) the same loops run along a long axis.
+    """
+    dims = _features.factored_dims(shape)
+    if dims is None or len(shape) - 1 in dims:
+        return None
+    return shape[0], math.prod(shape[1:])
+
+
+def _computed_in_view(compute: Callable, view: tuple, count, p, g, acc):
+    """``compute(p, g, acc)``, its full-size results (step, momenta, second moment)
+    computed in the shape ``view`` (:func:`_loop_view`) on CPU.
+
+    An elementwise loop of XLA:CPU runs over the shape of its fusion's result, and the
+    caller's ``p + u``, in the parameter's shape, would take the whole MLP pass into
+    its fusion. A conditional is the one boundary that XLA does not fuse across (JAX's
+    ``optimization_barrier`` is gone by then), so the results are reshaped to the view
+    inside one whose predicate is always true: ``count | 1`` is odd, hence nonzero,
+    which XLA cannot fold. The other branch is never taken; it only has the right
+    shapes. Under ``vmap`` over a batch of counts the conditional becomes a select
+    that evaluates both branches (the same numbers, none of the gain). Other platforms
+    compute in the parameter's shape.
+    """
+
+    def in_view(step, acc):
+        return step.reshape(view), _reshape_full(acc, view)
+
+    def on_cpu(p, g, acc):
+        step, new_acc = lax.cond(
+            (count | 1) != 0,
+            lambda p, g, acc: in_view(*compute(p, g, acc)),
+            lambda p, g, acc: in_view(jnp.zeros_like(p), acc),
+            p,
+            g,
+            acc,
+        )
+        return step.reshape(p.shape), _reshape_full(new_acc, p.shape)
+
+    return lax.platform_dependent(p, g, acc, cpu=on_cpu, default=compute)
+
+
+def _reshape_full(acc: _features.LeafAccumulators, shape: tuple):
+    """The momenta and second moment reshaped (the Adafactor factors are kept)."""
+    return acc._replace(
+        momentum=tuple(m.reshape(shape) for m in acc.momentum),
+        second_moment=acc.second_moment.reshape(shape),
+    )
 
 
 def _nominal_estimate(name: str, feats: _features.LeafFeatures) -> jax.Array:
