@@ -44,7 +44,9 @@ Speed: after updating a tensor's accumulators, a step makes two passes over it (
 reduction for the feature normalisation, one elementwise pass for the MLP). At 1M
 parameters on 2 CPU cores it costs about 4x to 6x ``optax.adam`` when each step's state
 comes from memory, as in training, and up to 12x against an Adam whose state stays in
-cache; 12x for a kernel laid out (out, in, kh, kw) (``benchmarks/RESULTS.md``).
+cache (``benchmarks/RESULTS.md``). A kernel laid out (out, in, kh, kw) is computed
+in the view (out, in * kh * kw) on CPU, where XLA's loops along a 3-long axis are
+slow (:func:`_loop_view`): about 4x to 5x Adam, which is slower on that layout too.
 The MLP pass is arithmetic-bound; on a CPU with full-width AVX-512 units, compiling
 the training step with
 ``jax.jit(step, compiler_options={"xla_cpu_prefer_vector_width": 512})`` made that
