@@ -19,9 +19,10 @@ ratio is the median of the per-round ratios, which a change of load hits alike.
 ``--vector-width 512`` compiles every step with the XLA CPU option
 ``xla_cpu_prefer_vector_width=512`` (XLA prefers 256-bit vectors by default).
 
-``--shapes 64x4099 50257`` also times (``--sizes`` with no size: only times) pytrees of one tensor each, of those shapes
-(without the naive ports): awkward lengths, such as a prime last axis, take other
-code paths than the named pytrees.
+``--shapes 64x4099 50257`` also times one-tensor pytrees of those shapes (without
+the naive ports; ``--sizes`` with no size times only them): awkward shapes, such as a
+prime last axis or a kernel laid out (out, in, kh, kw), take other code paths than
+the named pytrees.
 
 ``--train-step`` times whole training steps instead: the forward and backward pass
 of a CNN followed by an MLP whose parameters are that pytree, on a fixed random batch

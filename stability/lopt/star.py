@@ -327,11 +327,7 @@ def _leaf_update(theta, config, heads_fn, count, p, g, acc):
     work_shape = shape or (1,)
     p_w = p.astype(dtype).reshape(work_shape)
     g_w = g.astype(dtype).reshape(work_shape)
-    acc_w = acc._replace(
-        momentum=tuple(m.reshape(work_shape) for m in acc.momentum),
-        second_moment=acc.second_moment.reshape(work_shape),
-        full=tuple(f.reshape(work_shape) for f in acc.full) if not shape else acc.full,
-    )
+    acc_w = _reshape_full(acc, work_shape)
 
     def compute(p_w, g_w, acc_w):
         decays = _features.decays_from_offsets(
@@ -368,13 +364,7 @@ def _leaf_update(theta, config, heads_fn, count, p, g, acc):
     else:
         step, new_acc = _computed_in_view(compute, view, count, p_w, g_w, acc_w)
     update = (-step).astype(param_dtype).reshape(shape)
-    if not shape:
-        new_acc = new_acc._replace(
-            momentum=tuple(m.reshape(()) for m in new_acc.momentum),
-            second_moment=new_acc.second_moment.reshape(()),
-            full=tuple(f.reshape(()) for f in new_acc.full),
-        )
-    return update, new_acc
+    return update, _reshape_full(new_acc, shape)
 
 
 def _loop_view(shape: tuple) -> tuple[int, int] | None:
@@ -425,10 +415,16 @@ def _computed_in_view(compute: Callable, view: tuple, count, p, g, acc):
 
 
 def _reshape_full(acc: _features.LeafAccumulators, shape: tuple):
-    """The momenta and second moment reshaped (the Adafactor factors are kept)."""
+    """The accumulators of the tensor's own size (momenta, second moment, unfactored
+    Adafactor) reshaped to ``shape``; the row and column factors are kept."""
+
+    def reshape(arrays):
+        return tuple(None if x is None else x.reshape(shape) for x in arrays)
+
     return acc._replace(
-        momentum=tuple(m.reshape(shape) for m in acc.momentum),
+        momentum=reshape(acc.momentum),
         second_moment=acc.second_moment.reshape(shape),
+        full=reshape(acc.full),
     )
 
 
