@@ -27,6 +27,7 @@ stored in the compute dtype; the returned heads are in the compute dtype.
 """
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -291,14 +292,17 @@ def _row_sums(p, g, momentum, second, inner, full=None, flat=False) -> list:
     # 1024 elements, the last one padded with zeros (:func:`_pieces`), each summed in
     # sequence (one float32 sum over a long axis would lose digits): the sums have the
     # tensor's shape with its last axis replaced by one sum per piece (or are a vector
-    # of one sum per piece)
+    # of one sum per piece). The reduction itself runs over (rows, pieces, piece), the
+    # leading axes merged: XLA:CPU's loop over the leading axes of a (kh, kw, in, out)
+    # kernel took 30% longer per element, for the same sums in the same order.
     *lead, length = (g.size,) if flat else g.shape
+    rows = math.prod(lead)
     piece, pad = _pieces(length)
-    widths = [(0, 0)] * len(lead) + [(0, pad)]
-    exprs = [jnp.broadcast_to(e, g.shape).reshape(*lead, length) for e in exprs]
-    exprs = [jnp.pad(e, widths).reshape(*lead, -1, piece) for e in exprs]
+    exprs = [jnp.broadcast_to(e, g.shape).reshape(rows, length) for e in exprs]
+    exprs = [jnp.pad(e, [(0, 0), (0, pad)]).reshape(rows, -1, piece) for e in exprs]
     zeros = [np.zeros((), e.dtype) for e in exprs]
-    return lax.reduce(exprs, zeros, _add_each, (len(lead) + 1,))
+    sums = lax.reduce(exprs, zeros, _add_each, (2,))
+    return [s.reshape(*lead, -1) for s in sums]
 
 
 def _add_each(xs, ys):
