@@ -358,9 +358,10 @@ def _fused(channels, mean_squares, time, mlp, shape):
 
     # Channels smaller than the tensor (row/column accumulators, constant along one
     # axis) are combined at their own shape, one small matrix product per shape,
-    # whose (..., hidden) result the elementwise pass only reads: a product is
+    # whose (hidden, ...) result the elementwise pass only reads: a product is
     # always written out, where an elementwise expression of them would be fused
-    # into the pass and recomputed for every element.
+    # into the pass and recomputed for every element. Hidden units first, so that
+    # the pass reads each unit's term contiguously along the vectorised last axis.
     small: dict[tuple, list] = {}
     full_idx = []
     for c, x in enumerate(channels):
@@ -369,15 +370,13 @@ def _fused(channels, mean_squares, time, mlp, shape):
         else:
             small.setdefault(tuple(x.shape), []).append(c)
     partial = [const]
-    for group_shape, idx in small.items():
-        stack = jnp.stack([channels[c] for c in idx], axis=-1)
-        partial.append(
-            jnp.matmul(stack, w_eff[jnp.asarray(idx)], precision=lax.Precision.HIGHEST)
-        )
-        del group_shape
+    for idx in small.values():
+        stack = jnp.stack([channels[c] for c in idx])
+        w = w_eff[jnp.asarray(idx)]
+        partial.append(jnp.tensordot(w, stack, (0, 0), precision=lax.Precision.HIGHEST))
     pre = []
     for j in range(hidden):
-        acc = sum(term[..., j] for term in partial)
+        acc = sum(term[j] for term in partial)
         for c in full_idx:
             acc = acc + w_eff[c, j] * channels[c]
         pre.append(jnp.broadcast_to(acc, shape))
