@@ -256,7 +256,11 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    return f"{os.cpu_count()} CPU cores ({model}), {jax.devices()[0].platform}"
+    device = jax.devices()[0]
+    where = device.platform
+    if where != "cpu":
+        where = f"{where}: {len(jax.devices())} x {device.device_kind}"
+    return f"{os.cpu_count()} CPU cores ({model}), {where}"
 
 
 def load() -> str:

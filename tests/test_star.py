@@ -388,6 +388,31 @@ def test_kernels_laid_out_oihw_run_in_a_long_view_on_cpu():
     assert "conditional" not in hlo({"k": jnp.zeros((3, 3, 8, 16))})
 
 
+def test_step_and_meta_gradient_export_for_cuda_without_a_gpu():
+    """GPU readiness, checked where there is no GPU: the jitted step of STAR and of
+    small_fc_lopt over every kind of leaf (matrices, both kernel layouts, a vector, a
+    scalar), and the theta-gradient of a loss after it (what meta-training runs),
+    lower to StableHLO for CUDA with no custom call (the step needs no library
+    kernel, such as a CPU-only LAPACK routine)."""
+    params, grads = problem(SHAPES, 1, np.float32)
+    g = grads[0]
+
+    def loss(theta, kind):
+        opt = (small_fc_lopt if kind == "small_fc_lopt" else star)(theta)
+        new, _ = _apply(opt, params, opt.init(params), g)
+        return sum(jnp.sum(x * x) for x in jax.tree.leaves(new))
+
+    for kind, heads in [("small_fc_lopt", 2), ("star", 3)]:
+        theta = random_theta(0, heads)
+        opt = (small_fc_lopt if kind == "small_fc_lopt" else star)(theta)
+        step = jax.jit(lambda p, s, g, opt=opt: _apply(opt, p, s, g))
+        meta = jax.jit(jax.grad(loss), static_argnums=1)
+        for fn, args in [(step, (params, opt.init(params), g)), (meta, (theta, kind))]:
+            exported = jax.export.export(fn, platforms=["cuda"])(*args)
+            assert exported.platforms == ("cuda",)
+            assert "custom_call" not in exported.mlir_module(), kind
+
+
 def test_view_changes_no_number_and_no_derivative(monkeypatch):
     """The step, its derivatives (params and theta) and a vmap over members at
     different step counts (the conditional becomes a select) agree with the same
