@@ -392,8 +392,8 @@ def test_step_and_meta_gradient_export_for_cuda_without_a_gpu():
     """GPU readiness, checked where there is no GPU: the jitted step of STAR and of
     small_fc_lopt over every kind of leaf (matrices, both kernel layouts, a vector, a
     scalar), and the theta-gradient of a loss after it (what meta-training runs),
-    lower to StableHLO for CUDA with no custom call (the step needs no library
-    kernel, such as a CPU-only LAPACK routine)."""
+    lower to StableHLO for CUDA with no custom call: plain XLA arithmetic, no solver
+    library and no host callback (which would not lower at all)."""
     params, grads = problem(SHAPES, 1, np.float32)
     g = grads[0]
 
