@@ -17,7 +17,10 @@ call of each optimizer per round instead: every step starts with its state out o
 cache, as in training, where the forward and backward passes come in between, and the
 ratio is the median of the per-round ratios, which a change of load hits alike.
 ``--vector-width 512`` compiles every step with the XLA CPU option
-``xla_cpu_prefer_vector_width=512`` (XLA prefers 256-bit vectors by default).
+``xla_cpu_prefer_vector_width=512`` (XLA prefers 256-bit vectors by default), and
+``--reassociate`` with the options that let LLVM reorder floating-point sums
+(:func:`stability.lopt.cpu_compiler_options`); every optimizer's step, Adam's too,
+is compiled with the same options.
 
 ``--shapes 64x4099 50257`` also times one-tensor pytrees of those shapes (without
 the naive ports; ``--sizes`` with no size times only them): awkward shapes, such as a
@@ -33,6 +36,7 @@ Run (CPU)::
 
     /work/venv/bin/python benchmarks/bench_step.py --sizes 10k 1M 10M
     /work/venv/bin/python benchmarks/bench_step.py --interleave --vector-width 512
+    /work/venv/bin/python benchmarks/bench_step.py --reassociate --vector-width 512
     /work/venv/bin/python benchmarks/bench_step.py --train-step --interleave
 
 The load of the machine (``uptime``) is printed before and after: timings taken
@@ -52,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from stability.lopt import _features, init_theta
+from stability.lopt import _features, cpu_compiler_options, init_theta
 
 star_module = importlib.import_module("stability.lopt.star")
 
@@ -304,6 +308,12 @@ def main(argv=None):
         "optimizer's step (XLA's default prefers 256-bit vectors)",
     )
     parser.add_argument(
+        "--reassociate",
+        action="store_true",
+        help="compile every optimizer's step with XLA CPU fast math restricted to "
+        "reassociation (stability.lopt.cpu_compiler_options)",
+    )
+    parser.add_argument(
         "--train-step",
         action="store_true",
         help="time whole training steps (forward, backward, update) of a CNN + MLP "
@@ -315,9 +325,9 @@ def main(argv=None):
         parser.error("--batch must be a positive integer")
     if args.shapes and args.train_step:
         parser.error("--shapes cannot be used with --train-step")
-    options = {}
-    if args.vector_width is not None:
-        options["xla_cpu_prefer_vector_width"] = args.vector_width
+    options = cpu_compiler_options(
+        reassociate=args.reassociate, vector_width=args.vector_width
+    )
 
     print(f"# {machine()}; jax {jax.__version__}; {' '.join(sys.argv)}")
     print(f"# load before: {load()}")

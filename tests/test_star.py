@@ -13,6 +13,7 @@ from star_reference import ReferenceOptimizer
 from stability.lopt import (
     LOptState,
     _features,
+    cpu_compiler_options,
     from_learned_optimization,
     init_theta,
     num_params,
@@ -79,8 +80,10 @@ def problem(shapes, steps, dtype, seed=0):
     return params, grads
 
 
-def run_ours(opt, params, grads):
-    step = jax.jit(lambda p, s, g: _apply(opt, p, s, g))
+def run_ours(opt, params, grads, compiler_options=None):
+    step = jax.jit(
+        lambda p, s, g: _apply(opt, p, s, g), compiler_options=compiler_options
+    )
     state = opt.init(params)
     path = []
     for g in grads:
@@ -134,6 +137,31 @@ def test_matches_numpy_reference(kind, dtype):
     worst = assert_paths_close(ours, expected, params, TOL[dtype])
     print(f"{kind} {np.dtype(dtype).name}: worst relative error {worst:.3g}")
     assert int(state.count) == 50
+
+
+@pytest.mark.parametrize("kind", ["small_fc_lopt", "star"])
+def test_reassociated_sums_still_match_the_reference(kind):
+    """Compiled with :func:`cpu_compiler_options` (LLVM may reorder sums, so the
+    one-pass reduction is vectorised), float32 steps still meet the reference's
+    tolerance, and a NaN gradient gives NaN exactly where it does by default."""
+    heads = 2 if kind == "small_fc_lopt" else 3
+    theta = random_theta(1, heads)
+    make = small_fc_lopt if kind == "small_fc_lopt" else star
+    params, grads = problem(SHAPES, 20, np.float32)
+    options = cpu_compiler_options(vector_width=512)
+    ours, _ = run_ours(make(theta), params, grads, options)
+    expected = run_reference(ReferenceOptimizer(theta, kind=kind), params, grads)
+    assert_paths_close(ours, expected, params, TOL[np.float32])
+
+    bad = dict(grads[0], bias=grads[0]["bias"].copy())
+    bad["bias"][3] = np.nan
+    default, _ = run_ours(make(theta), params, [bad])
+    fast, _ = run_ours(make(theta), params, [bad], options)
+    for name in SHAPES:
+        nan = np.isnan(default[0][name])
+        np.testing.assert_array_equal(np.isnan(fast[0][name]), nan, err_msg=name)
+    assert np.isnan(default[0]["bias"]).all()
+    assert not np.isnan(default[0]["w_tall"]).any()
 
 
 ABLATIONS = [
@@ -773,6 +801,21 @@ def test_hyperparameters_must_be_finite_and_non_negative(name, value):
     if name != "nominal_stepsize":
         with pytest.raises(ValueError, match=name):
             small_fc_lopt(random_theta(0, 2), **{name: value})
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"vector_width": 384}, "vector_width"),
+        ({"vector_width": True}, "vector_width"),
+        ({"reassociate": "yes"}, "reassociate"),
+    ],
+)
+def test_cpu_compiler_options_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cpu_compiler_options(**kwargs)
+    assert cpu_compiler_options(reassociate=False) == {}
+    assert cpu_compiler_options()["xla_cpu_fast_math_honor_nans"] is True
 
 
 def test_state_of_other_shapes_is_rejected():

@@ -11,6 +11,7 @@ from stability.lopt.io import load_theta as load_theta
 from stability.lopt.io import save_theta as save_theta
 from stability.lopt.star import NOMINAL_ESTIMATORS as NOMINAL_ESTIMATORS
 from stability.lopt.star import LOptState as LOptState
+from stability.lopt.star import cpu_compiler_options as cpu_compiler_options
 from stability.lopt.star import small_fc_lopt as small_fc_lopt
 from stability.lopt.star import star as star
 from stability.lopt.theta import from_learned_optimization as from_learned_optimization

@@ -51,7 +51,8 @@ The MLP pass is arithmetic-bound; on a CPU with full-width AVX-512 units, compil
 the training step with
 ``jax.jit(step, compiler_options={"xla_cpu_prefer_vector_width": 512})`` made that
 pass 2.5x faster and the whole step 10% to 20% faster at 10M parameters
-(XLA prefers 256-bit vectors by default).
+(XLA prefers 256-bit vectors by default). :func:`cpu_compiler_options` gives this option
+and another that lets the one-pass reduction be vectorised.
 
 Differences from upstream worth knowing: the ``SGDM`` and ``Adam`` nominal estimators
 use the first momentum (``b = 0.9``) as specified for this package, where upstream's
@@ -85,7 +86,13 @@ from stability.lopt.theta import (
     validate_theta,
 )
 
-__all__ = ["NOMINAL_ESTIMATORS", "LOptState", "small_fc_lopt", "star"]
+__all__ = [
+    "NOMINAL_ESTIMATORS",
+    "LOptState",
+    "cpu_compiler_options",
+    "small_fc_lopt",
+    "star",
+]
 
 NOMINAL_ESTIMATORS = ("SGD", "SGDM", "AggMo", "Adam", "AdamAggMo")
 
@@ -234,6 +241,48 @@ def star(
         aggregate_magnitudes=check_flag("aggregate_magnitudes", aggregate_magnitudes),
     )
     return _transformation(theta, config, _features.fused_heads)
+
+
+def cpu_compiler_options(
+    *, reassociate: bool = True, vector_width: int | None = None
+) -> dict:
+    """XLA:CPU compiler options under which a jitted training step with STAR runs
+    faster; pass them as ``jax.jit(step, compiler_options=cpu_compiler_options())``.
+
+    XLA:CPU vectorises a reduction with one output by itself, but compiles the
+    one-pass reduction that gives the mean squares normalising STAR's features (one
+    output per sum) to scalar additions, one element at a time. Allowed to
+    reassociate, LLVM vectorises it; results change by rounding only. The options
+    apply to the whole jitted function, the model's own arithmetic included. XLA:GPU
+    accepts them; they are meant for the CPU. Measured gains are in
+    ``benchmarks/RESULTS.md``.
+
+    Args:
+      reassociate: let LLVM reorder floating-point sums and products: XLA's
+        fast-math mode with NaNs, infinities, division and library functions
+        honoured, so that what remains is reassociation, contraction and the sign
+        of zero.
+      vector_width: 512 makes XLA use 512-bit vectors (it prefers 256 by default),
+        worth it on CPUs with full-width AVX-512 units; ``None`` leaves XLA's
+        choice.
+    Returns:
+      a dict of XLA debug options (empty when both arguments ask for nothing).
+
+    >>> sorted(cpu_compiler_options(vector_width=512))[-1]
+    'xla_cpu_prefer_vector_width'
+    """
+    options = {}
+    if check_flag("reassociate", reassociate):
+        options["xla_cpu_enable_fast_math"] = True
+        for kind in ("nans", "infs", "division", "functions"):
+            options[f"xla_cpu_fast_math_honor_{kind}"] = True
+    if vector_width is not None:
+        if vector_width not in (128, 256, 512) or isinstance(vector_width, bool):
+            raise ValueError(
+                f"vector_width: expected 128, 256, 512 or None, got {vector_width!r}"
+            )
+        options["xla_cpu_prefer_vector_width"] = int(vector_width)
+    return options
 
 
 def _check_hyper(name: str, value):
