@@ -252,9 +252,11 @@ def cpu_compiler_options(
     XLA:CPU vectorises a reduction with one output by itself, but compiles the
     one-pass reduction that gives the mean squares normalising STAR's features (one
     output per sum) to scalar additions, one element at a time. Allowed to
-    reassociate, LLVM vectorises it; results change by rounding only. The options
-    apply to the whole jitted function, the model's own arithmetic included. XLA:GPU
-    accepts them; they are meant for the CPU. Measured gains are in
+    reassociate, LLVM vectorises it; STAR's updates change by rounding only (tested
+    against the float64 reference). The options apply to the whole jitted function,
+    the model's own arithmetic included, where a sum that relies on its order (a
+    compensated one, say) may lose digits. XLA:GPU accepts them; they are meant for
+    the CPU. Measured gains are in
     ``benchmarks/RESULTS.md``.
 
     Args:
