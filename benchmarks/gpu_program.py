@@ -33,6 +33,7 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ["JAX_SKIP_CUDA_CONSTRAINTS_CHECK"] = "1"
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import re  # noqa: E402
 import time  # noqa: E402
 
@@ -86,13 +87,7 @@ def arrays(type_text: str) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def nbytes(type_text: str) -> int:
-    total = 0
-    for dtype, shape in arrays(type_text):
-        n = ITEMSIZE[dtype]
-        for d in shape:
-            n *= d
-        total += n
-    return total
+    return sum(ITEMSIZE[d] * math.prod(shape) for d, shape in arrays(type_text))
 
 
 def kernels(hlo_text: str) -> list[dict]:

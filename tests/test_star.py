@@ -50,6 +50,7 @@ GRAD_SCALES = {
     "s": 2.0,
 }
 TOL = {np.float32: 1e-4, np.float64: 1e-10}
+KINDS = {"small_fc_lopt": (small_fc_lopt, 2), "star": (star, 3)}  # constructor, heads
 
 
 def random_theta(seed: int, heads: int) -> dict:
@@ -125,13 +126,10 @@ def assert_paths_close(ours, ref, p0, tol):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind", ["small_fc_lopt", "star"])
 def test_matches_numpy_reference(kind, dtype):
-    heads = 2 if kind == "small_fc_lopt" else 3
+    make, heads = KINDS[kind]
     theta = random_theta(1, heads)
     params, grads = problem(SHAPES, 50, dtype)
-    if kind == "star":
-        opt, ref = star(theta), ReferenceOptimizer(theta, kind="star")
-    else:
-        opt, ref = small_fc_lopt(theta), ReferenceOptimizer(theta, kind="small_fc_lopt")
+    opt, ref = make(theta), ReferenceOptimizer(theta, kind=kind)
     ours, state = run_ours(opt, params, grads)
     expected = run_reference(ref, params, grads)
     worst = assert_paths_close(ours, expected, params, TOL[dtype])
@@ -144,9 +142,8 @@ def test_reassociated_sums_still_match_the_reference(kind):
     """Compiled with :func:`cpu_compiler_options` (LLVM may reorder sums, so the
     one-pass reduction is vectorised), float32 steps still meet the reference's
     tolerance, and a NaN gradient gives NaN exactly where it does by default."""
-    heads = 2 if kind == "small_fc_lopt" else 3
+    make, heads = KINDS[kind]
     theta = random_theta(1, heads)
-    make = small_fc_lopt if kind == "small_fc_lopt" else star
     params, grads = problem(SHAPES, 20, np.float32)
     options = cpu_compiler_options(vector_width=512)
     ours, _ = run_ours(make(theta), params, grads, options)
@@ -426,13 +423,13 @@ def test_step_and_meta_gradient_export_for_cuda_without_a_gpu():
     g = grads[0]
 
     def loss(theta, kind):
-        opt = (small_fc_lopt if kind == "small_fc_lopt" else star)(theta)
+        opt = KINDS[kind][0](theta)
         new, _ = _apply(opt, params, opt.init(params), g)
         return sum(jnp.sum(x * x) for x in jax.tree.leaves(new))
 
-    for kind, heads in [("small_fc_lopt", 2), ("star", 3)]:
+    for kind, (make, heads) in KINDS.items():
         theta = random_theta(0, heads)
-        opt = (small_fc_lopt if kind == "small_fc_lopt" else star)(theta)
+        opt = make(theta)
         step = jax.jit(lambda p, s, g, opt=opt: _apply(opt, p, s, g))
         meta = jax.jit(jax.grad(loss), static_argnums=1)
         for fn, args in [(step, (params, opt.init(params), g)), (meta, (theta, kind))]:

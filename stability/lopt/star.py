@@ -256,8 +256,7 @@ def cpu_compiler_options(
     against the float64 reference). The options apply to the whole jitted function,
     the model's own arithmetic included, where a sum that relies on its order (a
     compensated one, say) may lose digits. XLA:GPU accepts them; they are meant for
-    the CPU. Measured gains are in
-    ``benchmarks/RESULTS.md``.
+    the CPU. Measured gains are in ``benchmarks/RESULTS.md``.
 
     Args:
       reassociate: let LLVM reorder floating-point sums and products: XLA's
@@ -279,7 +278,7 @@ def cpu_compiler_options(
         for kind in ("nans", "infs", "division", "functions"):
             options[f"xla_cpu_fast_math_honor_{kind}"] = True
     if vector_width is not None:
-        if vector_width not in (128, 256, 512) or isinstance(vector_width, bool):
+        if vector_width not in (128, 256, 512):
             raise ValueError(
                 f"vector_width: expected 128, 256, 512 or None, got {vector_width!r}"
             )
