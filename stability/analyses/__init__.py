@@ -21,3 +21,6 @@ from stability.analyses.spectral import is_stable as is_stable
 from stability.analyses.spectral import spectral_radius as spectral_radius
 from stability.analyses.symbolic import schur_stable as schur_stable
 from stability.analyses.symbolic import stability_boundary as stability_boundary
+from stability.analyses.eigen import Eigenpairs as Eigenpairs
+from stability.analyses.eigen import arnoldi as arnoldi
+from stability.analyses.eigen import lanczos as lanczos
