@@ -81,6 +81,11 @@ class Task:
       num_classes: classes, or vocabulary size for language models.
       description: one line for reports.
       data: the device arrays the functions close over (read-only by convention).
+      logits: ``(params, x) -> logits`` on a batch's inputs ``x`` (the model before
+        its loss: class scores, or next-character scores of shape ``(N, T, V)``),
+        for losses other than cross-entropy (squared error on one-hot targets).
+      train_batch: ``() -> batch``, the whole training split as one batch (the
+        fixed training windows for text), for full-batch training.
     """
 
     name: str
@@ -93,6 +98,8 @@ class Task:
     num_classes: int
     description: str
     data: dict[str, jax.Array]
+    logits: Callable[[Params, jax.Array], jax.Array] | None = None
+    train_batch: Callable[[], Batch] | None = None
 
     @property
     def chance_loss(self) -> float:
@@ -164,6 +171,8 @@ def _classifier(name, description, split: _data.Split, in_shape, spec, apply, ba
         num_classes=10,
         description=description,
         data=data,
+        logits=apply,
+        train_batch=lambda: (inputs(x_train), y_train),
     )
 
 
@@ -300,6 +309,8 @@ def _language_model(name, description, spec, apply, batch):
         num_classes=_VOCAB,
         description=description,
         data=data,
+        logits=apply,
+        train_batch=lambda: split(train_windows),
     )
 
 
