@@ -17,6 +17,8 @@ import json
 import os
 import pathlib
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -124,22 +126,48 @@ def load_theta(path, heads: int | None = None) -> dict:
       heads: expected number of heads (3 STAR, 2 small_fc_lopt); ``None`` accepts
         either.
     Raises:
-      ValueError: the archive is not a theta (wrong keys, shapes, non-finite).
+      ValueError: the file is not a readable ``.npz`` archive (truncated, empty,
+        corrupted, text) or not a theta (wrong keys, shapes, non-finite); the
+        message names the file.
       FileNotFoundError: no such file.
     """
-    with np.load(pathlib.Path(path)) as f:
-        flat = {k: np.asarray(f[k]) for k in f.files}
+    path = pathlib.Path(path)
+    try:
+        archive = np.load(path)
+        if not hasattr(archive, "files"):  # a bare .npy array
+            raise ValueError("a single array, not an .npz archive")
+        with archive as f:
+            flat = {k: np.asarray(f[k]) for k in f.files}
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        reason = "empty or truncated" if isinstance(err, EOFError) else err
+        if "pickle" in str(err):  # numpy's hint (allow_pickle) does not apply
+            reason = "not an .npz archive"
+        raise ValueError(f"{path}: cannot read a theta ({reason})") from None
     theta = unflatten_theta(flat)
-    validate_theta(theta, heads)
+    try:
+        validate_theta(theta, heads)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     return jax.tree.map(lambda a: np.asarray(a, np.float32), theta)
 
 
 def load_metadata(path) -> dict:
-    """The JSON sidecar of a theta archive (``{}`` if there is none)."""
+    """The JSON sidecar of a theta archive (``{}`` if there is none).
+
+    Raises:
+      ValueError: the sidecar is not a JSON object (truncated, corrupted); the
+        message names the sidecar.
+    """
     side = sidecar_path(path)
     if not side.exists():
         return {}
-    return json.loads(side.read_text())
+    try:
+        meta = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{side}: not a valid JSON sidecar ({err})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{side}: expected a JSON object, got {type(meta).__name__}")
+    return meta
 
 
 def json_safe(x, array_digits: int | None = None):
