@@ -1,32 +1,197 @@
 """Command line: ``stability reproduce | region | meta-train | evaluate | bench``.
 
-Every command reports a failure in one line on stderr and exits with code 2.
+Every command reports a failure in one line on stderr and exits with code 2: bad
+arguments, unreadable inputs (a missing or corrupt theta, a sidecar that is not
+JSON) and unwritable outputs (checked before any computation where the command
+can). An interrupted command exits with code 130.
+
+Start-up is kept light: the parser imports only the module of the command given,
+and JAX, NumPy and matplotlib load when a command runs, so ``--help`` and argument
+errors answer at once.
 """
 
 import argparse
-import json
+import importlib
+import os
+import pathlib
 import sys
+import tempfile
 
-import numpy as np
+#: family -> the grid flags it needs (the same as
+#: ``stability.analyses.regions.FAMILY_ARGS``, kept here so that parsing does not
+#: import JAX; a test holds the two equal)
+REGION_FAMILIES = {
+    "gd": ("lr", "curvature"),
+    "nominal": ("alpha", "p", "curvature"),
+    "heavy_ball": ("lr", "curvature", "beta"),
+    "ema_momentum": ("lr", "curvature", "beta"),
+    "aggmo": ("lr", "curvature"),
+}
+#: option -> the only family that takes it
+REGION_OPTIONS = {"betas": "aggmo", "precondition": "nominal"}
+#: largest ``points x n^2`` of a region grid (``n`` the state size per mode: 1 for
+#: gd and nominal, 2 for heavy_ball and ema_momentum, 1 + decays for aggmo): 4e7
+#: allows a 10^7-point heavy-ball grid (about 1.5 GB) and a 2.5e6-point aggmo grid
+#: with three decays (about 3 GB)
+MAX_GRID_COST = 40_000_000
+AGGMO_BETAS = (0.9, 0.99, 0.999)
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+_REGION_HELP = {
+    "lr": "learning rate a (gd, heavy_ball, ema_momentum, aggmo)",
+    "curvature": "curvature h of the mode (every family; >= 0 with --precondition)",
+    "beta": "momentum decay in (-1, 1) (heavy_ball, ema_momentum)",
+    "alpha": "nominal step alpha >= 0 (nominal)",
+    "p": "learned eigenvalue p of the nominal term (nominal)",
+}
+_REGION_EPILOG = """\
+each grid flag is a NUMBER (held fixed) or START:STOP:NUM (an axis of NUM points);
+every family needs all of its flags and refuses the others:
+  gd            --lr --curvature
+  nominal       --alpha --p --curvature [--precondition]
+  heavy_ball    --lr --curvature --beta
+  ema_momentum  --lr --curvature --beta
+  aggmo         --lr --curvature [--betas, default 0.9,0.99,0.999]
+example: stability region --family heavy_ball --lr 0:4:400 --beta 0:0.99:100 \\
+             --curvature 1 --plot region.png"""
+
+#: name -> (module, function adding its parser, runner, help) of the commands
+#: implemented in other modules (a build without the module lists the command as
+#: not available)
+_COMMANDS = {
+    "reproduce": (
+        "stability.reproduce",
+        "add_parser",
+        "run",
+        "regenerate every figure and the lemma report",
+    ),
+    "region": (None, None, None, "stability region of a per-mode optimizer family"),
+    "meta-train": (
+        "stability.lopt._cli_meta",
+        "add_meta_train_parser",
+        "run_meta_train",
+        "meta-train STAR or small_fc_lopt",
+    ),
+    "evaluate": (
+        "stability.lopt._cli_eval",
+        "add_evaluate_parser",
+        "run_evaluate",
+        "evaluate a meta-trained optimizer against tuned baselines",
+    ),
+    "bench": (None, None, None, "run a benchmark script from a source checkout"),
+}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit code 2
+class ArgumentParser(argparse.ArgumentParser):
+    """An ``argparse`` parser whose errors are one line on stderr, exit code 2."""
+
+    def error(self, message):
         print(f"{self.prog}: error: {message}", file=sys.stderr)
         raise SystemExit(2)
 
 
+# -- checks shared by the commands ---------------------------------------------------
+
+
+def _probe(flag: str, folder: pathlib.Path, what) -> None:
+    """Create and remove a file in ``folder``; ValueError naming ``flag`` if not."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".stability-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise ValueError(f"{flag}: cannot write {what} ({err.strerror})") from None
+
+
+def writable_dir(flag: str, path) -> pathlib.Path:
+    """Check, before any computation, that the folder ``path`` given as ``flag``
+    can be written (creating it and its parents if missing); return it.
+
+    Raises:
+      ValueError: naming ``flag``: an empty name, an existing file, a folder that
+        cannot be created or written.
+    """
+    if path is None or not str(path).strip():
+        raise ValueError(f"{flag}: expected a folder name, got {path!r}")
+    folder = pathlib.Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{flag}: {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{flag}: cannot create {folder} ({err.strerror})") from None
+    _probe(flag, folder, folder)
+    return folder
+
+
+def writable_file(flag: str, path) -> pathlib.Path:
+    """Check, before any computation, that the file ``path`` given as ``flag`` can
+    be written (its folder created if missing; an existing file is kept until
+    :func:`write_atomic` replaces it); return it.
+
+    Raises:
+      ValueError: naming ``flag``: an empty name, a folder, an unwritable place.
+    """
+    if path is None or not str(path).strip():
+        raise ValueError(f"{flag}: expected a file name, got {path!r}")
+    file = pathlib.Path(path)
+    if file.is_dir():
+        raise ValueError(f"{flag}: {file} is a folder, not a file")
+    parent = file.parent
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"{flag}: {parent} is a file, not a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"{flag}: cannot create {parent} ({err.strerror})") from None
+    _probe(flag, parent, file)
+    return file
+
+
+def write_atomic(path, write, mode: str = "w") -> None:
+    """``write(f)`` into a temporary file beside ``path``, then put it in place: an
+    interrupted or failed write leaves the old file as it was."""
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            os.fchmod(f.fileno(), 0o644)
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+# -- region --------------------------------------------------------------------------
+
+
 def _axis(text):
-    """``start:stop:num`` -> a linspace, or a single number."""
+    """``start:stop:num`` -> a linspace of ``num >= 1`` points, or a single number."""
     parts = text.split(":")
     try:
-        if len(parts) == 1:
-            return float(parts[0])
-        if len(parts) == 3:
-            return np.linspace(float(parts[0]), float(parts[1]), int(parts[2]))
+        values = [float(x) for x in parts[:2]]
+        num = int(parts[2]) if len(parts) == 3 else 1
     except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"expected NUMBER or START:STOP:NUM, got {text!r}")
+        parts = ()
+    if len(parts) not in (1, 3):
+        raise argparse.ArgumentTypeError(
+            f"expected NUMBER or START:STOP:NUM, got {text!r}"
+        )
+    if not all(abs(v) < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    if not 1 <= num <= MAX_GRID_COST:
+        raise argparse.ArgumentTypeError(
+            f"NUM must be between 1 and {MAX_GRID_COST:,}, got {text!r}"
+        )
+    if len(parts) == 1:
+        return values[0]
+    import numpy as np
+
+    return np.linspace(values[0], values[1], num)
 
 
 def _decays(text):
@@ -40,31 +205,144 @@ def _decays(text):
 
 
 def _add_region(sub):
-    p = sub.add_parser("region", help="stability region of a per-mode optimizer family")
+    p = sub.add_parser(
+        "region",
+        help=_COMMANDS["region"][3],
+        description="Spectral radius of a per-mode optimizer loop on a grid; prints\n"
+        "the grid shape, the stable fraction and the range of rho.",
+        epilog=_REGION_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument(
         "--family",
         required=True,
-        choices=["gd", "nominal", "heavy_ball", "ema_momentum", "aggmo"],
+        choices=list(REGION_FAMILIES),
+        help="optimizer family (the flags each takes are listed below)",
     )
     for name in ("lr", "curvature", "beta", "alpha", "p"):
-        p.add_argument(f"--{name}", type=_axis, help="NUMBER or START:STOP:NUM")
-    p.add_argument("--betas", type=_decays, help="comma-separated decays for aggmo")
-    p.add_argument("--precondition", action="store_true")
-    p.add_argument("--json", dest="json_out", help="write the region record as JSON")
+        p.add_argument(
+            f"--{name}",
+            type=_axis,
+            metavar="NUMBER|START:STOP:NUM",
+            help=_REGION_HELP[name],
+        )
+    p.add_argument(
+        "--betas",
+        type=_decays,
+        metavar="B1,B2,...",
+        help="aggmo only: its momentum decays (default 0.9,0.99,0.999)",
+    )
+    p.add_argument(
+        "--precondition",
+        action="store_true",
+        help="nominal only: idealise the output preconditioner as H^(-1/2)",
+    )
+    p.add_argument(
+        "--json",
+        dest="json_out",
+        metavar="FILE",
+        help="write the region record (axes, fixed values, rho) as JSON",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="draw the region (a 1-D or 2-D grid) into FILE "
+        f"({', '.join('.' + f for f in PLOT_FORMATS)})",
+    )
     p.set_defaults(run=_run_region)
 
 
+def _region_grid(args) -> dict:
+    """The grid arguments ``args`` gives its family, checked before computing.
+
+    Raises:
+      ValueError: naming the flag: one the family does not take, one it needs and
+        is missing, a grid over :data:`MAX_GRID_COST`, a ``--plot`` the grid cannot
+        give.
+    """
+    family, takes = args.family, REGION_FAMILIES[args.family]
+    for name in _REGION_HELP:
+        if getattr(args, name) is not None and name not in takes:
+            flags = " ".join(f"--{t}" for t in takes)
+            raise ValueError(
+                f"--{name}: --family {family} does not take it (it takes {flags})"
+            )
+    for name, only in REGION_OPTIONS.items():
+        if getattr(args, name) not in (None, False) and family != only:
+            raise ValueError(
+                f"--{name}: only --family {only} takes it, not {family}"
+            )
+    missing = [f"--{t}" for t in takes if getattr(args, t) is None]
+    if missing:
+        raise ValueError(f"{', '.join(missing)}: --family {family} needs a value")
+    grid = {t: getattr(args, t) for t in takes}
+    axes = {k: v.size for k, v in grid.items() if not isinstance(v, float)}
+    points = 1
+    for n in axes.values():
+        points *= n
+    betas = args.betas if args.betas is not None else AGGMO_BETAS
+    size = {"gd": 1, "nominal": 1, "aggmo": 1 + len(betas)}.get(family, 2)
+    limit = MAX_GRID_COST // size**2
+    if points > limit:
+        shape = " x ".join(f"--{k} {n}" for k, n in axes.items())
+        raise ValueError(
+            f"{', '.join('--' + k for k in axes)}: a grid of {points:,} points "
+            f"({shape}) is over the limit of {limit:,} for {family}; use fewer points"
+        )
+    if args.plot is not None:
+        if len(axes) not in (1, 2):
+            raise ValueError(
+                f"--plot: draws a 1-D or 2-D grid, got {len(axes)} axes "
+                "(give one or two flags as START:STOP:NUM)"
+            )
+        suffix = pathlib.Path(args.plot).suffix.lstrip(".").lower()
+        if suffix not in PLOT_FORMATS:
+            raise ValueError(
+                f"--plot: expected a file ending in "
+                f"{', '.join('.' + f for f in PLOT_FORMATS)}, got {args.plot!r}"
+            )
+    return grid
+
+
+def _plot_region(region, path) -> None:
+    """Draw a 1-D or 2-D region record into ``path`` (format from its suffix)."""
+    import matplotlib.pyplot as plt
+
+    from stability import plotting
+
+    fixed = ", ".join(f"{k}={v}" for k, v in region.fixed.items())
+    with plotting.style():
+        fig, axes = plotting.figure(1, 1, width=5.0, height=3.6)
+        ax = axes[0, 0]
+        if len(region.axes) == 2:
+            plotting.region(region, ax)
+        else:
+            (name, values), = region.axes.items()
+            plotting.radius_trace(ax, values, region.rho)
+            ax.set_xlabel(plotting.axis_label(name))
+            ax.set_ylabel("spectral radius ρ")
+        ax.set_title(f"{region.family}" + (f" ({fixed})" if fixed else ""))
+        fmt = pathlib.Path(path).suffix.lstrip(".").lower()
+        try:
+            write_atomic(path, lambda f: fig.savefig(f, format=fmt), mode="wb")
+        finally:
+            plt.close(fig)
+
+
 def _run_region(args):
+    grid = _region_grid(args)
+    json_out, plot_out = (
+        None if path is None else writable_file(flag, path)
+        for flag, path in (("--json", args.json_out), ("--plot", args.plot))
+    )
+    import json
+
     import jax
+    import numpy as np
 
     jax.config.update("jax_enable_x64", True)
     from stability import analyses
 
-    grid = {
-        k: getattr(args, k)
-        for k in analyses.regions.FAMILY_ARGS[args.family]
-        if getattr(args, k) is not None
-    }
     region = analyses.stability_region(
         args.family, precondition=args.precondition, betas=args.betas, **grid
     )
@@ -73,22 +351,26 @@ def _run_region(args):
         f"{args.family}: grid {region.rho.shape}, stable fraction {frac:.4f}, "
         f"rho in [{region.rho.min():.6g}, {region.rho.max():.6g}]"
     )
-    if args.json_out:
+    if json_out:
         record = {
             "family": region.family,
             "axes": {k: v.tolist() for k, v in region.axes.items()},
             "fixed": region.fixed,
             "rho": region.rho.tolist(),
         }
-        with open(args.json_out, "w") as f:
-            json.dump(record, f)
+        write_atomic(json_out, lambda f: json.dump(record, f))
+    if plot_out:
+        _plot_region(region, plot_out)
     return 0
 
 
-def _optional(sub, module, adder, runner, name, help_text):
-    """Register a sub-command implemented in another module, if that module exists."""
-    import importlib
+# -- commands in other modules, bench -------------------------------------------------
 
+
+def _optional(sub, name):
+    """Register the sub-command ``name`` implemented in another module, if that
+    module exists."""
+    module, adder, runner, help_text = _COMMANDS[name]
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as err:
@@ -110,64 +392,92 @@ def _unavailable(name):
     return 2
 
 
+BENCHMARKS = ("regions", "step", "meta_train")
+
+
 def _add_bench(sub):
-    p = sub.add_parser("bench", help="run a benchmark script from a source checkout")
-    p.add_argument("name", choices=["regions", "step", "meta_train"])
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the script")
+    p = sub.add_parser(
+        "bench",
+        help=_COMMANDS["bench"][3],
+        description="Run benchmarks/bench_NAME.py with the arguments that follow "
+        "(stability bench NAME --help lists them); needs a source checkout.",
+    )
+    p.add_argument("name", choices=BENCHMARKS, help="which benchmark")
+    p.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="arguments for the benchmark script"
+    )
     p.set_defaults(run=_run_bench)
 
 
 def _run_bench(args):
-    import pathlib
     import runpy
 
     root = pathlib.Path(__file__).resolve().parent.parent
     script = root / "benchmarks" / f"bench_{args.name}.py"
     if not script.exists():
         raise FileNotFoundError(f"{script} (benchmarks live in a source checkout)")
-    sys.argv = [str(script), *args.rest]
-    runpy.run_path(str(script), run_name="__main__")
+    saved = sys.argv
+    sys.argv = [f"stability bench {args.name}", *args.rest]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:  # the script's own exit status
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    finally:
+        sys.argv = saved
     return 0
 
 
-def _parser():
-    p = _Parser(prog="stability", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _optional(
-        sub,
-        "stability.reproduce",
-        "add_parser",
-        "run",
-        "reproduce",
-        "regenerate every figure and the lemma report",
+# -- the parser and main --------------------------------------------------------------
+
+
+def _command(argv) -> str | None:
+    """The sub-command named in ``argv`` (its first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _parser(commands=None) -> ArgumentParser:
+    """The ``stability`` parser; only the commands in ``commands`` (default: all)
+    get their full parsers (importing their modules), the others just a name."""
+    p = ArgumentParser(
+        prog="stability",
+        description=__doc__.split("\n\n")[0].split(": ", 1)[-1],
+        epilog="Run `stability COMMAND --help` for the options of a command.",
     )
-    _add_region(sub)
-    _optional(
-        sub,
-        "stability.lopt._cli_meta",
-        "add_meta_train_parser",
-        "run_meta_train",
-        "meta-train",
-        "meta-train STAR or small_fc_lopt",
+    sub = p.add_subparsers(
+        dest="command", required=True, parser_class=ArgumentParser, metavar="COMMAND"
     )
-    _optional(
-        sub,
-        "stability.lopt._cli_eval",
-        "add_evaluate_parser",
-        "run_evaluate",
-        "evaluate",
-        "evaluate a meta-trained optimizer against tuned baselines",
-    )
-    _add_bench(sub)
+    for name in _COMMANDS:
+        if commands is not None and name not in commands:
+            sub.add_parser(name, help=_COMMANDS[name][3], add_help=False)
+        elif name == "region":
+            _add_region(sub)
+        elif name == "bench":
+            _add_bench(sub)
+        else:
+            _optional(sub, name)
     return p
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    if isinstance(err, KeyError) and err.args:
+        text = str(err.args[0])
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser().parse_args(argv)
+    command = _command(argv)
+    args = _parser((command,) if command in _COMMANDS else ()).parse_args(argv)
     args.argv = argv  # what a command records as itself (``stability ARGV``)
     try:
         return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
-        print(f"stability {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, ImportError, RuntimeError, MemoryError) as err:
+        print(f"stability {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"stability {args.command}: interrupted", file=sys.stderr)
+        return 130
