@@ -1,0 +1,674 @@
+r"""Stability along real training: the sharpness, the preconditioned sharpness and the
+spectral radius of the real training step, against the optimizer's threshold.
+
+:func:`track` trains a user's own loss with any optax optimizer and, every ``every``
+steps, measures
+
+* ``sharpness``: the top eigenvalue of the loss's Hessian (Lanczos on jitted
+  Hessian-vector products, warm-started from the last checkpoint's vector);
+* ``preconditioned_sharpness``: the top eigenvalue of :math:`D^{-1/2} H D^{-1/2}`,
+  :math:`D` the diagonal preconditioner read from the optimizer state (Adam's
+  :math:`\sqrt{\hat v} + \epsilon`, STAR's :math:`\sqrt{v + 10^{-6}}`);
+* ``step_radius`` (optional): the spectral radius of the Jacobian of one full
+  training step over parameters and optimizer state (Arnoldi);
+
+and compares the quantity that matters for the optimizer with its threshold
+(:func:`stability.operators.threshold`): the sharpness against ``2 / lr`` for
+gradient descent, the preconditioned sharpness against ``38 / lr`` for Adam with
+``beta1 = 0.9``. Calling pattern::
+
+    run = track(loss_fn, params, optax.sgd(0.05), batch, steps=2000, every=50,
+                threshold=2 / 0.05)
+    [(c.step, c.sharpness, c.threshold) for c in run.checkpoints]
+
+    run = track_task("digits_mlp", "adam", lr=1e-3, loss="mse", steps=2000, every=50)
+
+:func:`gd_edge_of_stability` and :func:`adam_edge_of_stability` reproduce the two
+published edge-of-stability results on a small network and return records that
+:func:`stability.plotting.edge` draws.
+
+References:
+  Cohen, Kaur, Li, Kolter & Talwalkar, "Gradient Descent on Neural Networks
+  Typically Occurs at the Edge of Stability", ICLR 2021.
+  Cohen, Ghorbani, Krishnan, Agarwal, Medapati, Badura, Suo, Cardoze, Nado, Dahl &
+  Gilmer, "Adaptive Gradient Methods at the Edge of Stability", 2022.
+"""
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+from stability._validation import check_flag, check_int, check_scalar
+from stability.analyses.eigen import arnoldi, lanczos
+from stability.operators.network import (
+    _check_loss,
+    diagonal_preconditioner,
+    hessian_operator,
+    step_jacobian,
+    threshold,
+)
+
+__all__ = [
+    "DEFAULT_LR",
+    "EDGE_OPTIMIZERS",
+    "EdgeCheckpoint",
+    "EdgeReproduction",
+    "EdgeRun",
+    "EdgeSetup",
+    "adam_edge_of_stability",
+    "edge_optimizer",
+    "gd_edge_of_stability",
+    "squared_error",
+    "track",
+    "track_task",
+]
+
+EDGE_OPTIMIZERS = ("gd", "heavy_ball", "adam", "nominal", "star")
+# documented defaults: stable, and sharpening, on digits_mlp with either loss
+DEFAULT_LR = {"gd": 0.1, "heavy_ball": 0.01, "adam": 1e-3, "nominal": 0.03}
+LOSSES = ("ce", "mse")
+
+
+class EdgeCheckpoint(NamedTuple):
+    """One measurement along training (plain Python numbers, JSON-ready).
+
+    Attributes:
+      step: optimizer steps taken.
+      loss: the loss on the measurement batch (for ``diverged`` at a step between
+        checkpoints: the training loss of that step).
+      sharpness: top Hessian eigenvalue, or ``None`` (loss not finite).
+      preconditioned_sharpness: top eigenvalue of ``D^{-1/2} H D^{-1/2}``; ``None``
+        without a preconditioner, and at step 0, before the optimizer has one.
+      threshold: the threshold of the quantity that matters for the optimizer
+        (``None`` if none was given).
+      step_radius: spectral radius of the training step's Jacobian, ``None`` unless
+        asked for.
+      diverged: the loss is non-finite, or above its value at step 0.
+      sharpness_residual: relative Lanczos residual of ``sharpness``.
+      preconditioned_residual: the same for ``preconditioned_sharpness``.
+    """
+
+    step: int
+    loss: float
+    sharpness: float | None
+    preconditioned_sharpness: float | None
+    threshold: float | None
+    step_radius: float | None
+    diverged: bool
+    sharpness_residual: float | None = None
+    preconditioned_residual: float | None = None
+
+
+class EdgeRun(NamedTuple):
+    """A tracked run: its checkpoints and what was run (``info``: ``optimizer``,
+    ``lr``, ``beta``, ``quantity`` (the field compared with ``threshold``),
+    ``task``, ``loss``, ``seconds``, ...)."""
+
+    checkpoints: list
+    info: dict
+
+    def series(self, field: str) -> np.ndarray:
+        """``field`` over the checkpoints as floats (``None`` -> NaN)."""
+        return np.array(
+            [np.nan if getattr(c, field) is None else getattr(c, field)
+             for c in self.checkpoints],
+            dtype=float,
+        )
+
+
+class EdgeReproduction(NamedTuple):
+    """Several runs of one optimizer at different learning rates.
+
+    Attributes:
+      runs: one :class:`EdgeRun` per learning rate.
+      ratios: per run, the median of ``quantity`` over the second half of training
+        divided by the threshold (1 means it hovers at the edge).
+      quantity: ``"sharpness"`` or ``"preconditioned_sharpness"``.
+      title: one line for the figure.
+    """
+
+    runs: list
+    ratios: list
+    quantity: str
+    title: str
+
+
+# -- the tracker ----------------------------------------------------------------------
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _train(loss_fn, optimizer, batch_fn, length, params, state, batch, start):
+    """``length`` steps in one scan; the per-step training losses."""
+
+    def body(carry, i):
+        p, s = carry
+        b = batch if batch_fn is None else batch_fn(start + i)
+        loss, grads = jax.value_and_grad(loss_fn)(p, b)
+        updates, s = optimizer.update(grads, s, p)
+        return (optax.apply_updates(p, updates), s), loss
+
+    (params, state), losses = lax.scan(
+        body, (params, state), jnp.arange(length, dtype=jnp.int32)
+    )
+    return params, state, losses
+
+
+@partial(jax.jit, static_argnums=0)
+def _loss(loss_fn, params, batch):
+    return loss_fn(params, batch)
+
+
+def _preconditioner_fn(preconditioner) -> Callable | None:
+    if preconditioner is None:
+        return None
+    if callable(preconditioner):
+        return preconditioner
+    if preconditioner in ("adam", "star"):
+        return partial(diagonal_preconditioner, kind=preconditioner)
+    raise ValueError(
+        "preconditioner: expected None, 'adam', 'star' or a function of the state, "
+        f"got {preconditioner!r}"
+    )
+
+
+def track(
+    loss_fn: Callable,
+    params,
+    optimizer: optax.GradientTransformation,
+    batches,
+    *,
+    steps: int,
+    every: int,
+    step_radius: bool = False,
+    preconditioner=None,
+    threshold: float | None = None,
+    quantity: str | None = None,
+    measure_batch=None,
+    tol: float = 1e-3,
+    max_iter: int = 100,
+    radius_k: int = 6,
+    log: Callable[[str], None] | None = None,
+) -> EdgeRun:
+    r"""Train ``params`` with ``optimizer`` on ``loss_fn`` for ``steps`` steps and
+    measure the edge of stability at step 0 and every ``every`` steps (and at the
+    end).
+
+    Training runs in jitted scans of ``every`` steps; the measurements use the
+    same ``loss_fn`` on ``measure_batch``. A run stops cleanly at the first
+    checkpoint whose loss is non-finite or above its step-0 value, or at the first
+    step whose training loss is non-finite; the last checkpoint then has
+    ``diverged=True`` and everything before it is kept.
+
+    Args:
+      loss_fn: ``(params, batch) -> scalar``; keep one function object per run (it
+        is a static argument of the jitted kernels).
+      params: initial parameters (any pytree of floating arrays).
+      optimizer: any optax transformation whose ``update(grads, state, params)``
+        needs nothing else (STAR and the other learned optimizers included).
+      batches: one fixed batch (full-batch training), or a jittable function
+        ``step -> batch`` (called with a traced int32 step).
+      steps: training steps.
+      every: steps between checkpoints.
+      step_radius: also measure the spectral radius of the step's Jacobian
+        (``radius_k`` Arnoldi eigenvalues; costly on large states).
+      preconditioner: ``None``, ``"adam"`` (optax's defaults ``b2=0.999``,
+        ``eps=1e-8``), ``"star"``, or a function ``state -> D``.
+      threshold: the threshold recorded beside the measurements (see
+        :func:`stability.operators.threshold`), or ``None``.
+      quantity: the field compared with the threshold (default: the preconditioned
+        sharpness when there is a preconditioner, else the sharpness); recorded in
+        ``info``.
+      measure_batch: the batch the measurements use (default: the fixed batch, or
+        ``batches(0)``).
+      tol: relative Lanczos residual to reach.
+      max_iter: most Lanczos products per eigenvalue.
+      radius_k: eigenvalues Arnoldi resolves for ``step_radius``.
+      log: called with one line per checkpoint.
+    Returns:
+      :class:`EdgeRun`.
+    Raises:
+      ValueError: naming the argument: a non-scalar loss, ``params`` and ``batches``
+        that do not match, a ``state`` without the preconditioner asked for, bad
+        settings.
+    """
+    steps = check_int("steps", steps, low=1)
+    every = check_int("every", every, low=1)
+    step_radius = check_flag("step_radius", step_radius)
+    tol = check_scalar("tol", tol, low=0.0, low_open=True)
+    max_iter = check_int("max_iter", max_iter, low=1)
+    radius_k = check_int("radius_k", radius_k, low=1)
+    if threshold is not None:
+        threshold = check_scalar("threshold", threshold, low=0.0, low_open=True)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise ValueError(
+            f"optimizer: expected an optax GradientTransformation, got {optimizer!r}"
+        )
+    precondition = _preconditioner_fn(preconditioner)
+    if quantity is None:
+        quantity = "sharpness" if precondition is None else "preconditioned_sharpness"
+    if quantity not in ("sharpness", "preconditioned_sharpness"):
+        raise ValueError(
+            f"quantity: expected 'sharpness' or 'preconditioned_sharpness', got "
+            f"{quantity!r}"
+        )
+    if quantity == "preconditioned_sharpness" and precondition is None:
+        raise ValueError("quantity: the preconditioned sharpness needs a preconditioner")
+    batch_fn = batches if callable(batches) else None
+    fixed = None if batch_fn is not None else batches
+    if measure_batch is None:
+        measure_batch = fixed if batch_fn is None else batch_fn(jnp.int32(0))
+    _check_loss(loss_fn, params, measure_batch)
+    state = optimizer.init(params)
+    if precondition is not None:
+        # the preconditioner exists after one step: check the state holds it now
+        # rather than after the first chunk of training
+        grads = jax.grad(loss_fn)(params, measure_batch)
+        precondition(optimizer.update(grads, state, params)[1])
+
+    t0 = time.perf_counter()
+    checkpoints: list[EdgeCheckpoint] = []
+    vectors: dict[str, Any] = {"h": None, "p": None}
+    initial = None
+    step = 0
+    while True:
+        loss = float(_loss(loss_fn, params, measure_batch))
+        if initial is None:
+            initial = loss
+        bad = not math.isfinite(loss) or loss > initial
+        point = _measure(
+            loss_fn, params, state, optimizer, measure_batch, step, loss, bad,
+            threshold, precondition if step > 0 else None, step_radius, vectors,
+            tol, max_iter, radius_k,
+        )
+        checkpoints.append(point)
+        if log is not None:
+            log(_line(point))
+        if bad or step >= steps:
+            break
+        length = min(every, steps - step)
+        params, state, losses = _train(
+            loss_fn, optimizer, batch_fn, length, params, state, fixed,
+            jnp.int32(step),
+        )
+        losses = np.asarray(losses)
+        nonfinite = np.flatnonzero(~np.isfinite(losses))
+        if nonfinite.size:
+            i = int(nonfinite[0])
+            point = EdgeCheckpoint(
+                step + i, float(losses[i]), None, None, threshold, None, True
+            )
+            checkpoints.append(point)
+            if log is not None:
+                log(_line(point))
+            break
+        step += length
+    info = {
+        "quantity": quantity,
+        "threshold": threshold,
+        "steps": steps,
+        "every": every,
+        "seconds": time.perf_counter() - t0,
+    }
+    return EdgeRun(checkpoints, info)
+
+
+def _measure(loss_fn, params, state, optimizer, batch, step, loss, bad, thresh,
+             precondition, step_radius, vectors, tol, max_iter, radius_k):
+    if not math.isfinite(loss):
+        return EdgeCheckpoint(step, loss, None, None, thresh, None, True)
+    pairs = lanczos(
+        hessian_operator(loss_fn, params, batch), v0=vectors["h"], tol=tol,
+        max_iter=max_iter,
+    )
+    vectors["h"] = pairs.eigenvectors
+    sharp, sharp_res = float(pairs.eigenvalues[0]), float(pairs.relative_residuals[0])
+    psharp = pres = None
+    if precondition is not None:
+        d = precondition(state)
+        pairs = lanczos(
+            hessian_operator(loss_fn, params, batch, preconditioner=d),
+            v0=vectors["p"], tol=tol, max_iter=max_iter,
+        )
+        vectors["p"] = pairs.eigenvectors
+        psharp, pres = float(pairs.eigenvalues[0]), float(pairs.relative_residuals[0])
+    radius = None
+    if step_radius:
+        jac, _ = step_jacobian(loss_fn, optimizer, params, state, batch)
+        radius = float(np.max(np.abs(arnoldi(jac, k=radius_k).eigenvalues)))
+    return EdgeCheckpoint(
+        step, loss, sharp, psharp, thresh, radius, bool(bad), sharp_res, pres
+    )
+
+
+def _line(c: EdgeCheckpoint) -> str:
+    def fmt(x):
+        return "-" if x is None else f"{x:.4g}"
+
+    return (
+        f"step {c.step}: loss {fmt(c.loss)}, sharpness {fmt(c.sharpness)}, "
+        f"preconditioned {fmt(c.preconditioned_sharpness)}, threshold "
+        f"{fmt(c.threshold)}, step radius {fmt(c.step_radius)}"
+        + (", diverged" if c.diverged else "")
+    )
+
+
+# -- tasks and optimizers by name -----------------------------------------------------
+
+
+class EdgeSetup(NamedTuple):
+    """An optimizer by name with what the tracker needs to know about it.
+
+    Attributes:
+      optimizer: the optax transformation.
+      preconditioner: ``None`` or a function ``state -> D``.
+      threshold: the threshold of ``quantity`` (``None`` for a STAR without
+        nominal term).
+      quantity: ``"sharpness"`` or ``"preconditioned_sharpness"``.
+      info: ``optimizer``, ``lr`` (STAR: its nominal step), ``beta``, ``betas``.
+    """
+
+    optimizer: optax.GradientTransformation
+    preconditioner: Callable | None
+    threshold: float | None
+    quantity: str
+    info: dict
+
+
+def edge_optimizer(name: str, *, lr=None, beta=None, theta=None) -> EdgeSetup:
+    r"""One of :data:`EDGE_OPTIMIZERS` with its threshold and preconditioner.
+
+    ============== ===================================== ========================
+    ``gd``         ``optax.sgd(lr)``                      sharpness, ``2/lr``
+    ``heavy_ball`` ``optax.sgd(lr, momentum=beta)``       sharpness, ``2(1+b)/lr``
+    ``adam``       ``optax.adam(lr, b1=beta)``            preconditioned,
+                                                          ``(2+2b)/((1-b) lr)``
+    ``nominal``    STAR's nominal term alone              preconditioned,
+                   (:func:`~stability.lopt.evaluate.nominal_only`)
+                                                          ``x*(0.9, 0.99, 0.999)/lr``
+    ``star``       STAR from ``theta``                    preconditioned,
+                                                          ``x*(learned decays)/lr``
+    ============== ===================================== ========================
+
+    ``x*`` is the exact AggMo boundary (:func:`stability.operators.threshold`): with
+    the second moment frozen, STAR's nominal AdamAggMo term is AggMo on
+    :math:`D^{-1/2} H D^{-1/2}`, :math:`D = \sqrt{v + 10^{-6}}`, with the theta's
+    learned momentum decays; the learned blackbox term and the magnitude heads are
+    outside that threshold.
+
+    Args:
+      name: one of ``gd, heavy_ball, adam, nominal, star``.
+      lr: the learning rate (STAR: its nominal step); default
+        :data:`DEFAULT_LR`, or the theta's sidecar for STAR.
+      beta: heavy ball's momentum or Adam's ``b1`` (default 0.9); only those two.
+      theta: STAR's theta, a path or dict (default the shipped
+        ``stability/lopt/thetas/star.npz``); only ``star``.
+    """
+    if name not in EDGE_OPTIMIZERS:
+        raise ValueError(f"optimizer: expected one of {EDGE_OPTIMIZERS}, got {name!r}")
+    if beta is not None and name not in ("heavy_ball", "adam"):
+        raise ValueError(f"beta: only heavy_ball and adam take it, not {name}")
+    if theta is not None and name != "star":
+        raise ValueError(f"theta: only star takes it, not {name}")
+    if lr is not None:
+        lr = check_scalar("lr", lr, low=0.0, low_open=True)
+    if name == "star":
+        return _star_setup(theta, lr)
+    lr = DEFAULT_LR[name] if lr is None else lr
+    info = {"optimizer": name, "lr": lr}
+    if name in ("heavy_ball", "adam"):
+        beta = 0.9 if beta is None else beta
+        beta = check_scalar("beta", beta, low=0.0, high=1.0, high_open=True)
+        info["beta"] = beta
+    if name == "gd":
+        return EdgeSetup(optax.sgd(lr), None, threshold("gd", lr), "sharpness", info)
+    if name == "heavy_ball":
+        return EdgeSetup(
+            optax.sgd(lr, momentum=beta),
+            None,
+            threshold("heavy_ball", lr, beta=beta),
+            "sharpness",
+            info,
+        )
+    if name == "adam":
+        return EdgeSetup(
+            optax.adam(lr, b1=beta),
+            partial(diagonal_preconditioner, kind="adam"),
+            threshold("adam", lr, beta=beta),
+            "preconditioned_sharpness",
+            info,
+        )
+    from stability.lopt.evaluate import nominal_only
+    from stability.lopt.theta import MOMENTUM_DECAYS
+
+    # STAR keeps its initial decays in float32
+    betas = tuple(float(np.float32(b)) for b in MOMENTUM_DECAYS)
+    info["betas"] = betas
+    return EdgeSetup(
+        nominal_only(lr),
+        partial(diagonal_preconditioner, kind="star"),
+        threshold("aggmo", lr, betas=betas),
+        "preconditioned_sharpness",
+        info,
+    )
+
+
+def _star_setup(theta, lr) -> EdgeSetup:
+    from stability.lopt import _features
+    from stability.lopt.evaluate import learned_optimizer
+    from stability.lopt.io import SHIPPED_THETAS
+    from stability.lopt.theta import ADAFACTOR_DECAYS, MOMENTUM_DECAYS, RMS_DECAYS
+
+    if theta is None:
+        theta = SHIPPED_THETAS / "star.npz"
+    learned = learned_optimizer(theta, nominal_stepsize=lr)
+    if learned.theta["mlp"]["b2"].shape != (3,):
+        raise ValueError("theta: expected a STAR theta (3 heads), got small_fc_lopt")
+    decays = _features.decays_from_offsets(
+        learned.theta, np.float64, (MOMENTUM_DECAYS, RMS_DECAYS, ADAFACTOR_DECAYS)
+    )
+    betas = tuple(float(b) for b in np.asarray(decays.momentum))
+    step = learned.nominal_stepsize
+    info = {"optimizer": "star", "lr": step, "betas": betas, "label": learned.label}
+    info["theta"] = "dict" if isinstance(theta, Mapping) else str(theta)
+    thresh = None if step is None else threshold("aggmo", step, betas=betas)
+    return EdgeSetup(
+        learned.optimizer,
+        partial(diagonal_preconditioner, kind="star"),
+        thresh,
+        "preconditioned_sharpness",
+        info,
+    )
+
+
+def squared_error(task) -> Callable:
+    r"""The squared error of a classification task's logits against one-hot
+    targets, :math:`\frac12 \frac1N \sum_n \|f(x_n) - e_{y_n}\|^2` (summed over
+    classes, averaged over examples, and over positions for text), as in the
+    published edge-of-stability experiments."""
+    if task.logits is None:
+        raise ValueError(f"task: {task.name} exposes no logits for a squared error")
+    k = task.num_classes
+
+    def loss(params, batch):
+        x, y = batch
+        logits = task.logits(params, x).astype(jnp.float32)
+        err = logits - jax.nn.one_hot(y, k, dtype=logits.dtype)
+        return 0.5 * jnp.mean(jnp.sum(err * err, axis=-1))
+
+    return loss
+
+
+def track_task(
+    task,
+    optimizer: str = "gd",
+    *,
+    lr: float | None = None,
+    beta: float | None = None,
+    theta=None,
+    loss: str = "ce",
+    steps: int,
+    every: int,
+    batch_size: int | None = None,
+    subset: int | None = None,
+    step_radius: bool = False,
+    seed: int = 0,
+    **kwargs,
+) -> EdgeRun:
+    """:func:`track` on a registered task with an optimizer by name (what
+    ``stability edge`` runs).
+
+    Args:
+      task: a name of :func:`stability.lopt.tasks.task_names` or a ``Task``.
+      optimizer, lr, beta, theta: see :func:`edge_optimizer`.
+      loss: ``"ce"`` (the task's cross-entropy) or ``"mse"`` (:func:`squared_error`).
+      steps, every, step_radius: see :func:`track`.
+      batch_size: ``None`` trains full-batch on the training split (measurements on
+        the same batch); otherwise fresh minibatches of this size every step, with
+        the measurements on one fixed minibatch.
+      subset: full-batch on the first ``subset`` training examples only.
+      seed: initial parameters and batches.
+      **kwargs: passed to :func:`track` (``tol``, ``max_iter``, ``log``, ...).
+    Returns:
+      :class:`EdgeRun` whose ``info`` also says the task, loss and batch.
+    """
+    from stability.lopt.tasks import Task, get_task
+
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, low=1)
+        if subset is not None:
+            raise ValueError("subset: only for full-batch training (batch_size None)")
+    if subset is not None:
+        subset = check_int("subset", subset, low=1)
+    seed = check_int("seed", seed, low=0)
+    setup = edge_optimizer(optimizer, lr=lr, beta=beta, theta=theta)
+    if not isinstance(task, Task):
+        task = get_task(task, batch_size=batch_size)
+    elif batch_size is not None and batch_size != task.batch_size:
+        raise ValueError(
+            f"batch_size: the task given samples {task.batch_size}, not {batch_size}"
+        )
+    loss_fn = task.loss if loss == "ce" else squared_error(task)
+    key_init, key_batch, key_measure = jax.random.split(jax.random.key(seed), 3)
+    params = task.init(key_init)
+    if batch_size is None:
+        if task.train_batch is None:
+            raise ValueError(f"task: {task.name} has no training split to batch")
+        batches = task.train_batch()
+        if subset is not None:
+            batches = jax.tree.map(lambda a: a[:subset], batches)
+        measure = None
+    else:
+        sample = task.sample_batch
+        batches = lambda step: sample(jax.random.fold_in(key_batch, step))  # noqa: E731
+        measure = sample(key_measure)
+    run = track(
+        loss_fn,
+        params,
+        setup.optimizer,
+        batches,
+        steps=steps,
+        every=every,
+        step_radius=step_radius,
+        preconditioner=setup.preconditioner,
+        threshold=setup.threshold,
+        quantity=setup.quantity,
+        measure_batch=measure,
+        **kwargs,
+    )
+    info = dict(setup.info)
+    info.update(
+        task=task.name,
+        loss=loss,
+        batch="full" if batch_size is None else batch_size,
+        subset=subset,
+        seed=seed,
+    )
+    info.update(run.info)
+    return EdgeRun(run.checkpoints, info)
+
+
+# -- the two published results --------------------------------------------------------
+
+
+def _median_ratio(run: EdgeRun) -> float:
+    """Median of the run's quantity over the second half of its steps, over the
+    threshold (NaN if it diverged before then)."""
+    steps = run.series("step")
+    values = run.series(run.info["quantity"])
+    late = (steps >= run.info["steps"] / 2) & np.isfinite(values)
+    if not np.any(late) or run.checkpoints[-1].diverged:
+        return float("nan")
+    return float(np.median(values[late]) / run.info["threshold"])
+
+
+def gd_edge_of_stability(
+    lrs=(0.5, 1.0, 2.0),
+    *,
+    task: str = "digits_mlp_tanh",
+    subset: int = 500,
+    steps: int = 2000,
+    every: int = 20,
+    seed: int = 0,
+    log=None,
+) -> EdgeReproduction:
+    """Full-batch gradient descent with squared error at several learning rates:
+    the sharpness rises to ``2 / lr`` and hovers there (Cohen et al., 2021).
+
+    Returns:
+      :class:`EdgeReproduction` with, per learning rate, the median sharpness over
+      the second half of training divided by ``2 / lr``.
+    """
+    runs = [
+        track_task(task, "gd", lr=lr, loss="mse", steps=steps, every=every,
+                   subset=subset, seed=seed, log=log)
+        for lr in lrs
+    ]
+    return EdgeReproduction(
+        runs,
+        [_median_ratio(r) for r in runs],
+        "sharpness",
+        f"full-batch GD, squared error, {task} ({subset} examples)",
+    )
+
+
+def adam_edge_of_stability(
+    lrs=(1e-3, 2e-3, 4e-3),
+    *,
+    beta: float = 0.9,
+    task: str = "digits_mlp_tanh",
+    subset: int = 500,
+    steps: int = 2000,
+    every: int = 20,
+    seed: int = 0,
+    log=None,
+) -> EdgeReproduction:
+    """Full-batch Adam with squared error at several learning rates: the
+    preconditioned sharpness rises to ``(2 + 2 beta) / ((1 - beta) lr)`` (38/lr for
+    beta = 0.9) and hovers there while the raw sharpness keeps growing (Cohen et al.,
+    2022).
+
+    Returns:
+      :class:`EdgeReproduction` with, per learning rate, the median preconditioned
+      sharpness over the second half of training divided by the threshold.
+    """
+    runs = [
+        track_task(task, "adam", lr=lr, beta=beta, loss="mse", steps=steps,
+                   every=every, subset=subset, seed=seed, log=log)
+        for lr in lrs
+    ]
+    return EdgeReproduction(
+        runs,
+        [_median_ratio(r) for r in runs],
+        "preconditioned_sharpness",
+        f"full-batch Adam (b1 = {beta}), squared error, {task} ({subset} examples)",
+    )
