@@ -2,6 +2,10 @@
 
 from stability.analyses import robust as robust
 from stability.analyses import symbolic as symbolic
+from stability.analyses.certified import CertifiedRate as CertifiedRate
+from stability.analyses.certified import CertifiedRegion as CertifiedRegion
+from stability.analyses.certified import certified_rate as certified_rate
+from stability.analyses.certified import certified_region as certified_region
 from stability.analyses.regions import StabilityRegion as StabilityRegion
 from stability.analyses.regions import (
     max_stable_learning_rate as max_stable_learning_rate,

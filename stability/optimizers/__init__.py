@@ -8,5 +8,6 @@ from stability.optimizers.linear import aggmo as aggmo
 from stability.optimizers.linear import ema_momentum as ema_momentum
 from stability.optimizers.linear import gd as gd
 from stability.optimizers.linear import heavy_ball as heavy_ball
+from stability.optimizers.linear import nesterov as nesterov
 from stability.optimizers.linear import nominal_linear as nominal_linear
 from stability.optimizers.linear import preconditioned as preconditioned

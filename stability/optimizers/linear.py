@@ -149,6 +149,46 @@ def ema_momentum(lr: float, beta: float) -> optax.GradientTransformation:
     return _momentum_transform(lr, (check_beta("beta", beta),), ema=True)
 
 
+def nesterov(lr: float, beta: float) -> optax.GradientTransformation:
+    r"""Nesterov's accelerated gradient in momentum form, :math:`m' = \beta m + g`,
+    :math:`\phi' = \phi - a (g + \beta m')`; the gradient is taken at the current
+    parameters, which play the role of Nesterov's extrapolated point.
+
+    Per mode the characteristic polynomial is
+    ``z^2 - (1 + beta)(1 - a h) z + beta (1 - a h)``, that of the textbook form
+    ``x' = y - a grad f(y)``, ``y' = x' + beta (x' - x)``. With ``a = 1/L`` and
+    ``beta = (sqrt(kappa) - 1)/(sqrt(kappa) + 1)`` it is the classical method for
+    ``mu``-strongly convex, ``L``-smooth functions (``kappa = L / mu``).
+
+    >>> import jax.numpy as jnp
+    >>> opt = nesterov(0.5, 0.5)
+    >>> u, s = opt.update(jnp.array([1.0]), opt.init(jnp.zeros(1)))
+    >>> u.tolist(), s.momenta[0].tolist()
+    ([-0.75], [1.0])
+
+    References:
+      Y. Nesterov, *Introductory Lectures on Convex Optimization*, Kluwer, 2004,
+      Section 2.2 (constant step scheme III).
+      I. Sutskever, J. Martens, G. Dahl & G. Hinton, "On the importance of
+      initialization and momentum in deep learning", ICML 2013 (momentum form).
+    """
+    lr = check_lr("lr", lr)
+    beta = check_beta("beta", beta)
+
+    def init(params):
+        return MomentumState((jax.tree.map(jnp.zeros_like, params),))
+
+    def update(grads, state, params=None):
+        del params
+        m = jax.tree.map(lambda m, g: _cast(beta, g) * m + g, state.momenta[0], grads)
+        updates = jax.tree.map(
+            lambda m, g: -_cast(lr, g) * (g + _cast(beta, g) * m), m, grads
+        )
+        return updates, MomentumState((m,))
+
+    return optax.GradientTransformation(init, update)
+
+
 def aggmo(lr: float, betas=(0.9, 0.99, 0.999)) -> optax.GradientTransformation:
     r"""Mean of EMA momenta (AggMo-style, as in STAR's nominal term),
     :math:`m_i' = \beta_i m_i + (1-\beta_i) g`, :math:`\phi' = \phi - a\,

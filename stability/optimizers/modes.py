@@ -11,6 +11,8 @@ family          block                                          stable iff
 gd              ``[1 - x]``                                    ``0 < x < 2``
 heavy_ball      ``[[1 - x, -b], [x, b]]``                      ``|b|<1, 0<x<2(1+b)``
 ema_momentum    ``[[1 - (1-b) x, -b], [(1-b) x, b]]``          ``0<(1-b)x<2(1+b)``
+nesterov        ``[[1 - (1+b) x, -b^2], [x, b]]``              ``0<x<2(1+b)/(1+2b)``
+                                                               (for ``0 <= b < 1``)
 aggmo           ``u_i' = b_i u_i + (1-b_i) x phi``,            ``0 < x < x*``
                 ``phi' = phi - mean_i u_i'``
 ==============  =============================================  =======================
@@ -28,6 +30,7 @@ _PARAMS = {
     "gd": (),
     "heavy_ball": ("beta",),
     "ema_momentum": ("beta",),
+    "nesterov": ("beta",),
     "aggmo": ("betas",),
 }
 FAMILIES = tuple(_PARAMS)
@@ -55,6 +58,14 @@ def ema_momentum_block(x, beta):
     x, beta = jnp.broadcast_arrays(jnp.asarray(x), jnp.asarray(beta, dtype=float))
     y = (1 - beta) * x
     return _stack([[1 - y, -beta], [y, beta]]), jnp.stack([y, -y], axis=-1)
+
+
+def nesterov_block(x, beta):
+    """``(..., 2, 2)`` block and ``(..., 2)`` noise gain of Nesterov's method in
+    momentum form (:func:`stability.optimizers.nesterov`)."""
+    x, beta = jnp.broadcast_arrays(jnp.asarray(x), jnp.asarray(beta, dtype=float))
+    block = _stack([[1 - (1 + beta) * x, -beta * beta], [x, beta]])
+    return block, jnp.stack([(1 + beta) * x, -x], axis=-1)
 
 
 def aggmo_block(x, betas):
@@ -93,6 +104,8 @@ def block(family: str, x, **params):
         return heavy_ball_block(x, params["beta"])
     if family == "ema_momentum":
         return ema_momentum_block(x, params["beta"])
+    if family == "nesterov":
+        return nesterov_block(x, params["beta"])
     return aggmo_block(x, params["betas"])
 
 
@@ -112,15 +125,22 @@ def quadratic_radius(s, q, xp=jnp):
     return xp.where(pair, sq_q, 0.5 * (xp.abs(s) + sq_disc))
 
 
-def gd_radius(x):
-    return jnp.abs(1 - jnp.asarray(x))
+def gd_radius(x, xp=jnp):
+    return xp.abs(1 - xp.asarray(x))
 
 
-def heavy_ball_radius(x, beta):
+def heavy_ball_radius(x, beta, xp=jnp):
     """Spectral radius of the heavy-ball block: ``z^2 - (1 + b - x) z + b``."""
-    return quadratic_radius(1 + beta - x, beta)
+    return quadratic_radius(1 + beta - x, beta, xp)
 
 
-def ema_momentum_radius(x, beta):
+def ema_momentum_radius(x, beta, xp=jnp):
     """Spectral radius of the EMA block: ``z^2 - (1 + b - (1-b) x) z + b``."""
-    return quadratic_radius(1 + beta - (1 - beta) * x, beta)
+    return quadratic_radius(1 + beta - (1 - beta) * x, beta, xp)
+
+
+def nesterov_radius(x, beta, xp=jnp):
+    """Spectral radius of Nesterov's block:
+    ``z^2 - (1 + b)(1 - x) z + b (1 - x)`` (``xp`` as in :func:`quadratic_radius`).
+    """
+    return quadratic_radius((1 + beta) * (1 - x), beta * (1 - x), xp)
