@@ -129,6 +129,13 @@ def _assert_theta_equal(a, b):
         ("eval_seeds", 0),
         ("clip", 0.0),
         ("select", "test_accuracy"),
+        ("horizon_min", 0),
+        ("horizon_min", 9),  # > horizon
+        ("horizon_min", 2.5),
+        ("final_weight", -0.1),
+        ("final_weight", float("nan")),
+        ("blackbox_penalty", -1.0),
+        ("eval_horizon", 0),
     ],
 )
 def test_config_rejects_bad_fields(field, value):
@@ -234,6 +241,93 @@ def test_resume_is_bit_for_bit(tmp_path):
         mt.meta_train(TINY, b, progress=False)
     with pytest.raises(ValueError, match="^sigma:"):
         mt.meta_train(dataclasses.replace(TINY, sigma=0.02), b, resume=True)
+
+
+def test_blackbox_penalty_needs_the_nominal_term():
+    for changes in ({"nominal": False}, {"optimizer": "small_fc_lopt"}):
+        with pytest.raises(ValueError, match="^blackbox_penalty:"):
+            dataclasses.replace(TINY, blackbox_penalty=1.0, **changes)
+
+
+LEVERS = dataclasses.replace(
+    TINY, horizon_min=3, final_weight=0.5, blackbox_penalty=0.5, eval_horizon=12
+)
+
+
+def test_levers_resume_bit_for_bit_and_survive_a_nan(tmp_path):
+    """Randomised horizons, final weight, stability term and a longer evaluation
+    together: a run split at step 3 equals the straight run, and a NaN
+    meta-gradient is skipped as without them."""
+    straight = mt.meta_train(LEVERS, tmp_path / "a", progress=False, fault_steps=[4])
+    b = tmp_path / "b"
+    mt.meta_train(dataclasses.replace(LEVERS, steps=3), b, progress=False)
+    resumed = mt.meta_train(LEVERS, b, resume=True, progress=False, fault_steps=[4])
+    _assert_theta_equal(straight.theta, resumed.theta)
+    _assert_theta_equal(straight.best_theta, resumed.best_theta)
+    rows = _log(b / "log.jsonl")
+    assert rows == _log(tmp_path / "a" / "log.jsonl")
+    assert [r["skipped"] for r in rows] == [0, 0, 0, 0, 1, 0]
+    assert straight.skipped == 1
+    assert load_metadata(b / "best_theta.npz")["config"]["blackbox_penalty"] == 0.5
+    # the held-out evaluations run eval_horizon steps: the loss differs from the
+    # same theta evaluated at the meta-training horizon
+    long = mt.evaluate_theta(straight.theta, LEVERS)
+    short = mt.evaluate_theta(
+        straight.theta, dataclasses.replace(LEVERS, eval_horizon=None)
+    )
+    assert long["train_loss"] != short["train_loss"]
+
+
+def test_each_lever_changes_the_meta_gradient():
+    base = mt.meta_gradient(TINY)
+    for changes in (
+        {"horizon_min": 2},
+        {"final_weight": 1.0},
+        {"blackbox_penalty": 1.0},
+    ):
+        other = mt.meta_gradient(dataclasses.replace(TINY, **changes))
+        diff = [
+            float(np.max(np.abs(a - b)))
+            for a, b in zip(
+                jax.tree.leaves(base["grad"]),
+                jax.tree.leaves(other["grad"]),
+                strict=True,
+            )
+        ]
+        assert max(diff) > 0, changes
+        assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(other["grad"]))
+
+
+def test_randomised_lengths_are_log_uniform_per_episode_key():
+    task = get_task("digits_mlp")
+    inner = _unroll.InnerLoop(task, None, 10_000, 1e9, horizon_min=100)
+    keys = jax.vmap(lambda i: _unroll.unwrap(jax.random.key(i)))(jnp.arange(4000))
+    lengths = np.asarray(jax.jit(jax.vmap(inner.length))(keys))
+    assert lengths.min() >= 100 and lengths.max() <= 10_000
+    # log-uniform: each decade holds about half the episodes
+    share = np.mean(lengths < 1000)
+    assert 0.46 < share < 0.54, share
+    again = np.asarray(jax.vmap(inner.length)(keys[:5]))
+    np.testing.assert_array_equal(again, lengths[:5])  # a function of the key
+    fixed = _unroll.InnerLoop(task, None, 8, 1e9)
+    assert int(fixed.length(keys[0])) == 8
+
+
+def test_final_weight_weights_the_last_loss_of_a_finished_episode():
+    program = mt._program(dataclasses.replace(TINY, final_weight=0.25))
+    plain = mt._program(TINY)
+    state = plain.init_state()
+    metas = _unroll.member_thetas(
+        state.theta, jax.tree.map(lambda x: jnp.zeros((4, *x.shape)), state.theta)
+    )
+    poison = jnp.zeros((4, 2), jnp.float32)
+    _, a = plain.inner.truncation(metas, state.population, poison, 4)
+    _, b = program.inner.truncation(metas, state.population, poison, 4)
+    finished = np.asarray(a.done & ~a.diverged)
+    assert finished.any() and not finished.all()
+    ratio = np.asarray(b.losses) / np.asarray(a.losses)
+    expected = np.where(finished, 1 + 0.25 * 8, 1.0)[..., None]
+    np.testing.assert_allclose(ratio, np.broadcast_to(expected, ratio.shape), rtol=1e-6)
 
 
 def test_nan_meta_gradient_is_skipped_and_the_pair_restarted(tmp_path):
@@ -514,6 +608,10 @@ def _cli_config(argv, tmp_path, monkeypatch):
         (["--eval-seeds", "4"], {"eval_seeds": 4}),
         (["--select", "objective"], {"select": "objective"}),
         (["--clip", "2.5"], {"clip": 2.5}),
+        (["--horizon-min", "100"], {"horizon_min": 100}),
+        (["--final-weight", "0.5"], {"final_weight": 0.5}),
+        (["--blackbox-penalty", "0.3"], {"blackbox_penalty": 0.3}),
+        (["--eval-horizon", "5000"], {"eval_horizon": 5000}),
     ],
 )
 def test_cli_options_set_their_config_fields(argv, changes, tmp_path, monkeypatch):

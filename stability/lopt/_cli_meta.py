@@ -59,12 +59,60 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.steps, help="outer steps")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--resume", action="store_true", help="continue from --out")
-    p.add_argument("--horizon", type=int, default=d.horizon, help="inner episode")
-    p.add_argument("--truncation", type=int, default=d.truncation)
     p.add_argument(
-        "--population", type=int, default=d.population, help="antithetic pairs"
+        "--horizon",
+        type=int,
+        default=d.horizon,
+        help=f"inner steps per episode, the longest with --horizon-min "
+        f"(default {d.horizon})",
     )
-    p.add_argument("--sigma", type=float, default=d.sigma)
+    p.add_argument(
+        "--horizon-min",
+        type=int,
+        default=d.horizon_min,
+        help="randomised horizons: each episode's length drawn log-uniformly in "
+        "[HORIZON_MIN, --horizon] (default: every episode --horizon steps)",
+    )
+    p.add_argument(
+        "--truncation",
+        type=int,
+        default=d.truncation,
+        help=f"inner steps per outer step (default {d.truncation})",
+    )
+    p.add_argument(
+        "--population",
+        type=int,
+        default=d.population,
+        help=f"antithetic pairs (default {d.population})",
+    )
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=d.sigma,
+        help=f"std of the perturbations of theta (default {d.sigma})",
+    )
+    p.add_argument(
+        "--final-weight",
+        type=float,
+        default=d.final_weight,
+        help="weight of an episode's final loss beside its mean loss in the "
+        f"meta-objective (default {d.final_weight})",
+    )
+    p.add_argument(
+        "--blackbox-penalty",
+        type=float,
+        default=d.blackbox_penalty,
+        help="stability term: weight of log(1 + |blackbox step| / |nominal step|) "
+        f"at the end of each truncation (default {d.blackbox_penalty}: off)",
+    )
+    p.add_argument(
+        "--eval-horizon",
+        type=int,
+        default=d.eval_horizon,
+        help="inner steps of the held-out evaluations that pick best_theta.npz "
+        "(default: --horizon); e.g. 10x the horizon keeps the theta that trains "
+        "best past it",
+    )
     p.add_argument("--outer-lr", type=float, default=d.outer_lr)
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument(
@@ -92,7 +140,10 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
         "horizon (default) or mean meta-loss",
     )
     p.add_argument(
-        "--clip", type=float, default=d.clip, help="meta-gradient norm clip (inf: none)"
+        "--clip",
+        type=float,
+        default=d.clip,
+        help=f"meta-gradient global-norm clip, inf for none (default {d.clip})",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_meta_train)
@@ -124,6 +175,10 @@ def config_from_args(args: argparse.Namespace):
         eval_seeds=args.eval_seeds,
         clip=args.clip,
         select=args.select,
+        horizon_min=args.horizon_min,
+        final_weight=args.final_weight,
+        blackbox_penalty=args.blackbox_penalty,
+        eval_horizon=args.eval_horizon,
     )
 
 

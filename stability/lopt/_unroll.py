@@ -39,6 +39,7 @@ per truncation:
 """
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -102,18 +103,43 @@ class InnerLoop:
       task: a :class:`~stability.lopt.tasks.Task`.
       make_opt: ``meta -> optax transformation``; ``meta`` is theta (or any pytree
         the factory understands) and may be traced.
-      horizon: inner steps per episode.
+      horizon: inner steps per episode (the longest, with ``horizon_min``).
       diverged_loss: a loss above this (or non-finite) ends the episode.
+      horizon_min: ``None`` (every episode lasts ``horizon`` steps), or the
+        shortest episode: each episode's length is then drawn log-uniformly in
+        ``[horizon_min, horizon]`` from its own key (:meth:`length`), so that
+        training states from late in long episodes enter the meta-objective.
+      final_weight: ``lambda >= 0``; the last loss of an episode that reaches its
+        length is weighted ``1 + lambda * length``, so that an episode's
+        meta-objective is its mean loss plus ``lambda`` times its final loss.
     """
 
     def __init__(
-        self, task, make_opt: Callable, horizon: int, diverged_loss: float
+        self,
+        task,
+        make_opt: Callable,
+        horizon: int,
+        diverged_loss: float,
+        *,
+        horizon_min: int | None = None,
+        final_weight: float = 0.0,
     ) -> None:
         self.task = task
         self.make_opt = make_opt
         self.horizon = int(horizon)
+        self.horizon_min = None if horizon_min is None else int(horizon_min)
+        self.final_weight = float(final_weight)
         self.loss_max = float(1.5 * task.chance_loss)
         self.diverged_loss = float(diverged_loss)
+
+    def length(self, episode_key: jax.Array) -> jax.Array:
+        """An episode's length in steps (int32), a function of its key alone."""
+        if self.horizon_min is None or self.horizon_min >= self.horizon:
+            return jnp.asarray(self.horizon, jnp.int32)
+        lo, hi = math.log(self.horizon_min), math.log(self.horizon)
+        u = jax.random.uniform(jax.random.fold_in(wrap(episode_key), 2), (), F32)
+        steps = jnp.round(jnp.exp(lo + (hi - lo) * u))
+        return jnp.clip(steps, self.horizon_min, self.horizon).astype(jnp.int32)
 
     # -- one member ------------------------------------------------------------------
     def fresh(self, meta, episode_key: jax.Array):
@@ -161,7 +187,8 @@ class InnerLoop:
     # -- a population of antithetic pairs --------------------------------------------
     def init_population(self, meta, key: jax.Array, pairs: int) -> Population:
         """Fresh episodes for ``pairs`` pairs; pair ``i`` starts at inner step
-        ``i * horizon // pairs`` so that the episodes do not all end together."""
+        ``i * length // pairs`` (its episode's length) so that the episodes do not
+        all end together."""
         raw = jax.vmap(lambda i: unwrap(jax.random.fold_in(key, i)))(
             jnp.arange(pairs, dtype=jnp.int32)
         )
@@ -169,7 +196,8 @@ class InnerLoop:
         rng, episode_key = split[:, 0], split[:, 1]
         params, opt_state = jax.vmap(self.fresh, (None, 0))(meta, episode_key)
         pair_sign = functools.partial(_broadcast_signs, pairs=pairs)
-        step = (jnp.arange(pairs, dtype=jnp.int32) * self.horizon) // pairs
+        lengths = jax.vmap(self.length)(episode_key)
+        step = (jnp.arange(pairs, dtype=jnp.int32) * lengths) // pairs
         return Population(
             jax.tree.map(pair_sign, params),
             jax.tree.map(pair_sign, opt_state),
@@ -204,7 +232,12 @@ class InnerLoop:
             bad = ~jnp.isfinite(loss) | (loss > self.diverged_loss)
             diverged = jnp.any(bad, axis=1)
             step = pop.step + 1
-            done = (step >= self.horizon) | diverged
+            length = jax.vmap(self.length)(pop.episode_key)
+            finished = step >= length
+            if self.final_weight:
+                weight = 1 + self.final_weight * length.astype(F32)
+                meta_loss = meta_loss * jnp.where(finished, weight, 1.0)[:, None]
+            done = finished | diverged
             pop = Population(
                 params, opt_state, jnp.where(done, 0, step), pop.episode_key, pop.rng
             )

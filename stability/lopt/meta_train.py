@@ -107,7 +107,13 @@ _CHECKPOINT_FORMAT = 1
 # Fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = ("steps",)
 # fields added after checkpoints were first written, with the value those implied
-_LEGACY = {"select": "objective"}
+_LEGACY = {
+    "select": "objective",
+    "horizon_min": None,
+    "final_weight": 0.0,
+    "blackbox_penalty": 0.0,
+    "eval_horizon": None,
+}
 _LOG_FIELDS = (
     "step",
     "meta_loss",
@@ -150,6 +156,20 @@ class MetaTrainConfig:
       clip: global-norm clip of the meta-gradient (``math.inf``: none).
       select: held-out score that picks ``best_theta``: ``"train_loss"`` or
         ``"objective"`` (see the module doc).
+      horizon_min: ``None`` (every episode lasts ``horizon`` steps) or the
+        shortest episode: lengths are drawn log-uniformly in
+        ``[horizon_min, horizon]``, one per episode (randomised horizons).
+      final_weight: weight of an episode's final loss beside its mean loss in the
+        meta-objective (0: the mean alone).
+      blackbox_penalty: weight of the stability term: at the end of every
+        truncation each member pays ``log(1 + ||f_b|| / ||f_g||)``, the gain of
+        STAR's blackbox term relative to its nominal term at its current state
+        (:mod:`stability.lopt.anatomy`); 0 turns it off. STAR with its nominal
+        term only.
+      eval_horizon: inner steps of the held-out evaluations that pick
+        ``best_theta`` (``None``: ``horizon``); e.g. ``10 * horizon`` keeps the
+        theta that trains best past the meta-training horizon. ``nominal_stepsize
+        = None`` is then tuned at this horizon too.
     """
 
     task: str = "digits_mlp"
@@ -171,6 +191,10 @@ class MetaTrainConfig:
     eval_seeds: int = 32
     clip: float = 10.0
     select: str = "train_loss"
+    horizon_min: int | None = None
+    final_weight: float = 0.0
+    blackbox_penalty: float = 0.0
+    eval_horizon: int | None = None
 
     def __post_init__(self):
         from stability.lopt.tasks import task_names
@@ -218,6 +242,21 @@ class MetaTrainConfig:
                 _check_float("nominal_stepsize", self.nominal_stepsize, positive=True),
             )
         put("clip", _check_float("clip", self.clip, positive=True, allow_inf=True))
+        for name in ("final_weight", "blackbox_penalty"):
+            put(name, _check_float(name, getattr(self, name)))
+        for name in ("horizon_min", "eval_horizon"):
+            if getattr(self, name) is not None:
+                put(name, check_int(name, getattr(self, name), low=1))
+        if self.horizon_min is not None and self.horizon_min > self.horizon:
+            raise ValueError(
+                f"horizon_min: must be <= horizon ({self.horizon}), "
+                f"got {self.horizon_min}"
+            )
+        if self.blackbox_penalty and (self.optimizer != "star" or not self.nominal):
+            raise ValueError(
+                "blackbox_penalty: needs STAR with its nominal term (the penalty "
+                "is the blackbox term's gain relative to the nominal term)"
+            )
         for name in ("nominal", "precondition"):
             value = getattr(self, name)
             if not isinstance(value, bool | np.bool_):
@@ -351,6 +390,8 @@ class _Program:
             _make_opt_factory(config),
             config.horizon,
             DIVERGED_LOSS_FACTOR * self.task.chance_loss,
+            horizon_min=config.horizon_min,
+            final_weight=config.final_weight,
         )
         clip = (
             [optax.clip_by_global_norm(config.clip)]
@@ -401,6 +442,8 @@ class _Program:
         eps = jax.lax.with_sharding_constraint(eps, self.pop_sharding)
         metas = _unroll.member_thetas(state.theta, eps)
         pop, tr = self.inner.truncation(metas, state.population, poison, c.truncation)
+        if c.blackbox_penalty:
+            tr = self._penalised(tr, metas, pop)
         grad, acc = _unroll.estimate(pes, tr, eps, state.accumulator, c.sigma)
         finite = jnp.all(
             jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)])
@@ -437,6 +480,39 @@ class _Program:
         }
         return new_state, metrics
 
+    def _penalised(self, tr, metas, pop) -> _unroll.Truncation:
+        """The truncation's losses with the stability term added at its last step
+        (weighted by the truncation's length, so that it counts as
+        ``blackbox_penalty * log(1 + ratio)`` in the truncation's mean)."""
+        c = self.config
+        batch = jax.vmap(self.inner.batch)(pop.episode_key, pop.step)
+
+        def ratio(meta, params, opt_state, batch):
+            g = jax.grad(self.task.loss)(params, batch)
+            kw = {
+                "nominal_stepsize": c.nominal_stepsize,
+                "precondition": c.precondition,
+            }
+            total, _ = star(meta, **kw).update(g, opt_state, params)
+            black, _ = star(meta, nominal=False, **kw).update(g, opt_state, params)
+            sq = [
+                (jnp.sum(jnp.square(b)), jnp.sum(jnp.square(t - b)))
+                for t, b in zip(
+                    jax.tree.leaves(total), jax.tree.leaves(black), strict=True
+                )
+            ]
+            nb = jnp.sqrt(sum(x for x, _ in sq))
+            ng = jnp.sqrt(sum(y for _, y in sq))
+            return jnp.log1p(nb / jnp.maximum(ng, 1e-30))
+
+        pen = jax.vmap(jax.vmap(ratio, (0, 0, 0, None)), (0, 0, 0, 0))(
+            metas, pop.params, pop.opt_state, batch
+        )
+        # a non-finite member state is the divergence's business, not the penalty's
+        pen = jnp.where(jnp.isfinite(pen), pen, 0.0).astype(F32)
+        extra = c.truncation * c.blackbox_penalty * pen
+        return tr._replace(losses=tr.losses.at[-1].add(extra))
+
     def eval_keys(self) -> jax.Array:
         base = _keys(self.config.seed)["eval"]
         return jax.vmap(lambda i: _unroll.unwrap(jax.random.fold_in(base, i)))(
@@ -444,8 +520,9 @@ class _Program:
         )
 
     def _evaluate(self, theta) -> dict:
+        c = self.config
         return _evaluate_runs(
-            self.inner, theta, self.eval_keys(), self.config.horizon, self.task
+            self.inner, theta, self.eval_keys(), c.eval_horizon or c.horizon, self.task
         )
 
 
@@ -586,7 +663,7 @@ def _resolve(config: MetaTrainConfig) -> MetaTrainConfig:
         return dataclasses.replace(config, nominal_stepsize=DEFAULT_NOMINAL_STEPSIZE)
     best, _ = tune_nominal_stepsize(
         config.task,
-        horizon=config.horizon,
+        horizon=config.eval_horizon or config.horizon,
         seeds=config.eval_seeds,
         precondition=config.precondition,
         seed=config.seed,

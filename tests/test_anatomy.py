@@ -1,0 +1,79 @@
+"""STAR's update split into its blackbox and nominal terms (stability.lopt.anatomy)."""
+
+import jax
+import numpy as np
+import pytest
+
+from stability.lopt import anatomy
+from stability.lopt.star import ADAFACTOR_DECAYS, MOMENTUM_DECAYS, RMS_DECAYS
+from stability.lopt.theta import init_theta, zero_output_layer
+
+THETA = init_theta(jax.random.key(3), heads=3)
+POINTS = [0, 2, 5]
+
+
+def _run(theta, **kwargs):
+    return anatomy.update_anatomy(
+        theta, "digits_mlp", checkpoints=POINTS, seeds=[0, 1], **kwargs
+    )
+
+
+def test_the_two_terms_add_up_to_the_step():
+    rec = _run(THETA, nominal_stepsize=0.01)
+    assert rec.loss.shape == (2, 3) and rec.steps.tolist() == POINTS
+    nb, ng, n = rec.blackbox_norm, rec.nominal_norm, rec.total_norm
+    assert np.all(nb > 0) and np.all(ng > 0)
+    assert np.all(n <= nb + ng + 1e-6) and np.all(n >= np.abs(nb - ng) - 1e-6)
+    np.testing.assert_allclose(rec.ratio, nb / ng, rtol=1e-5)
+    # the nominal term is Adam-like: it points along the gradient at step 0
+    assert np.all(rec.cos_nominal[:, 0] > 0.9)
+    assert np.all(rec.gain_max <= 1e3 + 1e-3) and np.all(rec.gain_median > 0)
+    # the nominal magnitude exp(exp_mult m_g) is close to 1 for exp_mult = 1e-3
+    np.testing.assert_allclose(rec.nominal_magnitude, 1.0, atol=0.05)
+    assert rec.initial_loss.shape == (2,) and not rec.diverged.any()
+
+
+def test_zero_output_layer_has_no_blackbox_term_and_no_nominal_none():
+    rec = _run(zero_output_layer(THETA), nominal_stepsize=0.01)
+    np.testing.assert_array_equal(rec.blackbox_norm, 0.0)
+    np.testing.assert_array_equal(rec.ratio, 0.0)
+    np.testing.assert_allclose(rec.total_norm, rec.nominal_norm, rtol=1e-6)
+    alone = _run(THETA, nominal=False)
+    np.testing.assert_array_equal(alone.nominal_norm, 0.0)
+    assert np.all(np.isinf(alone.ratio))
+
+
+def test_seeds_are_the_evaluations_held_out_runs():
+    """Seed s starts where stability.lopt.evaluate's held-out seed s starts."""
+    from stability.lopt import evaluate
+    from stability.lopt.star import star
+
+    rec = anatomy.update_anatomy(
+        THETA, "digits_mlp", checkpoints=[0, 3], seeds=[4], nominal_stepsize=0.01
+    )
+    run = evaluate.inner_train(
+        "digits_mlp", star(THETA, nominal_stepsize=0.01), 3, seed=[4], record_every=3
+    )
+    np.testing.assert_allclose(rec.initial_loss, run.initial_loss, rtol=1e-6)
+    np.testing.assert_allclose(rec.loss[:, -1], run.final_train_loss(), rtol=1e-5)
+
+
+def test_learned_decays_of_zero_offsets_are_the_initial_ones():
+    d = anatomy.learned_decays(THETA)
+    np.testing.assert_allclose(d["momentum"], MOMENTUM_DECAYS, rtol=1e-6)
+    np.testing.assert_allclose(d["rms"], RMS_DECAYS[0], rtol=1e-6)
+    np.testing.assert_allclose(d["adafactor"], ADAFACTOR_DECAYS, rtol=1e-6)
+
+
+def test_checkpoint_steps_and_bad_input():
+    pts = anatomy.checkpoint_steps(100_000)
+    assert pts[0] == 0 and pts[-1] == 99_999 and np.all(np.diff(pts) > 0)
+    assert anatomy.checkpoint_steps(1).tolist() == [0]
+    with pytest.raises(ValueError, match="^steps, checkpoints:"):
+        anatomy.update_anatomy(THETA, "digits_mlp")
+    with pytest.raises(ValueError, match="^checkpoints:"):
+        anatomy.update_anatomy(THETA, "digits_mlp", checkpoints=[3, 2])
+    with pytest.raises(ValueError, match="^seed:"):
+        anatomy.update_anatomy(THETA, "digits_mlp", steps=3, seeds=[])
+    with pytest.raises(ValueError, match="^steps:"):
+        anatomy.checkpoint_steps(0)
