@@ -32,7 +32,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from stability._validation import check_int
 from stability.lopt import _features, _unroll
