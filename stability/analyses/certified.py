@@ -402,20 +402,14 @@ def _unit(rows, cols, at):
     return e
 
 
-class _Lmi:
-    """The certificate's SDP for one ``(A, B, C)``, with ``rho^2`` a parameter.
+class _Matrices:
+    """The certificate's constant matrices for one ``(A, B, C)`` and its check.
 
-    Variables over the basis ``v = (xi_k, u_k, u_{k+1})`` (shifted to the fixed
-    point); ``sector`` uses ``(xi_k, u_k)`` only.
+    Quadratic forms over the basis ``v = (xi_k, u_k, u_{k+1})`` (shifted to the
+    fixed point); ``sector`` uses ``(xi_k, u_k)`` only.
     """
 
     def __init__(self, A, B, C, mu, L, multipliers):
-        import cvxpy as cp
-
-        # solved for f / L, in F(mu / L, 1) (the same loop with B L): better
-        # conditioned; the certificate is mapped back in _original
-        self.scale = L
-        B, mu, L = B * L, mu / L, 1.0
         n, m = B.shape
         zf = multipliers == "zames_falb"
         N = n + (2 * m if zf else m)
@@ -457,62 +451,6 @@ class _Lmi:
         self.coef = np.array([self.fcoef[k] for k in self.names])  # (names, 2)
         self.zf, self.n, self.m, self.mu, self.L, self.C = zf, n, m, mu, L, C
 
-        k = self.now.shape[0]
-        self.rho2 = cp.Parameter(nonneg=True)
-        self.P = cp.Variable((k, k), symmetric=True)
-        self.lam = cp.Variable(len(self.names), nonneg=True)
-        lmi = self.next.T @ self.P @ self.next - self.rho2 * (
-            self.now.T @ self.P @ self.now
-        )
-        lmi = lmi - sum(self.lam[i] * self.Q[q] for i, q in enumerate(self.names))
-        cons = [0.5 * (lmi + lmi.T) << 0]
-        if zf:
-            self.c = cp.Variable(nonneg=True)
-            self.nu = cp.Variable(2, nonneg=True)
-            cons += [
-                -self.rho2 * self.c + self.coef[:, 0] @ self.lam == 0,
-                self.c + self.coef[:, 1] @ self.lam == 0,
-                self.c - self.nu[0] + self.nu[1] == 0,
-            ]
-            pos = self.P - self.state + self.nu[0] * self.Qpos[0]
-            pos = pos + self.nu[1] * self.Qpos[1]
-            cons.append(0.5 * (pos + pos.T) >> 0)
-        else:
-            self.c = self.nu = None
-            cons.append(self.P >> np.eye(n))
-        self.problem = cp.Problem(cp.Minimize(0), cons)
-
-    def solve(self, rho, solver):
-        """(feasible?, solver status, certificate dict or None); raises
-        ``_SolverFailed``. Where Clarabel fails (it can, on the boundary of the
-        feasible set) SCS is tried before the failure is reported."""
-        import cvxpy as cp
-
-        self.rho2.value = rho * rho
-        tried = []
-        for name in (solver, "SCS") if solver == "CLARABEL" else (solver,):
-            try:
-                with warnings.catch_warnings():
-                    # an inaccurate status is handled here: its solution is checked
-                    warnings.filterwarnings("ignore", "Solution may be inaccurate")
-                    self.problem.solve(solver=name)
-            except cp.error.SolverError as err:
-                tried.append(f"{name}: {err}")
-                continue
-            status = self.problem.status
-            if status in ("infeasible", "infeasible_inaccurate"):
-                return False, status, None
-            if status in ("optimal", "optimal_inaccurate"):
-                break
-            tried.append(f"{name}: status {status}")
-        else:
-            raise _SolverFailed("; ".join(tried))
-        values = [self.P.value, self.lam.value]
-        if self.zf:
-            values += [self.c.value, self.nu.value]
-        cert = self.check(rho, *values)
-        return cert is not None, status, cert
-
     def check(self, rho, P, lam, c=0.0, nu=None):
         """The certificate checked in float64, or None when it fails the check."""
         if P is None or lam is None or (self.zf and (c is None or nu is None)):
@@ -545,27 +483,121 @@ class _Lmi:
             constant = float(eig[-1] / eig[0])
         if not ok:
             return None
-        return self._original(P, c, lam, constant, residual)
-
-    def _original(self, P, c, lam, constant, residual):
-        """The certificate for f itself: every inequality of f / L is 1/L times
-        that of f (1/L^2 for the sector's), u = L u_scaled."""
+        weights = dict(zip(self.names, lam.tolist(), strict=True))
         if self.zf:
-            d = np.concatenate([np.ones(self.n), np.full(self.m, 1 / self.scale)])
-            P, c, lam = P * np.outer(d, d), c / self.scale, lam / self.scale
-        else:
-            lam = lam / self.scale**2
+            weights |= {"lower:k,*": float(nu[0]), "lower:*,k": float(nu[1])}
         return {
             "P": P,
             "c": c,
-            "weights": dict(zip(self.names, lam.tolist(), strict=True)),
+            "weights": weights,
             "constant": float(constant),
             "residual": residual,
         }
 
 
+class _Lmi(_Matrices):
+    """The certificate's SDP, with ``rho^2`` a parameter, solved for ``f / L`` in
+    ``F(mu / L, 1)`` (the same loop with ``B L``), which is better conditioned; the
+    certificate is mapped back to ``f`` in :meth:`_original`."""
+
+    def __init__(self, A, B, C, mu, L, multipliers):
+        import cvxpy as cp
+
+        self.scale = L
+        super().__init__(A, B * L, C, mu / L, 1.0, multipliers)
+        zf = self.zf
+        k = self.now.shape[0]
+        self.rho2 = cp.Parameter(nonneg=True)
+        self.P = cp.Variable((k, k), symmetric=True)
+        self.lam = cp.Variable(len(self.names), nonneg=True)
+        lmi = self.next.T @ self.P @ self.next - self.rho2 * (
+            self.now.T @ self.P @ self.now
+        )
+        lmi = lmi - sum(self.lam[i] * self.Q[q] for i, q in enumerate(self.names))
+        cons = [0.5 * (lmi + lmi.T) << 0]
+        if zf:
+            self.c = cp.Variable(nonneg=True)
+            self.nu = cp.Variable(2, nonneg=True)
+            cons += [
+                -self.rho2 * self.c + self.coef[:, 0] @ self.lam == 0,
+                self.c + self.coef[:, 1] @ self.lam == 0,
+                self.c - self.nu[0] + self.nu[1] == 0,
+            ]
+            pos = self.P - self.state + self.nu[0] * self.Qpos[0]
+            pos = pos + self.nu[1] * self.Qpos[1]
+            cons.append(0.5 * (pos + pos.T) >> 0)
+        else:
+            self.c = self.nu = None
+            cons.append(self.P >> np.eye(self.n))
+        self.problem = cp.Problem(cp.Minimize(0), cons)
+
+    def solve(self, rho, solver):
+        """(feasible?, solver status, certificate dict or None); raises
+        ``_SolverFailed``. Where Clarabel fails (it can, on the boundary of the
+        feasible set) SCS is tried before the failure is reported."""
+        import cvxpy as cp
+
+        self.rho2.value = rho * rho
+        tried = []
+        for name in (solver, "SCS") if solver == "CLARABEL" else (solver,):
+            try:
+                with warnings.catch_warnings():
+                    # an inaccurate status is handled here: its solution is checked
+                    warnings.filterwarnings("ignore", "Solution may be inaccurate")
+                    self.problem.solve(solver=name)
+            except cp.error.SolverError as err:
+                tried.append(f"{name}: {err}")
+                continue
+            status = self.problem.status
+            if status in ("infeasible", "infeasible_inaccurate"):
+                return False, status, None
+            if status in ("optimal", "optimal_inaccurate"):
+                break
+            tried.append(f"{name}: status {status}")
+        else:
+            raise _SolverFailed("; ".join(tried))
+        values = [self.P.value, self.lam.value]
+        if self.zf:
+            values += [self.c.value, self.nu.value]
+        cert = self.check(rho, *values)
+        if cert is not None:
+            cert = self._original(cert)
+        return cert is not None, status, cert
+
+    def _original(self, cert):
+        """The certificate for f itself: every inequality of f / L is 1/L times
+        that of f (1/L^2 for the sector's), u = L u_scaled."""
+        s = self.scale
+        if self.zf:
+            d = np.concatenate([np.ones(self.n), np.full(self.m, 1 / s)])
+            return cert | {
+                "P": cert["P"] * np.outer(d, d),
+                "c": cert["c"] / s,
+                "weights": {k: v / s for k, v in cert["weights"].items()},
+            }
+        return cert | {"weights": {k: v / s**2 for k, v in cert["weights"].items()}}
+
+
 class _SolverFailed(Exception):
     pass
+
+
+def check_certificate(record: CertifiedRate) -> bool:
+    """Check a record's certificate again, in float64 and in the function's own units
+    (independently of the solver's scaled problem): the LMI at ``record.rate``, the
+    weights' signs, the cancelled function-value coefficients and the lower bound
+    :math:`V \\ge \\|\\xi - \\xi_\\star\\|^2`, each to a relative ``1e-7``.
+
+    >>> check_certificate(certified_rate("gd", mu=1.0, L=4.0, lr=0.25))
+    True
+    """
+    if record.P is None:
+        return False
+    mats = _Matrices(*record.system, record.mu, record.L, record.multipliers)
+    lam = [record.weights[k] for k in mats.names]
+    nu = [record.weights.get(k) for k in ("lower:k,*", "lower:*,k")]
+    c = record.function_weight if mats.zf else 0.0
+    return mats.check(record.rate, record.P, lam, c, nu if mats.zf else None) is not None
 
 
 def _check_class(mu, L):
@@ -820,4 +852,149 @@ def certified_region(
             failed[idx] = True
     return CertifiedRegion(
         family, axes, fixed, mu, L, target, multipliers, rho, certified, failed, solves
+    )
+
+
+# ----------------------------------------------------------------------------------
+# a lower bound from the other side: trajectories that do not converge
+# ----------------------------------------------------------------------------------
+
+
+class Counterexample(NamedTuple):
+    """The search's best one-dimensional function of :math:`F(\\mu, L)` for a loop.
+
+    The function is piecewise quadratic with its minimiser at 0: its gradient is
+    continuous and piecewise linear, ``g(0) = 0``, with slope ``slopes[i]`` between
+    ``breakpoints[i - 1]`` and ``breakpoints[i]`` (``-inf`` and ``inf`` at the
+    ends); every slope lies in ``[mu, L]``, so the function is in the class.
+
+    Attributes:
+      found: the trajectory does not converge: after ``steps`` steps it is still
+        at least ``1e-3`` of its starting distance from the minimiser (a rate below
+        1 would have shrunk it by ``rate**steps``) and it repeats with a period.
+      breakpoints, slopes: the function, as above.
+      y0: the starting point (the optimizer's state starts at the fixed point
+        whose output is ``y0``: zero momentum).
+      trajectory: the points ``y_k`` where the gradient was taken, ``steps + 1``.
+      period: the trajectory's period at the end (0 if none up to 64 was found).
+      distance_ratio: ``|y_steps| / |y_0|``.
+      num_trials: how many (function, start) pairs were simulated.
+    """
+
+    found: bool
+    breakpoints: np.ndarray
+    slopes: np.ndarray
+    y0: float
+    trajectory: np.ndarray
+    period: int
+    distance_ratio: float
+    num_trials: int
+
+    def gradient(self, y):
+        """The function's gradient at ``y`` (any shape)."""
+        return _pw_gradient(np.asarray(y, float), self.breakpoints, self.slopes)
+
+    def value(self, y):
+        """The function at ``y``, with ``f(0) = 0``."""
+        y = np.asarray(y, float)
+        out = np.empty(y.shape)
+        for idx in np.ndindex(y.shape):
+            t = float(y[idx])
+            # f(t) = int_0^t g: trapezoids between the knots strictly inside (0, t)
+            bp = self.breakpoints
+            knots = np.sort(bp[bp * (bp - t) < 0])
+            pts = np.concatenate([[0.0], knots if t >= 0 else knots[::-1], [t]])
+            g = self.gradient(pts)
+            out[idx] = np.sum(0.5 * (g[1:] + g[:-1]) * np.diff(pts))
+        return out
+
+
+def _pw_gradient(y, breakpoints, slopes):
+    """Gradient of the piecewise quadratic, batched: ``y`` shape ``(T,)`` with
+    ``breakpoints`` ``(T, K-1)`` and ``slopes`` ``(T, K)``, or unbatched."""
+    bp = np.asarray(breakpoints, float)
+    sl = np.asarray(slopes, float)
+    if bp.ndim == 1:
+        bp = np.broadcast_to(bp, y.shape + bp.shape)
+        sl = np.broadcast_to(sl, y.shape + sl.shape)
+    lo = np.concatenate([np.full(bp.shape[:-1] + (1,), -np.inf), bp], axis=-1)
+    hi = np.concatenate([bp, np.full(bp.shape[:-1] + (1,), np.inf)], axis=-1)
+    t = y[..., None]
+    # signed length of [0, y] inside each piece
+    inside = np.clip(t, lo, hi) - np.clip(0.0, lo, hi)
+    return np.sum(sl * inside, axis=-1)
+
+
+def counterexample_search(
+    family_or_system,
+    *,
+    mu,
+    L,
+    num_trials: int = 4096,
+    num_pieces: int = 3,
+    steps: int = 600,
+    seed: int = 0,
+    **hyperparameters,
+) -> Counterexample:
+    r"""Search one-dimensional piecewise-quadratic functions of :math:`F(\mu, L)`
+    for a trajectory of the loop that does not converge.
+
+    Each trial draws ``num_pieces`` slopes from ``{mu, L}`` (the extremes, where
+    counterexamples live), breakpoints uniform on ``[-1, 4]`` and a start uniform on
+    ``[-6, 6]``; all trials are simulated at once for ``steps`` steps. A found
+    trajectory shows that no rate below 1 holds on the class, whatever the
+    certificate: the converse of :func:`certified_rate`.
+
+    Args:
+      family_or_system, mu, L, **hyperparameters: as in :func:`certified_rate`
+        (a triple must have one gradient channel).
+      num_trials, num_pieces, steps, seed: the search's size and its seed.
+
+    Returns:
+      a :class:`Counterexample` (the trial farthest from the minimiser at the end).
+    """
+    from stability._validation import check_int
+
+    mu, L = _check_class(mu, L)
+    num_trials = check_int("num_trials", num_trials, low=1)
+    num_pieces = check_int("num_pieces", num_pieces, low=1)
+    steps = check_int("steps", steps, low=2)
+    seed = check_int("seed", seed, low=0)
+    _, _, (A, B, C) = _resolve(family_or_system, hyperparameters)
+    if B.shape[1] != 1:
+        raise ValueError(f"B: the search is one-dimensional, got {B.shape[1]} inputs")
+    rng = np.random.default_rng(seed)
+    slopes = np.where(rng.random((num_trials, num_pieces)) < 0.5, mu, L)
+    bp = np.sort(rng.uniform(-1.0, 4.0, (num_trials, num_pieces - 1)), axis=-1)
+    y0 = rng.uniform(-6.0, 6.0, num_trials)
+    # start at the fixed point whose output is y0 (zero momentum for the families)
+    kernel = scipy.linalg.null_space(np.eye(A.shape[0]) - A, rcond=1e-10)
+    start = kernel @ np.linalg.lstsq(C @ kernel, np.ones(1), rcond=None)[0]
+    xi = y0[:, None] * start[None, :]
+    ys = np.empty((steps + 1, num_trials))
+    for k in range(steps + 1):
+        y = xi @ C[0]
+        ys[k] = y
+        xi = xi @ A.T + _pw_gradient(y, bp, slopes)[:, None] * B[:, 0][None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.abs(ys[-1]) / np.abs(ys[0])
+    ratio = np.where(np.isfinite(ratio), ratio, -1.0)
+    best = int(np.argmax(ratio))
+    traj = ys[:, best]
+    scale = max(float(np.max(np.abs(traj[-128:]))), 1e-300)
+    period = 0
+    for p in range(1, 65):
+        if np.max(np.abs(traj[-p - 64 :] - traj[-2 * p - 64 : -p])) <= 1e-9 * scale:
+            period = p
+            break
+    found = bool(ratio[best] >= 1e-3 and period > 0)
+    return Counterexample(
+        found,
+        bp[best],
+        slopes[best],
+        float(y0[best]),
+        traj,
+        period,
+        float(ratio[best]),
+        num_trials,
     )

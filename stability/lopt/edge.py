@@ -196,6 +196,7 @@ def track(
     max_iter: int = 100,
     radius_k: int = 6,
     log: Callable[[str], None] | None = None,
+    callback: Callable[[EdgeCheckpoint], None] | None = None,
 ) -> EdgeRun:
     r"""Train ``params`` with ``optimizer`` on ``loss_fn`` for ``steps`` steps and
     measure the edge of stability at step 0 and every ``every`` steps (and at the
@@ -232,6 +233,7 @@ def track(
       max_iter: most Lanczos products per eigenvalue.
       radius_k: eigenvalues Arnoldi resolves for ``step_radius``.
       log: called with one line per checkpoint.
+      callback: called with each :class:`EdgeCheckpoint` as it is recorded.
     Returns:
       :class:`EdgeRun`.
     Raises:
@@ -288,9 +290,7 @@ def track(
             threshold, precondition if step > 0 else None, step_radius, vectors,
             tol, max_iter, radius_k,
         )
-        checkpoints.append(point)
-        if log is not None:
-            log(_line(point))
+        _emit(checkpoints, point, log, callback)
         if bad or step >= steps:
             break
         length = min(every, steps - step)
@@ -305,9 +305,7 @@ def track(
             point = EdgeCheckpoint(
                 step + i, float(losses[i]), None, None, threshold, None, True
             )
-            checkpoints.append(point)
-            if log is not None:
-                log(_line(point))
+            _emit(checkpoints, point, log, callback)
             break
         step += length
     info = {
@@ -346,6 +344,14 @@ def _measure(loss_fn, params, state, optimizer, batch, step, loss, bad, thresh,
     return EdgeCheckpoint(
         step, loss, sharp, psharp, thresh, radius, bool(bad), sharp_res, pres
     )
+
+
+def _emit(checkpoints, point, log, callback):
+    checkpoints.append(point)
+    if log is not None:
+        log(_line(point))
+    if callback is not None:
+        callback(point)
 
 
 def _line(c: EdgeCheckpoint) -> str:
@@ -472,7 +478,7 @@ def _star_setup(theta, lr) -> EdgeSetup:
     if learned.theta["mlp"]["b2"].shape != (3,):
         raise ValueError("theta: expected a STAR theta (3 heads), got small_fc_lopt")
     decays = _features.decays_from_offsets(
-        learned.theta, np.float64, (MOMENTUM_DECAYS, RMS_DECAYS, ADAFACTOR_DECAYS)
+        learned.theta, jnp.float32, (MOMENTUM_DECAYS, RMS_DECAYS, ADAFACTOR_DECAYS)
     )
     betas = tuple(float(b) for b in np.asarray(decays.momentum))
     step = learned.nominal_stepsize
@@ -612,11 +618,11 @@ def _median_ratio(run: EdgeRun) -> float:
 
 
 def gd_edge_of_stability(
-    lrs=(0.5, 1.0, 2.0),
+    lrs=(0.1, 0.125, 0.15),
     *,
     task: str = "digits_mlp_tanh",
     subset: int = 500,
-    steps: int = 2000,
+    steps: int = 4000,
     every: int = 20,
     seed: int = 0,
     log=None,
@@ -642,12 +648,12 @@ def gd_edge_of_stability(
 
 
 def adam_edge_of_stability(
-    lrs=(1e-3, 2e-3, 4e-3),
+    lrs=(4e-3, 8e-3, 1.6e-2),
     *,
     beta: float = 0.9,
     task: str = "digits_mlp_tanh",
     subset: int = 500,
-    steps: int = 2000,
+    steps: int = 4000,
     every: int = 20,
     seed: int = 0,
     log=None,

@@ -30,3 +30,5 @@ from stability.plotting.regions import rho_colorbar as rho_colorbar
 from stability.plotting.spectra import eigenvalues as eigenvalues
 from stability.plotting.spectra import radius_bars as radius_bars
 from stability.plotting.spectra import unit_circle as unit_circle
+from stability.plotting.edge import edge as edge
+from stability.plotting.edge import edge_loss as edge_loss
