@@ -1,13 +1,14 @@
 """Lemma 2 (stability.lemmas.preconditioning): Theorem 1 on H^{1/2}, the lower bound
 it still needs, and input versus output preconditioning."""
 
+import mpmath
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from stability.analyses import spectral_radius
-from stability.lemmas import nominal
+from stability.lemmas import _exact, nominal
 from stability.lemmas import preconditioning as pre
 from stability.operators import nominal_closed_loop
 
@@ -34,10 +35,11 @@ def preconditioned_radius(inst):
 
 @given(instances())
 def test_conclusion_holds_under_the_hypotheses(inst):
-    hyp = pre.hypotheses(inst)
-    assert all(hyp.values()), hyp
+    status = pre.hypothesis_status(inst)
+    assert "fails" not in status.values(), status
     assert np.linalg.cond(inst.H) <= 1.0000001e6
-    assert pre.conclusion(inst), pre.radius(inst)
+    if all(v == "holds" for v in status.values()):
+        assert pre.conclusion(inst), pre.radius(inst)
 
 
 @given(instances())
@@ -56,12 +58,17 @@ def test_per_direction_condition(inst):
 
 def test_sweep_of_random_instances():
     rng = np.random.default_rng(321)
-    worst = 0.0
-    for _ in range(1500):
+    worst, undecided = 0.0, 0
+    for _ in range(500):
         inst = pre.sample(rng)
-        assert all(pre.hypotheses(inst).values())
+        status = pre.hypothesis_status(inst)
+        assert "fails" not in status.values()
+        if "undecided" in status.values():
+            undecided += 1
+            continue
         worst = max(worst, pre.radius(inst))
     assert worst <= 1 + nominal.SLACK
+    assert undecided < 0.1 * 500
 
 
 @given(st.floats(-4, 4), st.floats(0, 3))
@@ -221,3 +228,29 @@ def test_claim_shape():
 def test_bad_sample_arguments(options, match):
     with pytest.raises(ValueError, match=match):
         pre.sample(np.random.default_rng(0), **options)
+
+
+# issue 25: the nearly defective family breaks a tolerance-based Lemma 2 too
+ISSUE_P = np.array([[2.5 - 5e-7, 1.0], [-0.25 + 2.5e-13, 1.5 - 5e-7]])
+
+
+def test_issue_family_instance_is_not_accepted_and_fails_at_50_digits():
+    # H^{1/2} = diag(1, 1 - 5e-10): the nominal counterexample on the square root
+    inst = pre.make_instance(H=np.diag([1.0, (1 - 5e-10) ** 2]), P=ISSUE_P, alpha=0.0)
+    assert pre.hypothesis_status(inst)["P_symmetric_or_commuting"] == "undecided"
+    assert not all(pre.hypotheses(inst).values())
+    assert pre.conclusion_status(inst) == "fails"
+    assert pre.radius(inst) == pytest.approx(1.0000218658922, abs=1e-9)
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from(list(pre.HARD_FAMILIES)))
+def test_hard_families_never_accept_a_false_conclusion(seed, family):
+    """Whatever the hypotheses accept satisfies the 50-digit conclusion (Schur-Cohn
+    on the characteristic polynomial of I - K H^{1/2}, the root at 50 digits)."""
+    inst = pre.HARD_FAMILIES[family](np.random.default_rng(seed))
+    if all(v == "holds" for v in pre.hypothesis_status(inst).values()):
+        with mpmath.workdps(50):
+            verdict = _exact.radius_verdict(
+                pre._mp_loop(inst), 1 + mpmath.mpf(nominal.SLACK)
+            )
+        assert verdict == "holds"

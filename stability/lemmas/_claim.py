@@ -11,8 +11,12 @@ A claim module defines
 - ``bounds(instance) -> dict[str, float]``: the numbers the claim gives;
 - ``hypotheses(instance) -> dict[str, bool]``: each named hypothesis and whether it
   holds;
+- optionally ``hypothesis_status(instance) -> dict[str, str]``: the same hypotheses
+  three-valued, :data:`HOLDS`, :data:`FAILS` or :data:`UNDECIDED` (within rounding);
+  ``hypotheses`` is then ``status == HOLDS``, so an undecided hypothesis never counts
+  as holding;
 - ``conclusion(instance) -> bool``: what the claim promises, checked exactly (spectral
-  radius or the exact moments);
+  radius or the exact moments); optionally ``conclusion_status`` three-valued;
 - ``sample(rng, **options) -> Instance``: a random instance satisfying every
   hypothesis (what the report and the property tests check);
 - ``DROPS: dict[str, str]``: for each hypothesis that can be dropped, the kind of
@@ -27,6 +31,49 @@ from typing import NamedTuple
 
 KINDS = ("sufficiency", "necessity")
 
+# Three-valued outcomes of a test done in floating point. A hypothesis HOLDS only when
+# it holds with a margin that provably covers the rounding (a certified perturbation
+# bound), FAILS only when it fails by such a margin, and is UNDECIDED in between.
+HOLDS, FAILS, UNDECIDED = "holds", "fails", "undecided"
+VERDICTS = (HOLDS, FAILS, UNDECIDED)
+
+
+def verdict(value, error, threshold=0.0) -> str:
+    """``value >= threshold`` three-valued, for an estimate ``value`` within ``error``
+    of the exact number: HOLDS if ``value - error >= threshold``, FAILS if
+    ``value + error < threshold``, else UNDECIDED (also for a NaN or infinite
+    error)."""
+    if not error < float("inf") or value != value:
+        return UNDECIDED
+    if value - error >= threshold:
+        return HOLDS
+    if value + error < threshold:
+        return FAILS
+    return UNDECIDED
+
+
+def either(*verdicts) -> str:
+    """Three-valued "or": HOLDS if any holds, FAILS if all fail, else UNDECIDED."""
+    if HOLDS in verdicts:
+        return HOLDS
+    return FAILS if all(v == FAILS for v in verdicts) else UNDECIDED
+
+
+def hypothesis_status(module, instance) -> dict:
+    """A claim's hypotheses three-valued: ``module.hypothesis_status`` where the
+    module has one, else its boolean ``hypotheses`` as HOLDS / FAILS."""
+    if hasattr(module, "hypothesis_status"):
+        return module.hypothesis_status(instance)
+    return {k: HOLDS if v else FAILS for k, v in module.hypotheses(instance).items()}
+
+
+def conclusion_status(module, instance) -> str:
+    """A claim's conclusion three-valued (``module.conclusion_status`` where it
+    exists, else its boolean ``conclusion``)."""
+    if hasattr(module, "conclusion_status"):
+        return module.conclusion_status(instance)
+    return HOLDS if module.conclusion(instance) else FAILS
+
 
 class ClaimResult(NamedTuple):
     """One row of :func:`stability.lemmas.report`."""
@@ -38,6 +85,9 @@ class ClaimResult(NamedTuple):
     instances_checked: int
     conclusion_held: int
     counterexamples: dict  # drop -> (kind, instance or None, summary str)
+    # drawn instances with a hypothesis or the conclusion undecided within rounding
+    # (never counted as holding, not among instances_checked); per family drawn
+    undecided: dict = {}
 
     @property
     def holds(self) -> bool:

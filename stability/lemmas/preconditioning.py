@@ -50,13 +50,16 @@ References:
   (:math:`AB` and :math:`BA` have the same eigenvalues).
 """
 
+import functools
 from typing import NamedTuple
 
+import mpmath
 import numpy as np
 
 from stability._validation import check_int, check_scalar, check_spd, check_square
 from stability.analyses import spectral_radius
-from stability.lemmas import nominal
+from stability.lemmas import _exact, nominal
+from stability.lemmas._claim import HOLDS, UNDECIDED, verdict
 from stability.operators import nominal_closed_loop
 
 NAME = "preconditioning"
@@ -90,7 +93,26 @@ def diagonal_preconditioner(H):
 
 
 def _root(instance):
-    return nominal.spd_power(instance.H, 0.5)
+    """:math:`H^{1/2}` computed at 50 digits from the exact float ``H`` and rounded
+    to float64 (exactly symmetric)."""
+    return _root_of(instance.H.tobytes(), instance.H.shape[0])
+
+
+@functools.lru_cache(maxsize=256)
+def _root_of(data, n):
+    H = np.frombuffer(data).reshape(n, n)
+    with mpmath.workdps(_exact.DIGITS):
+        r = np.array(_exact.mp_sqrt_spd(H).tolist(), dtype=float)
+    r = 0.5 * (r + r.T)
+    r.setflags(write=False)
+    return r
+
+
+def _root_error(instance):
+    """Bound on the distance of the float :math:`H^{1/2}` from the exact one: the
+    rounding of its entries (and the symmetrisation) to float64."""
+    r = _root(instance)
+    return 2 * _exact.EPS * np.linalg.norm(r)
 
 
 def bounds(instance) -> dict:
@@ -107,8 +129,10 @@ def bounds(instance) -> dict:
     }
 
 
-def hypotheses(instance) -> dict:
-    """Named hypotheses of Lemma 2:
+def hypothesis_status(instance) -> dict:
+    """Named hypotheses of Lemma 2, three-valued (Theorem 1's
+    :func:`~stability.lemmas.nominal.status_on` on the float :math:`H^{1/2}`, its
+    distance from the exact root included in the certificate):
 
     - ``H_spd``;
     - ``P_real_spectrum``: P diagonalizable with real eigenvalues;
@@ -117,27 +141,76 @@ def hypotheses(instance) -> dict:
     - ``upper_bound``: ``lambda_max(P) <= 2/sqrt(L) - alpha``.
     """
     # Theorem 1 on H^{1/2}: P commutes with H iff it commutes with H^{1/2}
-    return nominal.hypotheses(
-        nominal.Instance(_root(instance), instance.P, instance.alpha)
+    status = nominal.status_on(
+        _root(instance), instance.P, instance.alpha, h_err=_root_error(instance)
     )
+    status["H_spd"] = nominal.hypothesis_status(
+        nominal.Instance(instance.H, np.zeros_like(instance.P), 0.0)
+    )["H_spd"]
+    return status
+
+
+def hypotheses(instance) -> dict:
+    """Each hypothesis of :func:`hypothesis_status` and whether it holds (undecided
+    counts as not holding)."""
+    return {k: v == HOLDS for k, v in hypothesis_status(instance).items()}
+
+
+def _float_radius(instance):
+    """``(rho, err)`` of the similar loop ``I - K H^{1/2}`` in float64, the error bar
+    including the float root's distance from the exact one."""
+    n = instance.H.shape[0]
+    k = instance.alpha * np.eye(n) + instance.P
+    root = _root(instance)
+    if np.array_equal(instance.P, instance.P.T):
+        s = np.linalg.eigvalsh(nominal.spd_power(root, 0.5) @ k @ nominal.spd_power(root, 0.5))
+        rho = float(np.max(np.abs(1 - s)))
+        cond = np.sqrt(np.linalg.cond(root))
+        err = _exact.rounding(n) * (np.linalg.norm(k) * np.linalg.norm(root) + 1)
+    else:
+        w, v = np.linalg.eig(np.eye(n) - k @ root)
+        rho, cond = float(np.max(np.abs(w))), np.linalg.cond(v)
+        err = cond * _exact.rounding(n) * (np.linalg.norm(k) * np.linalg.norm(root) + 1)
+    err = err + cond * np.linalg.norm(k) * _root_error(instance)
+    return rho, float(err) if np.isfinite(err) else np.inf
+
+
+@_exact.with_digits
+def _mp_loop(instance):
+    """``I - K H^{1/2}`` at 50 digits, the root from the exact float ``H``."""
+    n = instance.H.shape[0]
+    k = _exact.mp_matrix(instance.alpha * np.eye(n)) + _exact.mp_matrix(instance.P)
+    return mpmath.eye(n) - k * _exact.mp_sqrt_spd(instance.H)
 
 
 def radius(instance) -> float:
-    """:math:`\\rho(I - H^{-1/2} K H)`: structured (Theorem 1 on :math:`H^{1/2}`) for
-    symmetric or commuting P, :func:`stability.analyses.spectral_radius` of the dense
-    preconditioned loop otherwise."""
-    root = _root(instance)
-    if nominal.symmetric_or_commuting(root, instance.P):
-        return nominal.closed_loop_radius(root, instance.P, instance.alpha)
-    loop = nominal_closed_loop(
-        instance.H, instance.P, instance.alpha, preconditioner=np.linalg.inv(root)
-    )
-    return float(spectral_radius(loop.transition))
+    """:math:`\rho(I - H^{-1/2} K H)`, from the similar ``I - K H^{1/2}``: float64
+    when its error bar is below :math:`10^{-12}`, else from 50-digit eigenvalues
+    (the root computed at 50 digits from the exact float ``H``)."""
+    rho, err = _float_radius(instance)
+    if err <= 1e-12 * max(rho, 1.0):
+        return rho
+    with mpmath.workdps(_exact.DIGITS):
+        return _exact.mp_radius(_mp_loop(instance))
+
+
+def conclusion_status(instance) -> str:
+    """``rho(A) <= 1 + SLACK``: float64 when the float radius is farther from the
+    threshold than its error bar, else Schur--Cohn at 50 digits on the
+    characteristic polynomial of ``I - K H^{1/2}`` (``"undecided"`` only when a pivot
+    is within 1e-30 relative)."""
+    rho, err = _float_radius(instance)
+    v = verdict(1 + nominal.SLACK - rho, err)
+    if v != UNDECIDED:
+        return v
+    with mpmath.workdps(_exact.DIGITS):
+        return _exact.radius_verdict(_mp_loop(instance), 1 + mpmath.mpf(nominal.SLACK))
 
 
 def conclusion(instance) -> bool:
-    """``rho(A) <= 1`` up to a relative slack of 1e-9."""
-    return radius(instance) <= 1 + nominal.SLACK
+    """``rho(A) <= 1`` up to a slack of 1e-9, decided at 50 digits near the threshold
+    (:func:`conclusion_status`)."""
+    return conclusion_status(instance) == HOLDS
 
 
 def per_direction_condition(H, P, alpha) -> nominal.DirectionCondition:
@@ -155,9 +228,8 @@ def per_direction_condition(H, P, alpha) -> nominal.DirectionCondition:
 
 def _lift(instance):
     """A Theorem-1 instance on ``H'`` as a Lemma-2 instance on ``H = H'^2``."""
-    return make_instance(
-        H=nominal.spd_power(instance.H, 2.0), P=instance.P, alpha=instance.alpha
-    )
+    H = nominal.spd_power(instance.H, 2.0)
+    return make_instance(H=0.5 * (H + H.T), P=instance.P, alpha=instance.alpha)
 
 
 def sample(rng, *, n=None, kappa=None, kind=None, boundary=None):
@@ -171,6 +243,11 @@ def sample(rng, *, n=None, kappa=None, kind=None, boundary=None):
     base = nominal.sample(rng, n=n, kappa=np.sqrt(kappa), kind=kind, boundary=boundary)
     return _lift(base)
 
+
+HARD_FAMILIES = {
+    name: (lambda rng, draw=draw: _lift(draw(rng)))
+    for name, draw in nominal.HARD_FAMILIES.items()
+}
 
 DROPS = dict(nominal.DROPS)
 
@@ -191,7 +268,7 @@ def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
     >>> hypotheses(inst)["lower_bound"], radius(inst) > 1
     (False, True)
     """
-    claim = nominal.Search(DROPS, SEARCHES, hypotheses, radius)
+    claim = nominal.Search(DROPS, SEARCHES, hypothesis_status, radius)
     return nominal.run_search(claim, drop, kind, seed, budget)
 
 
