@@ -93,65 +93,69 @@ class ArgumentParser(argparse.ArgumentParser):
 # -- checks shared by the commands ---------------------------------------------------
 
 
-def _probe(flag: str, folder: pathlib.Path, what) -> None:
-    """Create and remove a file in ``folder``; ValueError naming ``flag`` if not."""
+def _probe(flag: str, folder: pathlib.Path, target: pathlib.Path) -> None:
+    """Check that ``folder`` (which exists, or is to be created) can be written:
+    create and remove a file in its nearest existing folder.
+
+    Raises:
+      ValueError: naming ``flag`` and ``target`` (the file or folder to write).
+    """
+    base = folder
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise ValueError(f"{flag}: {base} is a file, not a folder")
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".stability-probe-")
+        fd, tmp = tempfile.mkstemp(dir=base, prefix=".stability-probe-")
         os.close(fd)
         os.unlink(tmp)
     except OSError as err:
-        raise ValueError(f"{flag}: cannot write {what} ({err.strerror})") from None
+        raise ValueError(
+            f"{flag}: cannot write {target} ({err.strerror})"
+        ) from None
 
 
 def writable_dir(flag: str, path) -> pathlib.Path:
     """Check, before any computation, that the folder ``path`` given as ``flag``
-    can be written (creating it and its parents if missing); return it.
+    can be written (or created: nothing is created here); return it.
 
     Raises:
-      ValueError: naming ``flag``: an empty name, an existing file, a folder that
-        cannot be created or written.
+      ValueError: naming ``flag``: an empty name, an existing file, a place that
+        cannot be written.
     """
     if path is None or not str(path).strip():
         raise ValueError(f"{flag}: expected a folder name, got {path!r}")
     folder = pathlib.Path(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{flag}: {folder} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"{flag}: cannot create {folder} ({err.strerror})") from None
     _probe(flag, folder, folder)
     return folder
 
 
 def writable_file(flag: str, path) -> pathlib.Path:
     """Check, before any computation, that the file ``path`` given as ``flag`` can
-    be written (its folder created if missing; an existing file is kept until
-    :func:`write_atomic` replaces it); return it.
+    be written (an existing file is kept until :func:`write_atomic` replaces it;
+    nothing is created here); return it.
 
     Raises:
-      ValueError: naming ``flag``: an empty name, a folder, an unwritable place.
+      ValueError: naming ``flag``: an empty name, a folder, a place that cannot
+        be written.
     """
     if path is None or not str(path).strip():
         raise ValueError(f"{flag}: expected a file name, got {path!r}")
     file = pathlib.Path(path)
     if file.is_dir():
         raise ValueError(f"{flag}: {file} is a folder, not a file")
-    parent = file.parent
-    if parent.exists() and not parent.is_dir():
-        raise ValueError(f"{flag}: {parent} is a file, not a folder")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"{flag}: cannot create {parent} ({err.strerror})") from None
-    _probe(flag, parent, file)
+    _probe(flag, file.parent, file)
     return file
 
 
 def write_atomic(path, write, mode: str = "w") -> None:
     """``write(f)`` into a temporary file beside ``path``, then put it in place: an
-    interrupted or failed write leaves the old file as it was."""
+    interrupted or failed write leaves the old file as it was. Creates the
+    missing folders."""
     path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, mode) as f:
@@ -349,6 +353,8 @@ def _run_region(args):
     frac = float(np.mean(region.stable))
     print(
         f"{args.family}: grid {region.rho.shape}, stable fraction {frac:.4f}, "
+        f"marginal (rho within rounding of 1, not stable) "
+        f"{int(np.sum(region.marginal))}, "
         f"rho in [{region.rho.min():.6g}, {region.rho.max():.6g}]"
     )
     if json_out:

@@ -1,7 +1,8 @@
 """``stability evaluate``: a meta-trained optimizer against tuned baselines.
 
     stability evaluate --theta FILE --task NAME [--horizons 1,10] [--seeds N]
-                       [--out DIR] [--extra FILE ...] [--profile default|full|quick]
+                       [--out DIR [--resume | --overwrite]] [--extra FILE ...]
+                       [--profile default|full|quick]
 
 ``--task`` takes a name, a comma-separated list or ``all``. Settings the command
 line does not give come from the profile (``stability.lopt.evaluate.PROFILES``):
@@ -10,11 +11,20 @@ in ``default``, horizons of 1, 10 and 100 times the meta-training horizon on
 rest, whose steps cost 1 to 40 ms (``--profile full``: 1, 10 and 100 everywhere).
 Without ``--theta`` the thetas shipped in ``stability/lopt/thetas/`` are used.
 Writes ``curves.npz``, ``eval.csv`` and ``eval.json`` in ``--out`` after every task
-(``eval.json`` last, so the tasks it lists are complete) and prints the table. Bad
-arguments: one line on stderr, exit code 2.
+(``eval.json`` last, so the tasks it lists are complete) and prints the table.
+
+An ``--out`` that already holds results (an ``eval.json``) is refused unless
+``--overwrite`` replaces them or ``--resume`` continues them: ``--resume`` keeps
+every (task, optimizer) cell recorded there and runs only the missing ones (new
+tasks, an added ``--extra`` theta or baseline), after checking that the settings
+and the thetas of the recorded cells are the ones given now. Bad arguments, an
+unwritable ``--out`` and unreadable thetas are found before any computation: one
+line on stderr, exit code 2.
 """
 
 import argparse
+import hashlib
+import json
 import pathlib
 import sys
 import time
@@ -58,12 +68,19 @@ def _positive(text: str) -> int:
 
 def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``evaluate`` on an argparse sub-parser collection."""
+    from stability.lopt.tasks import task_names
+
     p = subparsers.add_parser(
         "evaluate",
         help="evaluate a meta-trained optimizer against tuned baselines",
         description=__doc__.split("\n\n")[0],
     )
-    p.add_argument("--theta", help="STAR or small_fc_lopt theta (.npz)")
+    p.add_argument(
+        "--theta",
+        metavar="FILE",
+        help="STAR or small_fc_lopt theta (.npz; default: the shipped "
+        f"{' and '.join(SHIPPED)})",
+    )
     p.add_argument(
         "--extra",
         action="append",
@@ -71,42 +88,88 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
         metavar="FILE",
         help="another theta to evaluate (small_fc_lopt, an ablation); repeatable",
     )
-    p.add_argument("--task", required=True, help="task name, comma list or 'all'")
-    p.add_argument("--horizons", type=_ints, help="multiples of the base horizon")
-    p.add_argument("--seeds", type=_positive, default=3, help="held-out seeds")
     p.add_argument(
-        "--tuning-seeds", type=_positive, help="default: the profile's (2 or 1)"
+        "--task",
+        required=True,
+        help=f"a task, a comma list or 'all' ({', '.join(task_names())})",
+    )
+    p.add_argument(
+        "--horizons",
+        type=_ints,
+        metavar="M1,M2,...",
+        help="multiples of the base horizon (default: the profile's)",
+    )
+    p.add_argument(
+        "--seeds", type=_positive, default=3, help="held-out seeds (default 3)"
+    )
+    p.add_argument(
+        "--tuning-seeds",
+        type=_positive,
+        help="seeds for tuning the baselines (default: the profile's, 2 or 1)",
     )
     p.add_argument(
         "--screen",
         type=float,
-        help="fraction of the first horizon where tuning keeps the --keep best",
+        help="fraction in (0, 1) of the first horizon where tuning keeps the "
+        "--keep best (default: the profile's, none or 0.1)",
     )
-    p.add_argument("--profile", choices=("default", "full", "quick"), default="default")
+    p.add_argument(
+        "--profile",
+        choices=("default", "full", "quick"),
+        default="default",
+        help="horizons, tuning seeds and screening by task (default: default)",
+    )
     p.add_argument(
         "--base-horizon",
         type=_positive,
         help="meta-training horizon in steps (default: from the theta's metadata)",
     )
-    p.add_argument("--nominal-stepsize", type=float, help="for a STAR theta")
+    p.add_argument(
+        "--nominal-stepsize",
+        type=float,
+        help="for a STAR --theta (default: from its metadata)",
+    )
     p.add_argument(
         "--keep",
         type=int,
         default=3,
-        help="grid values continued past each horizon when tuning (0: all)",
+        help="grid values continued past each horizon when tuning (0: all; "
+        "default 3)",
     )
     p.add_argument(
         "--grid",
         type=_floats,
-        help="tuning grid, comma-separated (default 1e-4 to 1 in half decades)",
+        metavar="V1,V2,...",
+        help="tuning grid (default 1e-4 to 1 in half decades)",
     )
-    p.add_argument("--record-every", type=_positive)
+    p.add_argument(
+        "--record-every",
+        type=_positive,
+        metavar="STEPS",
+        help="steps between recorded losses (default: about the base horizon / 50)",
+    )
     p.add_argument(
         "--baselines",
         default="adam,nominal",
-        help="comma list of adam, nominal, or 'none'",
+        help="comma list of adam, nominal, or 'none' (default adam,nominal)",
     )
-    p.add_argument("--out", default="eval_out", help="output directory")
+    p.add_argument(
+        "--out",
+        default="eval_out",
+        metavar="DIR",
+        help="output folder (default eval_out); one holding results is refused "
+        "without --resume or --overwrite",
+    )
+    again = p.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the results in --out: run only the (task, optimizer) "
+        "cells it does not hold",
+    )
+    again.add_argument(
+        "--overwrite", action="store_true", help="replace the results in --out"
+    )
     p.set_defaults(run=run_evaluate)
     return p
 
@@ -126,7 +189,130 @@ def run_evaluate(args) -> int:
         return _fail(str(text).splitlines()[0] if str(text) else type(err).__name__)
 
 
+def _sha256(path) -> str:
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def _settings(args, learned, files) -> dict:
+    """What the recorded cells depend on besides the task and the optimizer."""
+    keys = ("profile", "horizons", "seeds", "tuning_seeds", "screen")
+    keys += ("base_horizon", "nominal_stepsize", "keep", "grid", "record_every")
+    settings = {k: getattr(args, k) for k in keys}
+    settings["thetas"] = {
+        lo.label: _sha256(f) for lo, f in zip(learned, files, strict=True)
+    }
+    return json.loads(json.dumps(settings))  # tuples as lists, as read back
+
+
+def _recorded(out: pathlib.Path):
+    """The tables of the tasks recorded in ``out`` (``{task: EvaluationTable}``),
+    their settings and wall time.
+
+    Raises:
+      ValueError: naming the file, if ``eval.json`` or ``curves.npz`` is corrupt.
+    """
+    import numpy as np
+
+    from stability.lopt import evaluate as ev
+
+    path = out / "eval.json"
+    try:
+        record = json.loads(path.read_text())
+        infos = record["info"]["tasks"]
+        settings = record["info"].get("settings")
+        rows, tuning, costs = record["rows"], record["tuning"], record["costs"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"--resume: {path} is not an evaluation record ({err})"
+        ) from None
+    try:
+        with np.load(out / "curves.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        arrays = {}
+    except Exception as err:  # BadZipFile, EOFError, ...: a corrupt file
+        raise ValueError(
+            f"--resume: cannot read {out / 'curves.npz'} ({err})"
+        ) from None
+    tables = {}
+    for info in infos:
+        task = info["task"]
+        prefix = f"{task}/"
+        mine = [k[len(prefix) :] for k in arrays if k.startswith(prefix)]
+        curves = {}
+        for name in sorted({k.rsplit("/", 1)[0] for k in mine}):
+            keys = {f: f"{prefix}{name}/{f}" for f in ev.TrainRecord._fields}
+            if not all(k in arrays for k in keys.values()):
+                raise ValueError(
+                    f"--resume: {out / 'curves.npz'} lacks fields of {task}/{name}"
+                )
+            fields = {f: arrays[k] for f, k in keys.items()}
+            fields["seconds"] = float(fields["seconds"])
+            curves[name] = ev.TrainRecord(**fields)
+        tuned = {
+            (task, t["family"]): ev.TuneResult(
+                t["family"],
+                tuple(t["grid"]),
+                tuple(t["horizons"]),
+                np.asarray(t["scores"], np.float64),
+                tuple(t["best"]),
+                t["seconds"],
+            )
+            for t in tuning
+            if t.get("task") == task
+        }
+        tables[task] = ev.EvaluationTable(
+            [r for r in rows if r["task"] == task],
+            curves,
+            tuned,
+            {k[len(prefix) :]: v for k, v in costs.items() if k.startswith(prefix)},
+            info,
+        )
+    return tables, settings, float(costs.get("total") or 0.0)
+
+
+def _check_resume(out, old, new) -> str | None:
+    """Why the cells recorded with settings ``old`` cannot be continued with
+    ``new`` (None if they can)."""
+    if old is None:
+        return (
+            f"--resume: {out / 'eval.json'} records no settings (an older version "
+            "wrote it); rerun with --overwrite"
+        )
+    for key, value in new.items():
+        if key != "thetas" and old.get(key) != value:
+            return (
+                f"--resume: {out} was evaluated with {key} {old.get(key)}, now "
+                f"{value}; give the same settings, --overwrite or another --out"
+            )
+    for label, digest in new["thetas"].items():
+        if old.get("thetas", {}).get(label, digest) != digest:
+            return (
+                f"--resume: the {label} theta is not the one evaluated in {out}; "
+                "use --overwrite or another --out"
+            )
+    return None
+
+
+def _join(old, new):
+    """One task's recorded table ``old`` with the cells ``new`` ran for it."""
+    from stability.lopt import evaluate as ev
+
+    if old is None:
+        return new
+    info = dict(old.info)
+    info["learned"] = {**old.info.get("learned", {}), **new.info.get("learned", {})}
+    return ev.EvaluationTable(
+        old.rows + new.rows,
+        {**old.curves, **new.curves},
+        {**old.tuning, **new.tuning},
+        {**old.costs, **new.costs},
+        info,
+    )
+
+
 def _run(args) -> int:
+    from stability.cli import writable_dir
     from stability.lopt import evaluate as ev
     from stability.lopt.io import SHIPPED_THETAS
     from stability.lopt.tasks import task_names
@@ -144,6 +330,18 @@ def _run(args) -> int:
         return _fail(f"--keep: expected a non-negative integer, got {args.keep}")
     if args.nominal_stepsize is not None and not args.nominal_stepsize > 0:
         return _fail(f"--nominal-stepsize: expected > 0, got {args.nominal_stepsize}")
+    if args.screen is not None and not 0 < args.screen < 1:
+        return _fail(f"--screen: expected a fraction in (0, 1), got {args.screen}")
+    resume = getattr(args, "resume", False)
+    overwrite = getattr(args, "overwrite", False)
+    out = writable_dir("--out", args.out)
+    if (out / "eval.json").exists() and not (resume or overwrite):
+        return _fail(
+            f"--out: {out} already holds results (eval.json); --resume continues "
+            "them, --overwrite replaces them"
+        )
+    if resume and not (out / "eval.json").exists():
+        return _fail(f"--resume: {out} holds no eval.json to continue")
     files = [args.theta] if args.theta else []
     if not files:
         files = [
@@ -161,39 +359,69 @@ def _run(args) -> int:
         )
         for i, f in enumerate(files)
     ]
-    out = pathlib.Path(args.out)
-    tables = []
+    labels = [lo.label for lo in learned]
+    for lo, f in zip(learned, files, strict=True):
+        if labels.count(lo.label) > 1 or lo.label in baselines:
+            return _fail(f"--extra: two optimizers would be labelled {lo.label!r}")
+    base = args.base_horizon or next(
+        (lo.base_horizon for lo in learned if lo.base_horizon), None
+    )
+    if base is None:
+        return _fail("--base-horizon: not given and no theta's metadata names one")
+    settings = _settings(args, learned, files)
+    tables, spent = {}, 0.0
+    if resume:
+        tables, old_settings, spent = _recorded(out)
+        problem = _check_resume(out, old_settings, settings)
+        if problem:
+            return _fail(problem)
+        settings["thetas"] = {**old_settings["thetas"], **settings["thetas"]}
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     t0 = time.perf_counter()
-    if args.screen is not None and not 0 < args.screen < 1:
-        return _fail(f"--screen: expected a fraction in (0, 1), got {args.screen}")
     for name in names:
-        settings = ev.profile_settings(args.profile, name)
+        done = {r["optimizer"] for r in tables[name].rows} if name in tables else ()
+        todo = [lo for lo in learned if lo.label not in done]
+        todo_baselines = tuple(b for b in baselines if b not in done)
+        if not todo and not todo_baselines:
+            say(f"{name}: every optimizer is recorded in {out}; kept")
+            continue
+        if done:
+            say(f"{name}: keeping {', '.join(sorted(done))} from {out}")
+        settings_of = ev.profile_settings(args.profile, name)
         table = ev.evaluate(
-            learned[0],
+            todo[0] if todo else None,
             name,
-            args.horizons or settings["multiples"],
+            args.horizons or settings_of["multiples"],
             args.seeds,
-            extra=learned[1:],
-            base_horizon=args.base_horizon,
-            tuning_seeds=args.tuning_seeds or settings["tuning_seeds"],
-            screen=settings["screen"] if args.screen is None else args.screen,
+            extra=todo[1:],
+            base_horizon=base,
+            tuning_seeds=args.tuning_seeds or settings_of["tuning_seeds"],
+            screen=settings_of["screen"] if args.screen is None else args.screen,
             keep=args.keep or None,
             grid=args.grid or ev.TUNING_GRID,
-            baselines=baselines,
+            baselines=todo_baselines,
             record_every=args.record_every,
-            log=lambda line: print(line, file=sys.stderr, flush=True),
+            log=say,
         )
-        tables.append(table)
-        merged = ev.merge(tables)
-        merged.costs["total"] = time.perf_counter() - t0
-        # eval.json last: a task listed there is complete in all three files (a
-        # rerun of an interrupted evaluation keeps those tasks)
-        ev.write_curves(merged, out / "curves.npz")
-        ev.write_csv(merged, out / "eval.csv")
-        ev.write_json(merged, out / "eval.json")
+        tables[name] = _join(tables.get(name), table)
+        _write(ev, out, tables, settings, spent + time.perf_counter() - t0)
+    merged = _write(ev, out, tables, settings, spent + time.perf_counter() - t0)
     print(ev.format_table(merged.rows))
     print(
         f"total {merged.costs['total']:.1f}s; wrote {out}/eval.json, eval.csv, "
         "curves.npz"
     )
     return 0
+
+
+def _write(ev, out, tables, settings, total):
+    """Write every task's table into ``out``; return the merged table."""
+    merged = ev.merge(list(tables.values()))
+    merged.costs["total"] = total
+    merged.info["settings"] = settings
+    # eval.json last: a task listed there is complete in all three files (a
+    # rerun of an interrupted evaluation keeps those tasks)
+    ev.write_curves(merged, out / "curves.npz")
+    ev.write_csv(merged, out / "eval.csv")
+    ev.write_json(merged, out / "eval.json")
+    return merged
