@@ -143,6 +143,9 @@ class CertifiedRate(NamedTuple):
       family: the family name, or ``None`` for a raw ``(A, B, C)``.
       hyperparameters: the family's hyperparameters.
       num_solves: how many SDPs were solved.
+      resolution: how far below ``rate`` the LMI is known to be infeasible
+        (``tol`` unless the solver failed while the bisection refined a rate, which
+        ``message`` then says; 0 when no solve was needed).
     """
 
     rate: float
@@ -165,6 +168,7 @@ class CertifiedRate(NamedTuple):
     family: str | None
     hyperparameters: dict
     num_solves: int
+    resolution: float
 
 
 class CertifiedRegion(NamedTuple):
@@ -495,51 +499,72 @@ class _Matrices:
         }
 
 
-class _Lmi(_Matrices):
-    """The certificate's SDP, with ``rho^2`` a parameter, solved for ``f / L`` in
-    ``F(mu / L, 1)`` (the same loop with ``B L``), which is better conditioned; the
-    certificate is mapped back to ``f`` in :meth:`_original`."""
+class _Lmi:
+    """The certificate's SDP for loops with ``n`` states and ``m`` gradient
+    channels: the system and ``rho^2`` are parameters (cvxpy's DPP), so the problem
+    is compiled once and each solve only swaps numbers.
 
-    def __init__(self, A, B, C, mu, L, multipliers):
+    It is solved for ``f / L`` in ``F(mu / L, 1)`` (the same loop with ``B L``),
+    which is better conditioned; :meth:`_original` maps the certificate back.
+    """
+
+    def __init__(self, n, m, multipliers):
         import cvxpy as cp
 
-        self.scale = L
-        super().__init__(A, B * L, C, mu / L, 1.0, multipliers)
-        zf = self.zf
-        k = self.now.shape[0]
+        eye, zeros = np.eye(n), np.zeros((n, m))
+        t = _Matrices(eye, zeros, zeros.T, 0.5, 1.0, multipliers)  # shapes only
+        self.zf, self.names = t.zf, t.names
+        self.names_kind = multipliers
+        k, N = t.now.shape
         self.rho2 = cp.Parameter(nonneg=True)
+        self.knext = cp.Parameter((N * N, k * k))  # vec(next^T P next) = K vec(P)
+        self.qmat = cp.Parameter((N * N, len(t.names)))  # columns vec(Q_i)
         self.P = cp.Variable((k, k), symmetric=True)
-        self.lam = cp.Variable(len(self.names), nonneg=True)
-        lmi = self.next.T @ self.P @ self.next - self.rho2 * (
-            self.now.T @ self.P @ self.now
-        )
-        lmi = lmi - sum(self.lam[i] * self.Q[q] for i, q in enumerate(self.names))
+        self.lam = cp.Variable(len(t.names), nonneg=True)
+        vec_p = cp.vec(self.P, order="F")
+        know = np.kron(t.now.T, t.now.T)
+        lmi = self.knext @ vec_p - self.rho2 * (know @ vec_p) - self.qmat @ self.lam
+        lmi = cp.reshape(lmi, (N, N), order="F")
         cons = [0.5 * (lmi + lmi.T) << 0]
-        if zf:
+        if self.zf:
             self.c = cp.Variable(nonneg=True)
             self.nu = cp.Variable(2, nonneg=True)
+            self.qpos = cp.Parameter((k * k, 2))
             cons += [
-                -self.rho2 * self.c + self.coef[:, 0] @ self.lam == 0,
-                self.c + self.coef[:, 1] @ self.lam == 0,
+                -self.rho2 * self.c + t.coef[:, 0] @ self.lam == 0,
+                self.c + t.coef[:, 1] @ self.lam == 0,
                 self.c - self.nu[0] + self.nu[1] == 0,
             ]
-            pos = self.P - self.state + self.nu[0] * self.Qpos[0]
-            pos = pos + self.nu[1] * self.Qpos[1]
+            pos = self.P - t.state + cp.reshape(self.qpos @ self.nu, (k, k), order="F")
             cons.append(0.5 * (pos + pos.T) >> 0)
         else:
             self.c = self.nu = None
-            cons.append(self.P >> np.eye(self.n))
+            cons.append(self.P >> np.eye(n))
         self.problem = cp.Problem(cp.Minimize(0), cons)
 
-    def solve(self, rho, solver):
+    def set(self, A, B, C, mu, L):
+        """Load one system and class; returns ``self``."""
+        self.scale = L
+        self.mats = mats = _Matrices(A, B * L, C, mu / L, 1.0, self.names_kind)
+        self.knext.value = np.kron(mats.next.T, mats.next.T)
+        self.qmat.value = np.stack(
+            [mats.Q[q].ravel(order="F") for q in self.names], axis=1
+        )
+        if self.zf:
+            self.qpos.value = np.stack([q.ravel(order="F") for q in mats.Qpos], 1)
+        return self
+
+    def solve(self, rho, solver, fallback=True):
         """(feasible?, solver status, certificate dict or None); raises
         ``_SolverFailed``. Where Clarabel fails (it can, on the boundary of the
-        feasible set) SCS is tried before the failure is reported."""
+        feasible set) SCS is tried, if ``fallback``, before the failure is
+        reported."""
         import cvxpy as cp
 
         self.rho2.value = rho * rho
         tried = []
-        for name in (solver, "SCS") if solver == "CLARABEL" else (solver,):
+        chain = (solver, "SCS") if solver == "CLARABEL" and fallback else (solver,)
+        for name in chain:
             try:
                 with warnings.catch_warnings():
                     # an inaccurate status is handled here: its solution is checked
@@ -559,7 +584,7 @@ class _Lmi(_Matrices):
         values = [self.P.value, self.lam.value]
         if self.zf:
             values += [self.c.value, self.nu.value]
-        cert = self.check(rho, *values)
+        cert = self.mats.check(rho, *values)
         if cert is not None:
             cert = self._original(cert)
         return cert is not None, status, cert
@@ -567,9 +592,9 @@ class _Lmi(_Matrices):
     def _original(self, cert):
         """The certificate for f itself: every inequality of f / L is 1/L times
         that of f (1/L^2 for the sector's), u = L u_scaled."""
-        s = self.scale
+        s, n, m = self.scale, self.mats.n, self.mats.m
         if self.zf:
-            d = np.concatenate([np.ones(self.n), np.full(self.m, 1 / s)])
+            d = np.concatenate([np.ones(n), np.full(m, 1 / s)])
             return cert | {
                 "P": cert["P"] * np.outer(d, d),
                 "c": cert["c"] / s,
@@ -580,6 +605,18 @@ class _Lmi(_Matrices):
 
 class _SolverFailed(Exception):
     pass
+
+
+_LMIS = {}  # (n, m, multipliers) -> compiled _Lmi
+
+
+def _lmi(A, B, C, mu, L, multipliers):
+    key = (*B.shape, multipliers)
+    if key not in _LMIS:
+        if len(_LMIS) > 32:
+            _LMIS.clear()
+        _LMIS[key] = _Lmi(*key)
+    return _LMIS[key].set(A, B, C, mu, L)
 
 
 def check_certificate(record: CertifiedRate) -> bool:
@@ -673,7 +710,7 @@ def certified_rate(
     family, params, system = _resolve(family_or_system, hyperparameters)
     q_rate, q_exact = _quadratic_rate(family, params, system, mu, L)
 
-    def record(rate, status, solver_status, message, cert, solves):
+    def record(rate, status, solver_status, message, cert, solves, resolution):
         cert = cert or {}
         return CertifiedRate(
             rate=rate,
@@ -696,6 +733,7 @@ def certified_rate(
             family=family,
             hyperparameters=params,
             num_solves=solves,
+            resolution=resolution,
         )
 
     if not q_rate < 1 - tol:
@@ -706,9 +744,10 @@ def certified_rate(
             f"a quadratic of the class already has rate {q_rate:.6g} >= 1 - tol",
             None,
             0,
+            0.0,
         )
-    lmi = _Lmi(*system, mu, L, multipliers)
-    solves, best, last = 0, None, ""
+    lmi = _lmi(*system, mu, L, multipliers)
+    solves, best, last, note = 0, None, "", ""
     lo, hi = q_rate, 1.0 - tol  # infeasible below lo; hi to be tested
     try:
         for rho in (min(lo + tol, hi), hi):
@@ -726,28 +765,41 @@ def certified_rate(
                 f"no certificate with rate {hi:.6g} ({multipliers} multipliers)",
                 None,
                 solves,
+                hi - lo,
             )
-        while hi - lo > tol:
-            rho = 0.5 * (lo + hi)
-            ok, last, cert = lmi.solve(rho, solver)
-            solves += 1
-            if ok:
-                best, hi = (rho, cert), rho
-            else:
-                lo = rho
     except _SolverFailed as err:
         return record(
-            math.nan, "solver_failed", str(err), f"solver failed: {err}", None, solves
+            math.nan,
+            "solver_failed",
+            str(err),
+            f"solver failed: {err}",
+            None,
+            solves,
+            math.nan,
         )
+    while hi - lo > tol:
+        rho = 0.5 * (lo + hi)
+        try:
+            # a certificate is in hand: a failure only ends the refinement
+            ok, last, cert = lmi.solve(rho, solver, fallback=False)
+        except _SolverFailed as err:
+            last, note = str(err), f"; refinement stopped, {err} at {rho:.9g}"
+            break
+        solves += 1
+        if ok:
+            best, hi = (rho, cert), rho
+        else:
+            lo = rho
     rate, cert = best
     return record(
         rate,
         "certified",
         last,
         f"rate {rate:.6g} certified ({multipliers} multipliers); quadratic rate "
-        f"{q_rate:.6g}",
+        f"{q_rate:.6g}{note}",
         cert,
         solves,
+        hi - lo,
     )
 
 
@@ -845,9 +897,8 @@ def certified_region(
             continue
         solves += 1
         try:
-            certified[idx], _, _ = _Lmi(*system, mu, L, multipliers).solve(
-                target, solver
-            )
+            lmi = _lmi(*system, mu, L, multipliers)
+            certified[idx], _, _ = lmi.solve(target, solver)
         except _SolverFailed:
             failed[idx] = True
     return CertifiedRegion(

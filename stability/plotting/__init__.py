@@ -18,6 +18,7 @@ from stability.plotting._style import figure as figure
 from stability.plotting._style import panel_label as panel_label
 from stability.plotting._style import save as save
 from stability.plotting._style import style as style
+from stability.plotting.certified import certified_region as certified_region
 from stability.plotting.curves import bars as bars
 from stability.plotting.curves import growth as growth
 from stability.plotting.curves import loss_band as loss_band
