@@ -1815,22 +1815,62 @@ def format_report(results, lemma_text, lemma_error, quality, seconds) -> str:
     return text
 
 
+def _check_arguments(args) -> None:
+    """Check parsed arguments before anything runs.
+
+    Raises:
+      ValueError: naming the flag: ``--shipped-records`` without ``--full``, an
+        unknown ``--only`` name, an ``--out`` that is empty, a file or unwritable.
+    """
+    from stability.cli import writable_dir
+
+    if getattr(args, "shipped_records", False) and not getattr(args, "full", False):
+        raise ValueError("--shipped-records: only --full takes it")
+    resolve(getattr(args, "only", None))
+    writable_dir("--out", getattr(args, "out", DEFAULT_OUT))
+
+
 def _add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    quick_out = f"{DEFAULT_OUT}/quick"
+
+    class Mode(argparse.Action):  # --quick / --full; a default --out follows it
+        def __call__(self, parser, namespace, values, option_string=None):
+            namespace.full = self.const
+            if not getattr(namespace, "out_given", False):
+                namespace.out = DEFAULT_OUT if self.const else quick_out
+
+    class Out(argparse.Action):  # --out DIR, which then stays whatever the mode
+        def __call__(self, parser, namespace, values, option_string=None):
+            namespace.out = values
+            namespace.out_given = True
+
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--quick",
         dest="full",
-        action="store_false",
+        action=Mode,
+        nargs=0,
+        const=False,
         help="small grids and runs, a few minutes on 2 cores (default)",
     )
     mode.add_argument(
-        "--full", dest="full", action="store_true", help="publication quality"
+        "--full",
+        dest="full",
+        action=Mode,
+        nargs=0,
+        const=True,
+        help="publication quality",
     )
     p.set_defaults(full=False)
     p.add_argument(
         "--out",
-        default=DEFAULT_OUT,
-        help=f"output folder for images and REPORT.md (default {DEFAULT_OUT}/)",
+        action=Out,
+        default=quick_out,
+        metavar="DIR",
+        help=f"output folder for images and REPORT.md (default: {quick_out}/ "
+        f"with --quick, {DEFAULT_OUT}/ with --full; the committed renders in "
+        f"{DEFAULT_OUT}/ are full quality, so quick ones go elsewhere unless "
+        "--out says so)",
     )
     p.add_argument(
         "--only",
@@ -1861,7 +1901,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
     )
     _add_arguments(p)
-    p.set_defaults(run=run)
+
+    def checked_run(args) -> int:
+        _check_arguments(args)  # a ValueError: one line from the CLI, exit 2
+        return run(args)
+
+    p.set_defaults(run=checked_run)
     return p
 
 
@@ -1924,7 +1969,12 @@ def main(argv=None) -> int:
     parser = _add_arguments(
         argparse.ArgumentParser(prog="stability reproduce", description=__doc__)
     )
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        _check_arguments(args)
+    except ValueError as err:
+        parser.error(str(err))
+    return run(args)
 
 
 def script_main(fid: str, argv=None) -> int:
