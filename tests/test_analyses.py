@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from stability import analyses, operators, optimizers
@@ -188,3 +189,152 @@ def test_spectral_bounds_on_k_and_tol():
         analyses.spectral_radius(np.eye(2), k=0)
     with pytest.raises(ValueError, match="tol: must be < 1"):
         analyses.is_stable(np.eye(2) / 2, tol=1.0)
+
+
+# -- issue 24: marginal stability, the exact stable set, bad input ------------------
+
+
+def test_marginal_cells_are_not_stable():
+    """rho within rounding of 1 is marginal, never stable: the README's heavy-ball
+    region at lr = 0 (rho is exactly 1, computed as 1 - 2e-15 in some cells), and
+    momentum 1 (a complex pair on the unit circle)."""
+    lrs = np.linspace(0, 4, 400)
+    betas = np.linspace(0, 0.99, 100)
+    region = analyses.stability_region("heavy_ball", lr=lrs, beta=betas, curvature=1.0)
+    assert not region.stable[0].any() and region.marginal[0].all()
+    # elsewhere the exact condition 0 < lr < 2 (1 + beta) holds cell by cell
+    exact = (lrs[:, None] > 0) & (lrs[:, None] < 2 * (1 + betas[None, :]))
+    assert np.sum(region.stable != exact) <= 2  # cells on the boundary itself
+    # near a double root (beta -> 1) the closed form loses digits: still marginal
+    near_one = analyses.stability_region(
+        "heavy_ball", lr=0.0, beta=1 - np.geomspace(1e-8, 1e-1, 200), curvature=1.0
+    )
+    assert near_one.marginal.all() and not near_one.stable.any()
+    problem = NoisyQuadratic.from_eigenvalues([1.0, 0.1])
+    loop = operators.closed_loop(optax.sgd(0.1, momentum=1.0), problem)
+    assert not analyses.is_stable(loop.transition)
+    assert analyses.is_marginal(loop.transition)
+    assert not analyses.is_stable(np.asarray(loop.transition), method="eig")
+    # the band is rounding-sized: a radius 1e-9 below 1 is stable
+    m = np.array([[1 - 1e-9, 0.0], [0.0, 0.5]])
+    assert analyses.is_stable(m) and not analyses.is_marginal(m)
+    assert analyses.is_stable(jnp.asarray(m))
+
+
+def test_hand_built_region_records_get_the_marginal_grid():
+    reg = analyses.StabilityRegion("gd", {"lr": np.arange(3.0)}, {}, [1.0, 0.5, 1.5])
+    assert reg.marginal.tolist() == [True, False, False]
+    assert reg.stable.tolist() == [False, True, False]
+
+
+def test_region_cli_prints_the_marginal_count(capsys):
+    from stability import cli
+
+    argv = "region --family ema_momentum --lr 0:3:7 --curvature 1 --beta 0.9"
+    assert cli.main(argv.split()) == 0
+    out = capsys.readouterr().out
+    assert "stable fraction 0.8571" in out and "not stable) 1," in out
+
+
+def test_max_stable_learning_rate_refuses_a_set_not_starting_at_zero():
+    """Every alpha in (0, 0.5) is unstable for p = -0.5 (rho = 1.25 at 0.25)."""
+    rho = analyses.mode_radius("nominal", alpha=0.25, p=-0.5, curvature=1.0)
+    assert float(rho) == pytest.approx(1.25)
+    with pytest.raises(ValueError, match=r"stable set in alpha is \[\(0\.5"):
+        analyses.max_stable_learning_rate("nominal", 1.0, p=-0.5)
+    ((lo, hi),) = analyses.stable_learning_rates("nominal", 1.0, p=-0.5)
+    assert lo == pytest.approx(0.5, rel=1e-14) and hi == pytest.approx(2.5, rel=1e-14)
+    assert analyses.stable_learning_rates("nominal", 1.0, p=3.0) == []
+    with pytest.raises(ValueError, match="stable set in alpha is \\[\\]"):
+        analyses.max_stable_learning_rate("nominal", 1.0, p=3.0)
+    assert analyses.max_stable_learning_rate("aggmo", 1.0) == pytest.approx(
+        15116438 / 146521, rel=1e-14
+    )
+
+
+RAY_CASES = [
+    ("gd", 2.0, {}),
+    ("nominal", 1.0, {"p": -0.5}),
+    ("nominal", 4.0, {"p": 0.3, "precondition": True}),
+    ("nominal", 1.0, {"p": 3.0}),
+    ("nominal", 0.5, {"p": -2.5}),
+    ("heavy_ball", 1.0, {"beta": -0.9}),
+    ("heavy_ball", 3.0, {"beta": 0.5}),
+    ("heavy_ball", 1.0, {"beta": 0.99}),
+    ("ema_momentum", 1.0, {"beta": -0.5}),
+    ("ema_momentum", 2.0, {"beta": 0.9}),
+    ("aggmo", 1.0, {}),
+    ("aggmo", 1.0, {"betas": (-0.9, 0.5)}),
+    ("aggmo", 0.3, {"betas": (0.2, -0.6, 0.95)}),
+]
+
+
+@pytest.mark.parametrize("family, h, params", RAY_CASES)
+def test_stable_learning_rates_match_a_dense_grid(family, h, params):
+    intervals = analyses.stable_learning_rates(family, h, **params)
+    ends = [e for iv in intervals for e in iv if np.isfinite(e)]
+    top = 1.5 * max(ends + [4.0 / h])
+    ts = np.linspace(0.0, top, 20001)
+    ray = "alpha" if family == "nominal" else "lr"
+    region = analyses.stability_region(family, curvature=h, **{ray: ts}, **params)
+    inside = np.zeros(ts.shape, bool)
+    for lo, hi in intervals:
+        inside |= (ts > lo) & (ts < hi)
+    near = np.zeros(ts.shape, bool)  # grid points within rounding of an end
+    for e in ends:
+        near |= np.abs(ts - e) <= 1e-9 * max(1.0, e)
+    np.testing.assert_array_equal(region.stable[~near], inside[~near])
+    for (_, hi), (lo, _) in zip(intervals, intervals[1:], strict=False):
+        assert hi < lo  # disjoint and sorted
+    if len(intervals) == 1 and intervals[0][0] == 0.0:
+        assert analyses.max_stable_learning_rate(family, h, **params) == intervals[0][1]
+    else:
+        with pytest.raises(ValueError, match="stable_learning_rates"):
+            analyses.max_stable_learning_rate(family, h, **params)
+
+
+@pytest.mark.parametrize(
+    "m, match",
+    [
+        ("abc", "m: expected a numeric array"),
+        (np.array([[np.nan, 0.0], [0.0, 0.5]]), "m: contains non-finite"),
+        (jnp.array([[0.5, jnp.inf], [0.0, 0.5]]), "m: contains non-finite"),
+        (np.full((2, 3, 3), np.nan), "m: contains non-finite"),
+        ([[1.0, 2.0], [3.0]], "m: expected a numeric array"),
+        (None, "m: expected a numeric array"),
+    ],
+)
+def test_spectral_radius_bad_input(m, match):
+    for fn in (analyses.spectral_radius, analyses.is_stable, analyses.is_marginal):
+        with pytest.raises(ValueError, match=match):
+            fn(m)
+
+
+def test_spectral_radius_on_a_jax_batch_runs_the_jitted_kernel(monkeypatch):
+    """The public function and stability_region share one jitted kernel; a JAX batch
+    gives the same radii as NumPy's float64 path."""
+    from stability.analyses import spectral
+
+    calls = []
+    kernel = spectral._jax_classify
+
+    def counting(m, eig):
+        calls.append(m.shape)
+        return kernel(m, eig=eig)
+
+    monkeypatch.setattr(spectral, "_jax_classify", counting)
+    rng = np.random.default_rng(7)
+    m = rng.standard_normal((300, 2, 2))
+    got = analyses.spectral_radius(jnp.asarray(m))
+    assert calls == [(300, 2, 2)]
+    np.testing.assert_allclose(got, analyses.spectral_radius(m), rtol=1e-13)
+    x, b = np.meshgrid(np.linspace(0, 4, 30), np.linspace(0, 0.99, 20), indexing="ij")
+    blocks = jnp.asarray(np.asarray(optimizers.modes.heavy_ball_block(x, b)[0]))
+    region = analyses.stability_region(
+        "heavy_ball",
+        lr=np.linspace(0, 4, 30),
+        beta=np.linspace(0, 0.99, 20),
+        curvature=1.0,
+    )
+    np.testing.assert_array_equal(analyses.spectral_radius(blocks), region.rho)
+    np.testing.assert_array_equal(analyses.is_marginal(blocks), region.marginal)

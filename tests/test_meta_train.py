@@ -25,6 +25,7 @@ from stability.cli import main as cli_main
 from stability.lopt import _unroll
 from stability.lopt import meta_train as mt
 from stability.lopt.io import (
+    ThetaConfigWarning,
     atomic_write,
     json_safe,
     load_metadata,
@@ -231,7 +232,9 @@ def test_resume_is_bit_for_bit(tmp_path):
             if k.startswith(("state/", "best/")):
                 np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
 
-    best = load_theta(b / "best_theta.npz", heads=3)
+    # a bare load of a configured theta says to use load_optimizer
+    with pytest.warns(ThetaConfigWarning, match="load_optimizer"):
+        best = load_theta(b / "best_theta.npz", heads=3)
     _assert_theta_equal(best, straight.best_theta)
     meta = load_metadata(b / "theta.npz")
     assert meta["config"]["horizon"] == 8 and meta["metrics"]["steps"] == 6

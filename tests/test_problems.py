@@ -265,3 +265,85 @@ def test_symmetry_and_definiteness_checks_are_scale_aware():
         cov = np.outer(v, v)
         f = noisy_quadratic(np.eye(3), cov).noise_factor()
         np.testing.assert_allclose(f @ f.T, cov, atol=1e-14)
+
+
+# -- issue 24: the public constructor validates; linearised loops are flagged --------
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (([[1.0, 2.0], [0.0, 1.0]], np.eye(2), np.ones(2)), "hessian: must be symm"),
+        (([[1.0, 0.0], [0.0, -1.0]], np.eye(2), np.ones(2)), "hessian: must be pos"),
+        (([[np.nan, 0.0], [0.0, 1.0]], np.eye(2), np.ones(2)), "hessian: contains"),
+        ((np.ones((2, 3)), np.eye(2), np.ones(2)), "hessian: must be square"),
+        (("abc", np.eye(2), np.ones(2)), "hessian: expected a numeric"),
+        ((np.eye(2), np.eye(3), np.ones(2)), "noise_cov: expected shape"),
+        ((np.eye(2), np.ones(2), np.ones(2)), "noise_cov: expected 2 dim"),
+        ((np.eye(2), [[1.0, 2.0], [2.0, 1.0]], np.ones(2)), "noise_cov: must be pos"),
+        ((np.eye(2), [[1.0, np.inf], [0.0, 1.0]], np.ones(2)), "noise_cov: contains"),
+        ((np.eye(2), np.eye(2), np.ones(3)), "x0: expected shape"),
+        ((np.eye(2), np.eye(2), [np.nan, 1.0]), "x0: contains"),
+    ],
+)
+def test_noisy_quadratic_constructor_validates(args, match):
+    with pytest.raises(ValueError, match=match):
+        NoisyQuadratic(*args)
+
+
+def test_noisy_quadratic_validates_once(monkeypatch):
+    """noisy_quadratic() leaves the validation to the constructor: one eigenvalue
+    decomposition per matrix, as before."""
+    calls = []
+    eigvalsh = np.linalg.eigvalsh
+    monkeypatch.setattr(np.linalg, "eigvalsh", lambda a: calls.append(1) or eigvalsh(a))
+    p = noisy_quadratic([[2.0, 0.5], [0.5, 1.0]], [[0.1, 0.0], [0.0, 0.2]], [1.0, 2.0])
+    assert len(calls) == 2 and p.x0.tolist() == [1.0, 2.0]
+    assert isinstance(p.hessian, np.ndarray) and p.hessian.dtype == np.float64
+
+
+def test_closed_loop_bad_optimizer_or_problem():
+    p = NoisyQuadratic.from_eigenvalues([1.0, 0.5])
+    with pytest.raises(ValueError, match="^optimizer: expected an optax"):
+        operators.closed_loop("adam", p)
+    with pytest.raises(ValueError, match="^problem: expected a NoisyQuadratic"):
+        operators.closed_loop(optimizers.gd(0.1), np.eye(2))
+    with pytest.raises(ValueError, match="^problem: expected a NoisyQuadratic"):
+        operators.step_function(optimizers.gd(0.1), "abc")
+
+
+def _adam_loop(p):
+    import jax.numpy as jnp
+    import optax
+
+    opt = optax.adam(0.1)
+    x = jnp.array([0.3, -0.2])
+    state = opt.init(x)
+    for _ in range(3):
+        u, state = opt.update(p.grad(x, 0 * x), state, x)
+        x = optax.apply_updates(x, u)
+    return operators.closed_loop(opt, p, x, state)
+
+
+def test_expected_losses_warns_on_a_linearised_loop():
+    import optax
+
+    p = NoisyQuadratic.from_eigenvalues([1.0, 0.5], noise_var=0.01)
+    for opt in (optimizers.heavy_ball(0.3, 0.8), optax.sgd(0.1, momentum=0.9)):
+        loop = operators.closed_loop(opt, p)
+        assert loop.exact is True
+        problems.expected_losses(p, loop, 5)  # no warning (they are errors here)
+    adam = _adam_loop(p)
+    assert adam.exact is False
+    with pytest.warns(problems.LinearisedLoopWarning, match="linearised=True"):
+        problems.expected_losses(p, adam, 5)
+    with pytest.warns(problems.LinearisedLoopWarning):
+        problems.stationary_loss(p, adam)
+    quiet = problems.expected_losses(p, adam, 5, linearised=True)
+    assert quiet.shape == (5,)
+    with pytest.raises(ValueError, match="linearised: expected True or False"):
+        problems.expected_losses(p, adam, 5, linearised="yes")
+    # a loop given by its matrices is exact; jit keeps the flag
+    assert operators.ClosedLoop(np.eye(2) / 2, np.eye(2) / 2).exact
+    traced = jax.jit(lambda: operators.closed_loop(optimizers.gd(0.1), p))()
+    assert bool(traced.exact)

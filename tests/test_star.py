@@ -857,3 +857,80 @@ def test_validator_rejects_a_scalar_b2():
     theta = _set(random_theta(0, 3), ("mlp", "b2"), jnp.zeros(()))
     with pytest.raises(ValueError, match=r"theta\['mlp'\]\['b2'\]: expected shape"):
         validate_theta(theta)
+
+
+# -- issue 24: a shipped theta builds the optimizer it was meta-trained as ----------
+
+
+def _run(opt, steps=5):
+    """Updates of ``opt`` over a few steps of a tiny least-squares task."""
+    rng = np.random.default_rng(0)
+    params = {
+        k: jnp.asarray(rng.standard_normal(s), jnp.float32)
+        for k, s in TINY_SHAPES.items()
+    }
+    state = opt.init(params)
+    out = []
+    for _ in range(steps):
+        grads = jax.tree.map(lambda p: 2 * p + 0.1, params)
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        out.append(updates)
+    return jax.tree.leaves(out)
+
+
+def _same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_load_optimizer_is_configured_from_the_sidecar():
+    """``load_theta`` + ``star`` defaults would use nominal_stepsize 1e-3 (and keep
+    preconditioning on for star_no_precond); ``load_optimizer`` reads the sidecar."""
+    from stability.lopt import ThetaConfigWarning, load_optimizer, load_theta
+    from stability.lopt.io import SHIPPED_THETAS, load_metadata
+
+    path = SHIPPED_THETAS / "star.npz"
+    assert load_metadata(path)["config"]["nominal_stepsize"] == pytest.approx(0.0316228)
+    with pytest.warns(ThetaConfigWarning, match="load_optimizer"):
+        theta = load_theta(path)
+    got = _run(load_optimizer(path))
+    assert _same(got, _run(star(theta, nominal_stepsize=0.03162277660168379)))
+    assert not _same(got, _run(star(theta)))
+    assert _same(
+        _run(load_optimizer(path, nominal_stepsize=0.01)),
+        _run(star(theta, nominal_stepsize=0.01)),
+    )
+
+    no_pre = SHIPPED_THETAS / "star_no_precond.npz"
+    with pytest.warns(ThetaConfigWarning, match="'precondition': False"):
+        theta = load_theta(no_pre)
+    got = _run(load_optimizer(no_pre))
+    step = load_metadata(no_pre)["config"]["nominal_stepsize"]
+    assert _same(got, _run(star(theta, nominal_stepsize=step, precondition=False)))
+    assert not _same(got, _run(star(theta, nominal_stepsize=step)))
+
+    with pytest.raises(ValueError, match="^learning_rate: star takes no such option"):
+        load_optimizer(path, learning_rate=0.1)
+
+
+def test_load_optimizer_without_a_configuration(tmp_path):
+    """A theta saved without metadata: STAR needs nominal_stepsize passed, and
+    load_theta has nothing to warn about; small_fc_lopt needs nothing."""
+    from stability.lopt import load_optimizer, load_theta, save_theta
+
+    theta = zero_output_layer(init_theta(jax.random.key(0), heads=3))
+    save_theta(tmp_path / "bare.npz", theta)
+    load_theta(tmp_path / "bare.npz")  # no warning (warnings are errors here)
+    with pytest.raises(ValueError, match="^nominal_stepsize: .*bare.npz"):
+        load_optimizer(tmp_path / "bare.npz")
+    assert _same(
+        _run(load_optimizer(tmp_path / "bare.npz", nominal_stepsize=0.05)),
+        _run(star(theta, nominal_stepsize=0.05)),
+    )
+    save_theta(tmp_path / "fc.npz", init_theta(jax.random.key(1), heads=2))
+    load_optimizer(tmp_path / "fc.npz")
+    with pytest.raises(ValueError, match="^nominal_stepsize: small_fc_lopt takes no"):
+        load_optimizer(tmp_path / "fc.npz", nominal_stepsize=0.1)
+    save_theta(tmp_path / "odd.npz", theta, {"config": {"optimizer": "small_fc_lopt"}})
+    with pytest.raises(ValueError, match="sidecar says 'small_fc_lopt'"):
+        load_optimizer(tmp_path / "odd.npz", nominal_stepsize=0.1)

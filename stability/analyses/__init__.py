@@ -11,6 +11,7 @@ from stability.analyses.regions import (
     max_stable_learning_rate as max_stable_learning_rate,
 )
 from stability.analyses.regions import mode_radius as mode_radius
+from stability.analyses.regions import stable_learning_rates as stable_learning_rates
 from stability.analyses.regions import stability_region as stability_region
 from stability.analyses.robust import CurvatureWorstCase as CurvatureWorstCase
 from stability.analyses.robust import MultiplicativeWorstCase as MultiplicativeWorstCase
@@ -21,6 +22,7 @@ from stability.analyses.robust import (
 )
 from stability.analyses.spectral import convergence_rate as convergence_rate
 from stability.analyses.spectral import eigenvalues as eigenvalues
+from stability.analyses.spectral import is_marginal as is_marginal
 from stability.analyses.spectral import is_stable as is_stable
 from stability.analyses.spectral import spectral_radius as spectral_radius
 from stability.analyses.symbolic import schur_stable as schur_stable

@@ -1,5 +1,30 @@
-"""Spectral radius of closed-loop operators, dense or matrix-free."""
+"""Spectral radius of closed-loop operators, dense or matrix-free, and the rounding
+policy that decides stable, marginal and unstable.
 
+Marginal stability: a computed radius within rounding of 1 decides nothing (an
+eigenvalue exactly on the unit circle, such as heavy ball's ``z = 1`` at ``lr = 0``,
+comes out as ``1 - 2e-15`` as often as ``1 + 2e-15``). Every analysis here calls such a
+loop *marginal* and never stable: ``|rho - 1| <= tol`` with, for a matrix ``M`` of size
+``n`` in a dtype with machine epsilon ``eps``,
+
+- ``delta = MARGIN * n * eps * ||M||_F`` (the backward error of the eigensolver or of
+  the closed form, as an absolute perturbation of the entries), and ``tol = delta``;
+- for real ``2 x 2`` blocks the root's own conditioning on top: a root of
+  ``z^2 - s z + q`` moves by about ``2 delta / sqrt|s^2 - 4q|`` when ``s, q`` move by
+  ``delta``, and by ``2 sqrt(delta)`` at a double root, so
+  ``tol = delta + 2 delta / sqrt(max(|s^2 - 4q|, delta))``;
+- for a matrix-free operator (Arnoldi) ``tol = 1e-10 * max(1, rho)``, ARPACK's
+  requested accuracy.
+
+Larger blocks get the norm-based ``delta`` only: a nearly defective eigenvalue of a
+``3 x 3`` or larger matrix can be off by more than that, so there ``marginal`` is a
+rounding guard, not a certificate (the exact Jury conditions of
+:mod:`stability.analyses.symbolic` are).
+"""
+
+from functools import partial
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse.linalg
@@ -9,22 +34,110 @@ from stability.optimizers.modes import quadratic_radius
 
 _METHODS = ("auto", "closed_form", "eig", "arnoldi")
 
+MARGIN = 8.0
+"""The constant of the marginal-stability tolerance (see the module docstring)."""
 
-def _radius_2x2(m, xp):
+_ARNOLDI_TOL = 1e-10
+
+
+def _radius(m, xp, eig):
+    """rho of real or complex blocks ``(..., n, n)``; closed form for real n <= 2."""
+    n = m.shape[-1]
+    real = not xp.iscomplexobj(m)
+    if not eig and n == 1:
+        return xp.abs(m[..., 0, 0])
+    if not eig and n == 2 and real:
+        s = m[..., 0, 0] + m[..., 1, 1]
+        q = m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]
+        return quadratic_radius(s, q, xp)
+    return xp.max(xp.abs(xp.linalg.eigvals(m)), axis=-1)
+
+
+def _tolerance(m, xp):
+    """The marginal band ``tol`` of each block ``(..., n, n)`` (module docstring)."""
+    n = m.shape[-1]
+    eps = xp.finfo(m.dtype).eps
+    delta = MARGIN * n * eps * xp.sqrt(xp.sum(xp.abs(m) ** 2, axis=(-2, -1)))
+    if n != 2 or xp.iscomplexobj(m):
+        return delta
     s = m[..., 0, 0] + m[..., 1, 1]
     q = m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]
-    return quadratic_radius(s, q, xp)
+    gap = xp.maximum(xp.abs(s * s - 4 * q), delta)
+    return delta + 2 * delta / xp.sqrt(xp.where(gap > 0, gap, 1.0))
+
+
+def _classify(m, xp, eig):
+    """``(rho, marginal, finite)`` of blocks ``(..., n, n)``."""
+    rho = _radius(m, xp, eig)
+    marginal = xp.abs(rho - 1) <= _tolerance(m, xp)
+    return rho, marginal, xp.all(xp.isfinite(m))
+
+
+# The jitted kernels on JAX batches; stability_region calls _classify inside its own
+# jitted kernel, so both run the same code.
+_jax_radius = jax.jit(lambda m, eig: _radius(m, jnp, eig), static_argnums=1)
+_jax_classify = jax.jit(partial(_classify, xp=jnp), static_argnames="eig")
 
 
 def _arnoldi(op, k):
     n = op.shape[0]
     if n <= max(k + 2, 64):  # ARPACK needs k < n - 1; small operators go dense
         dense = op.matmat(np.eye(n))
+        if not np.all(np.isfinite(dense)):
+            raise ValueError("m: the operator gives non-finite values (NaN or inf)")
         return float(np.max(np.abs(np.linalg.eigvals(dense))))
     vals = scipy.sparse.linalg.eigs(
-        op, k=k, which="LM", return_eigenvectors=False, tol=1e-10, maxiter=50 * n
+        op, k=k, which="LM", return_eigenvectors=False, tol=_ARNOLDI_TOL, maxiter=50 * n
     )
+    if not np.all(np.isfinite(vals)):
+        raise ValueError("m: the operator gives non-finite values (NaN or inf)")
     return float(np.max(np.abs(vals)))
+
+
+def _as_matrices(m):
+    """``m`` as a NumPy array (float64 or complex) or a JAX array, shape-checked."""
+    if isinstance(m, jax.Array):  # tracers too
+        arr = m
+        ok = jnp.issubdtype(arr.dtype, jnp.number)
+        if ok and not jnp.issubdtype(arr.dtype, jnp.inexact):
+            arr = arr.astype(jnp.result_type(float))
+    else:
+        try:
+            arr = np.asarray(m)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"m: expected a numeric array, got {m!r}") from err
+        ok = arr.dtype.kind in "biufc"
+        if ok and arr.dtype.kind != "c":
+            arr = arr.astype(float)
+    if not ok:
+        raise ValueError(f"m: expected a numeric array, got dtype {arr.dtype}")
+    if arr.ndim < 2 or arr.shape[-1] != arr.shape[-2] or arr.shape[-1] == 0:
+        raise ValueError(f"m: expected shape (..., n, n) with n >= 1, got {arr.shape}")
+    return arr
+
+
+def _check_method(m, method, k):
+    if method not in _METHODS:
+        raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
+    k = check_int("k", k, low=1)
+    if isinstance(m, scipy.sparse.linalg.LinearOperator):
+        if method not in ("auto", "arnoldi"):
+            raise ValueError(f"method: an operator needs 'arnoldi', got {method!r}")
+        return m, k
+    m = _as_matrices(m)
+    n = m.shape[-1]
+    if method == "arnoldi" and m.ndim != 2:
+        raise ValueError("m: 'arnoldi' takes one matrix, not a batch")
+    if method == "closed_form" and (n > 2 or jnp.iscomplexobj(m)):
+        raise ValueError(
+            f"method: 'closed_form' needs real 1x1 or 2x2 blocks, got {n}x{n}"
+        )
+    return m, k
+
+
+def _check_finite(finite):
+    if not isinstance(finite, jax.core.Tracer) and not bool(finite):
+        raise ValueError("m: contains non-finite values (NaN or inf)")
 
 
 def spectral_radius(m, *, method: str = "auto", k: int = 6):
@@ -32,10 +145,11 @@ def spectral_radius(m, *, method: str = "auto", k: int = 6):
     :math:`z' = M z` is stable iff :math:`\rho < 1`.
 
     Args:
-      m: closed-loop matrices, shape ``(..., n, n)`` (NumPy arrays are handled in
-        float64 with NumPy, JAX arrays with ``jax.numpy``), or a matrix-free operator
-        (a ``scipy.sparse.linalg.LinearOperator``, e.g. from
-        :func:`stability.operators.linear_operator`).
+      m: closed-loop matrices, shape ``(..., n, n)`` (JAX arrays are handled with a
+        jitted ``jax.numpy`` kernel, the one :func:`stability_region` runs; anything
+        else is converted to a float64 NumPy array), or a matrix-free operator (a
+        ``scipy.sparse.linalg.LinearOperator``, e.g. from
+        :func:`stability.operators.linear_operator`). NaN or inf entries raise.
       method: ``"closed_form"`` (real 2x2 and 1x1 blocks; differentiable),
         ``"eig"`` (dense eigenvalues), ``"arnoldi"`` (ARPACK on matrix-vector
         products: the ``k`` largest-magnitude eigenvalues; step Jacobians are non-normal
@@ -46,6 +160,10 @@ def spectral_radius(m, *, method: str = "auto", k: int = 6):
     Returns:
       ρ of each matrix, shape ``(...)`` (a float for an operator).
 
+    Raises:
+      ValueError: ``m`` is not numeric, not ``(..., n, n)`` or not finite, or a bad
+        ``method`` / ``k``.
+
     >>> import numpy as np
     >>> float(spectral_radius(np.array([[0.0, 1.0], [-0.25, 1.0]])))
     0.5
@@ -54,40 +172,56 @@ def spectral_radius(m, *, method: str = "auto", k: int = 6):
       Harrison, Metz & Sohl-Dickstein, "A Closer Look at Learned Optimization:
       Stability, Robustness, and Inductive Biases", NeurIPS 2022, Section 4.
     """
-    if method not in _METHODS:
-        raise ValueError(f"method: expected one of {_METHODS}, got {method!r}")
-    k = check_int("k", k, low=1)
+    m, k = _check_method(m, method, k)
     if isinstance(m, scipy.sparse.linalg.LinearOperator):
-        if method not in ("auto", "arnoldi"):
-            raise ValueError(f"method: an operator needs 'arnoldi', got {method!r}")
         return _arnoldi(m, k)
-    xp = np if isinstance(m, np.ndarray | float | list) else jnp
-    m = xp.asarray(m)
-    if m.ndim < 2 or m.shape[-1] != m.shape[-2] or m.shape[-1] == 0:
-        raise ValueError(f"m: expected shape (..., n, n) with n >= 1, got {m.shape}")
-    n = m.shape[-1]
-    real = not xp.iscomplexobj(m)
     if method == "arnoldi":
-        if m.ndim != 2:
-            raise ValueError("m: 'arnoldi' takes one matrix, not a batch")
         return _arnoldi(scipy.sparse.linalg.aslinearoperator(np.asarray(m)), k)
-    if method == "closed_form" and (n > 2 or not real):
-        raise ValueError(
-            f"method: 'closed_form' needs real 1x1 or 2x2 blocks, got {n}x{n}"
-        )
-    if method != "eig" and n == 1:
-        return xp.abs(m[..., 0, 0])
-    if method != "eig" and n == 2 and real:
-        return _radius_2x2(m, xp)
-    if xp is np:
-        return np.max(np.abs(np.linalg.eigvals(m)), axis=-1)
-    return jnp.max(jnp.abs(jnp.linalg.eigvals(m)), axis=-1)
+    if isinstance(m, np.ndarray):
+        _check_finite(np.all(np.isfinite(m)))
+        return _radius(m, np, method == "eig")
+    rho, _, finite = _jax_classify(m, eig=method == "eig")
+    _check_finite(finite)
+    return rho
+
+
+def is_marginal(m, **kwargs):
+    """``|rho(m) - 1| <= tol(m)``: within rounding of the unit circle, elementwise over
+    a batch (the policy of the module docstring). ``kwargs`` go to
+    :func:`spectral_radius`.
+
+    >>> import numpy as np
+    >>> bool(is_marginal(np.array([[1.0, -0.9], [0.0, 0.9]])))  # heavy ball, lr = 0
+    True
+    """
+    return _marginal(m, **kwargs)[1]
+
+
+def _marginal(m, *, method="auto", k=6):
+    m, k = _check_method(m, method, k)
+    if isinstance(m, scipy.sparse.linalg.LinearOperator) or method == "arnoldi":
+        rho = spectral_radius(m, method=method, k=k)
+        return rho, abs(rho - 1) <= _ARNOLDI_TOL * max(1.0, rho)
+    if isinstance(m, np.ndarray):
+        _check_finite(np.all(np.isfinite(m)))
+        rho, marginal, _ = _classify(m, np, method == "eig")
+        return rho, marginal
+    rho, marginal, finite = _jax_classify(m, eig=method == "eig")
+    _check_finite(finite)
+    return rho, marginal
 
 
 def is_stable(m, *, tol: float = 0.0, **kwargs):
-    """``rho(m) < 1 - tol`` (elementwise over a batch), ``0 <= tol < 1``."""
+    """``rho(m) < 1 - tol`` and not marginal (:func:`is_marginal`), elementwise over a
+    batch; ``0 <= tol < 1``. ``kwargs`` go to :func:`spectral_radius`.
+
+    >>> import numpy as np
+    >>> bool(is_stable(np.diag([0.5, -0.9]))), bool(is_stable(np.diag([0.5, -1.0])))
+    (True, False)
+    """
     tol = check_scalar("tol", tol, low=0.0, high=1.0, high_open=True)
-    return spectral_radius(m, **kwargs) < 1 - tol
+    rho, marginal = _marginal(m, **kwargs)
+    return (rho < 1 - tol) & ~marginal
 
 
 def convergence_rate(m, **kwargs):
@@ -99,6 +233,7 @@ def convergence_rate(m, **kwargs):
 
 def eigenvalues(m):
     """All eigenvalues of ``m`` (``(..., n, n)``), float64 NumPy for NumPy input."""
+    m = _as_matrices(m)
     if isinstance(m, np.ndarray):
         return np.linalg.eigvals(m)
-    return jnp.linalg.eigvals(jnp.asarray(m))
+    return jnp.linalg.eigvals(m)

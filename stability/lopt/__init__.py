@@ -6,7 +6,9 @@ validation, conversion from learned_optimization) and :mod:`~stability.lopt.star
 submodules and are imported explicitly.
 """
 
+from stability.lopt.io import ThetaConfigWarning as ThetaConfigWarning
 from stability.lopt.io import load_metadata as load_metadata
+from stability.lopt.io import load_optimizer as load_optimizer
 from stability.lopt.io import load_theta as load_theta
 from stability.lopt.io import save_theta as save_theta
 from stability.lopt.star import NOMINAL_ESTIMATORS as NOMINAL_ESTIMATORS

@@ -677,6 +677,8 @@ def learned_optimizer(
     ``nominal_stepsize``, ``nominal``, ``precondition``, ``weight_decay``, as
     ``stability meta-train`` writes it); 2 heads is small_fc_lopt. The label says
     which ablation it is (``star_no_nominal``, ``star_no_precond``, ``star_wd0``).
+    The optimizer is built as :func:`stability.lopt.load_optimizer` builds it
+    (:func:`stability.lopt.io.configured_optimizer`).
 
     Args:
       theta: path of an ``.npz`` saved by :func:`stability.lopt.io.save_theta`, or a
@@ -686,15 +688,17 @@ def learned_optimizer(
     Raises:
       ValueError: bad theta, or STAR without a known ``nominal_stepsize``.
     """
-    metadata: dict = {}
-    if isinstance(theta, str | pathlib.Path):
-        from stability.lopt import io
+    from stability.lopt import io
 
+    metadata: dict = {}
+    where = "theta"
+    if isinstance(theta, str | pathlib.Path):
         path = pathlib.Path(theta)
         if not path.exists():
             raise FileNotFoundError(f"theta: no such file {str(path)!r}")
         metadata = io.load_metadata(path)
-        theta = io.load_theta(path)
+        theta = io._read_theta(path)  # configured below: no bare-theta warning
+        where = str(path)
     if not isinstance(theta, Mapping):
         raise ValueError(
             f"theta: expected a path or a dict, got {type(theta).__name__}"
@@ -705,18 +709,14 @@ def learned_optimizer(
     config = metadata.get("config") or {}
     base = config.get("horizon")
     base = int(base) if base else None
+    overrides = {}
+    if heads == 3 and nominal_stepsize is not None:
+        overrides["nominal_stepsize"] = float(nominal_stepsize)
+    opt, options = io.configured_optimizer(theta, metadata, where=where, **overrides)
     if heads == 2:
-        return LearnedOptimizer(
-            label or "small_fc_lopt", small_fc_lopt(theta), theta, metadata, base
-        )
-    if nominal_stepsize is None:
-        nominal_stepsize = config.get("nominal_stepsize")
-    if nominal_stepsize is None:
-        raise ValueError(
-            "nominal_stepsize: STAR needs one; its theta has no metadata saying which"
-        )
-    nominal = bool(config.get("nominal", True))
-    precondition = bool(config.get("precondition", True))
+        return LearnedOptimizer(label or "small_fc_lopt", opt, theta, metadata, base)
+    nominal = bool(options.get("nominal", True))
+    precondition = bool(options.get("precondition", True))
     if label is None:
         label = "star"
         if not nominal:
@@ -725,13 +725,8 @@ def learned_optimizer(
             label += "_no_precond"
         if config.get("weight_decay") == 0:
             label += "_wd0"
-    opt = star(
-        theta,
-        nominal_stepsize=float(nominal_stepsize),
-        nominal=nominal,
-        precondition=precondition,
-    )
-    step = float(nominal_stepsize) if nominal else None  # unused without nominal
+    step = options.get("nominal_stepsize")
+    step = float(step) if nominal and step is not None else None
     return LearnedOptimizer(label, opt, theta, metadata, base, step)
 
 

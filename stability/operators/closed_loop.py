@@ -26,11 +26,14 @@ class ClosedLoop(NamedTuple):
     (``z' - F(z*) = transition @ (z - z*) + noise_gain @ xi`` to first order).
 
     ``transition`` has shape ``(d, d)`` over the joint state, whose first ``n``
-    coordinates are the parameters; ``noise_gain`` has shape ``(d, n)``.
+    coordinates are the parameters; ``noise_gain`` has shape ``(d, n)``. ``exact``
+    is False for a linearisation of a step that is not linear
+    (:func:`closed_loop` finds out); a loop given by its matrices is exact.
     """
 
     transition: jax.Array
     noise_gain: jax.Array
+    exact: bool = True
 
     @property
     def num_params(self) -> int:
@@ -89,6 +92,18 @@ def step_function(
     Returns ``(step, z)``. Integer leaves of ``state`` and injected hyperparameters
     are frozen at their given value.
     """
+    if not isinstance(optimizer, optax.GradientTransformation) and not (
+        callable(getattr(optimizer, "init", None))
+        and callable(getattr(optimizer, "update", None))
+    ):
+        raise ValueError(
+            f"optimizer: expected an optax GradientTransformation, got {optimizer!r}"
+        )
+    if not isinstance(problem, NoisyQuadratic):
+        raise ValueError(
+            "problem: expected a NoisyQuadratic (stability.problems.noisy_quadratic("
+            f"hessian) builds one), got {type(problem).__name__}"
+        )
     n = problem.dim
     dtype = jnp.zeros(()).dtype
     params = jnp.zeros(n, dtype) if params is None else jnp.asarray(params)
@@ -134,18 +149,47 @@ def closed_loop(
         derivative there (NaN): linearise them at a point reached by training.
 
     Returns:
-      :class:`ClosedLoop` taken at zero noise; exact for linear optimizers.
+      :class:`ClosedLoop` taken at zero noise. Its ``exact`` flag records whether the
+      step is linear (then the loop is exact everywhere): the step at two random
+      points, one of unit size and one of size 1000 around ``z``, must match the
+      first-order prediction to ``sqrt(eps)`` of the step's size; any nonlinearity
+      (normalisation, clipping, a learned MLP) fails it.
+
+    Raises:
+      ValueError: ``optimizer`` is not an optax transformation, ``problem`` not a
+        :class:`~stability.problems.NoisyQuadratic`, or ``params`` of a wrong shape.
 
     >>> from stability.optimizers import heavy_ball
     >>> from stability.problems import NoisyQuadratic
     >>> loop = closed_loop(heavy_ball(0.1, 0.9), NoisyQuadratic.from_eigenvalues([2.0]))
-    >>> loop.transition.shape, loop.noise_gain.shape
-    ((2, 2), (2, 1))
+    >>> loop.transition.shape, loop.noise_gain.shape, loop.exact
+    ((2, 2), (2, 1), True)
     """
     step, z = step_function(optimizer, problem, params, state)
     xi = jnp.zeros(problem.dim, z.dtype)
     transition, noise_gain = jax.jacfwd(step, argnums=(0, 1))(z, xi)
-    return ClosedLoop(transition, noise_gain)
+    exact = _is_linear(step, z, xi, transition, noise_gain)
+    if not isinstance(exact, jax.core.Tracer):
+        exact = bool(exact)
+    return ClosedLoop(transition, noise_gain, exact)
+
+
+def _is_linear(step, z, xi, transition, noise_gain):
+    """Whether ``step`` equals its linearisation at ``(z, xi)`` at two random points
+    (unit size and size 1000), as a JAX bool: True for linear optimizers up to
+    rounding, False for a NaN."""
+    rng = np.random.default_rng(0)
+    base = step(z, xi)
+    tol = np.sqrt(np.finfo(np.dtype(z.dtype)).eps)
+    ok = jnp.asarray(True)
+    for size in (1.0, 1e3):
+        dz = jnp.asarray(size * rng.standard_normal(z.shape), z.dtype)
+        dxi = jnp.asarray(size * rng.standard_normal(xi.shape), z.dtype)
+        got = step(z + dz, xi + dxi)
+        want = base + transition @ dz + noise_gain @ dxi
+        scale = jnp.linalg.norm(want) + jnp.linalg.norm(base) + size
+        ok = ok & (jnp.linalg.norm(got - want) <= tol * scale)
+    return ok
 
 
 def nominal_closed_loop(hessian, P, alpha, preconditioner=None) -> ClosedLoop:

@@ -1,6 +1,7 @@
 """Noisy quadratics: problems, spectra, sampled simulation and exact moments."""
 
 from stability.problems import spectra as spectra
+from stability.problems.moments import LinearisedLoopWarning as LinearisedLoopWarning
 from stability.problems.moments import expected_losses as expected_losses
 from stability.problems.moments import modal_blocks as modal_blocks
 from stability.problems.moments import stationary_loss as stationary_loss

@@ -6,6 +6,7 @@ For ``z' = M z + N xi`` with ``xi ~ N(0, S_xi)``: ``E z_{t+1} = M E z_t`` and
 independent of the fresh draw ``xi_t``).
 """
 
+import warnings
 from functools import partial
 
 import jax
@@ -13,8 +14,28 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from stability._validation import check_finite, check_int, is_finite
+from stability._validation import check_finite, check_flag, check_int, is_finite
 from stability.problems.quadratic import NoisyQuadratic
+
+
+class LinearisedLoopWarning(UserWarning):
+    """The moments of a loop linearised from a nonlinear optimizer (Adam, STAR): they
+    are those of the linear model, not the optimizer's expected losses."""
+
+
+def _check_exact(closed_loop, linearised, where):
+    linearised = check_flag("linearised", linearised)
+    exact = getattr(closed_loop, "exact", True)
+    if linearised or isinstance(exact, jax.core.Tracer) or bool(exact):
+        return
+    warnings.warn(
+        LinearisedLoopWarning(
+            f"closed_loop: linearised from a nonlinear optimizer, so {where} gives "
+            "the moments of that linear model, not the optimizer's expected losses; "
+            "pass linearised=True if that is what you want"
+        ),
+        stacklevel=3,
+    )
 
 
 def _initial_state(problem, closed_loop, z0):
@@ -99,6 +120,7 @@ def expected_losses(
     *,
     z0=None,
     method: str = "auto",
+    linearised: bool = False,
 ) -> jax.Array:
     """Exact expected loss :math:`E l_t`, ``t = 0 .. num_steps - 1``, shape
     ``(num_steps,)``.
@@ -112,6 +134,10 @@ def expected_losses(
       method: ``"dense"`` (``O(T d^3)``), ``"modal"`` (``O(T n k^2)``, needs H, the
         noise and the loop diagonal in one basis, see :func:`modal_blocks`) or
         ``"auto"`` (modal when it applies).
+      linearised: accept a loop whose ``exact`` flag is False (a linearisation of
+        a nonlinear optimizer, see :func:`stability.operators.closed_loop`);
+        without it such a loop gives a :class:`LinearisedLoopWarning`, since the
+        numbers are the linear model's, not the optimizer's.
 
     Differentiable with respect to ``closed_loop.transition`` (for meta-gradients) in
     the dense method.
@@ -120,6 +146,7 @@ def expected_losses(
     if method not in ("auto", "dense", "modal"):
         raise ValueError(f"method: expected 'auto', 'dense' or 'modal', got {method!r}")
     _check(problem, closed_loop)
+    _check_exact(closed_loop, linearised, "expected_losses")
     n = problem.dim
     z = _initial_state(problem, closed_loop, z0)
     modal = None
@@ -149,11 +176,15 @@ def expected_losses(
     )
 
 
-def stationary_loss(problem: NoisyQuadratic, closed_loop) -> float:
+def stationary_loss(
+    problem: NoisyQuadratic, closed_loop, *, linearised: bool = False
+) -> float:
     """:math:`\\lim_t E l_t = \\tfrac12[tr(H C_\\infty) + tr(H S_\\xi)]` with
     :math:`C_\\infty` from the discrete Lyapunov equation
-    :math:`C = M C M^T + N S_\\xi N^T`; ``inf`` when the loop is not stable."""
+    :math:`C = M C M^T + N S_\\xi N^T`; ``inf`` when the loop is not stable.
+    ``linearised`` as in :func:`expected_losses`."""
     _check(problem, closed_loop)
+    _check_exact(closed_loop, linearised, "stationary_loss")
     m = np.asarray(closed_loop.transition, float)
     g = np.asarray(closed_loop.noise_gain, float)
     if np.max(np.abs(np.linalg.eigvals(m))) >= 1.0:

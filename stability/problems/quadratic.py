@@ -7,6 +7,7 @@ minibatch noise. The gradient is :math:`H(\\phi - \\xi_t)`.
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -19,19 +20,53 @@ from stability._validation import (
 )
 
 
-class NoisyQuadratic(NamedTuple):
-    """A noisy quadratic problem; build it with :func:`noisy_quadratic` or
-    :meth:`NoisyQuadratic.from_eigenvalues`, which validate their inputs.
-
-    Attributes:
-      hessian: symmetric positive definite ``H``, shape ``(n, n)``.
-      noise_cov: covariance of the optimum's noise ``xi``, shape ``(n, n)``.
-      x0: initial parameters, shape ``(n,)``.
-    """
-
+class _Fields(NamedTuple):
     hessian: np.ndarray
     noise_cov: np.ndarray
     x0: np.ndarray
+
+
+def _checked(name, value, check):
+    """``check(name, value)``'s array, or ``value`` itself when it is a JAX array (kept
+    in its dtype once checked) or traced (not checkable)."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    arr = check(name, value)
+    return value if isinstance(value, jax.Array) else arr
+
+
+class NoisyQuadratic(_Fields):
+    """A noisy quadratic problem. The constructor validates its arguments;
+    :func:`noisy_quadratic` also takes variances or a scalar for ``noise_cov`` and
+    a default ``x0``, and :meth:`NoisyQuadratic.from_eigenvalues` builds the
+    diagonal case.
+
+    Attributes:
+      hessian: symmetric positive definite ``H``, shape ``(n, n)``.
+      noise_cov: covariance of the optimum's noise ``xi``, symmetric positive
+        semidefinite, shape ``(n, n)``.
+      x0: initial parameters, shape ``(n,)``.
+
+    Raises:
+      ValueError: naming the argument, for a non-finite, non-square, non-symmetric or
+        indefinite ``hessian``, a ``noise_cov`` that is not ``(n, n)`` positive
+        semidefinite, or an ``x0`` that is not ``(n,)``. NumPy inputs are stored as
+        float64 arrays, JAX arrays as given (traced ones are not checked).
+
+    >>> NoisyQuadratic([[1.0, 2.0], [0.0, 1.0]], np.eye(2), np.ones(2))
+    Traceback (most recent call last):
+    ...
+    ValueError: hessian: must be symmetric
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, hessian, noise_cov, x0):
+        hessian = _checked("hessian", hessian, check_spd)
+        n = np.shape(hessian)[0]
+        noise_cov = _checked("noise_cov", noise_cov, lambda k, v: check_psd(k, v, n=n))
+        x0 = _checked("x0", x0, lambda k, v: as_float_array(k, v, shape=(n,)))
+        return super().__new__(cls, hessian, noise_cov, x0)
 
     @property
     def dim(self) -> int:
@@ -90,7 +125,8 @@ def noisy_quadratic(hessian, noise_cov=0.0, x0=None) -> NoisyQuadratic:
     >>> p.dim, float(p.noise_cov[1, 1])
     (2, 0.2)
     """
-    h = check_spd("hessian", hessian)
+    # the constructor validates; only the shorthand forms are handled here
+    h = check_square("hessian", hessian)
     n = h.shape[0]
     cov = as_float_array("noise_cov", noise_cov)
     if cov.ndim <= 1:
@@ -102,10 +138,8 @@ def noisy_quadratic(hessian, noise_cov=0.0, x0=None) -> NoisyQuadratic:
         if np.any(cov < 0):
             raise ValueError("noise_cov: variances must be non-negative")
         cov = np.diag(cov)
-    else:
-        cov = check_psd("noise_cov", cov, n=n)
-    x0 = np.ones(n) if x0 is None else as_float_array("x0", x0, shape=(n,))
-    return NoisyQuadratic(h, np.array(cov), np.array(x0))
+    x0 = np.ones(n) if x0 is None else np.array(as_float_array("x0", x0))
+    return NoisyQuadratic(h, np.array(cov), x0)
 
 
 def random_rotation(n, seed=0) -> np.ndarray:
