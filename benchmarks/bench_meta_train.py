@@ -21,14 +21,35 @@ import time
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--task", default="digits_mlp")
-    p.add_argument("--optimizer", default="star", choices=("star", "small_fc_lopt"))
-    p.add_argument("--population", type=int, default=8)
-    p.add_argument("--truncation", type=int, default=50)
-    p.add_argument("--horizon", type=int, default=1000)
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--host-devices", type=int, default=0)
+    from stability.cli import ArgumentParser, nonnegative_int, positive_int
+
+    p = ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--task", default="digits_mlp", help="task name")
+    p.add_argument(
+        "--optimizer",
+        default="star",
+        choices=("star", "small_fc_lopt"),
+        help="learned optimizer",
+    )
+    p.add_argument("--population", type=positive_int, default=8, help="ES pairs")
+    p.add_argument(
+        "--truncation", type=positive_int, default=50, help="inner steps per unroll"
+    )
+    p.add_argument(
+        "--horizon", type=positive_int, default=1000, help="inner-training horizon"
+    )
+    p.add_argument(
+        "--repeats", type=positive_int, default=10, help="outer steps timed"
+    )
+    p.add_argument(
+        "--host-devices",
+        type=nonnegative_int,
+        default=0,
+        help="CPU devices to shard the population over (0: JAX's default)",
+    )
     args = p.parse_args(argv)
     if args.host_devices:
         flag = f"--xla_force_host_platform_device_count={args.host_devices}"
@@ -38,7 +59,10 @@ def main(argv=None) -> int:
     import jax.numpy as jnp
 
     from stability.lopt import meta_train as mt
+    from stability.lopt.tasks import task_names
 
+    if args.task not in task_names():
+        p.error(f"--task: unknown task {args.task!r}; known: {', '.join(task_names())}")
     config = mt.MetaTrainConfig(
         task=args.task,
         optimizer=args.optimizer,

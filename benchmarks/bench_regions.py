@@ -19,6 +19,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from stability.cli import ArgumentParser, positive_int  # noqa: E402
 from stability.optimizers import modes  # noqa: E402
 
 
@@ -43,10 +44,21 @@ def _best(fn, repeats):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=1000)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--control-sample", type=int, default=300)
+    ap = ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--n", type=positive_int, default=1000, help="grid side (default 1000)"
+    )
+    ap.add_argument(
+        "--repeats", type=positive_int, default=5, help="best of (default 5)"
+    )
+    ap.add_argument(
+        "--control-sample",
+        type=positive_int,
+        default=300,
+        help="systems timed with python-control, at most N^2 (default 300)",
+    )
     args = ap.parse_args(argv)
 
     n = args.n
@@ -71,7 +83,8 @@ def main(argv=None):
     try:
         import control
 
-        idx = np.random.default_rng(0).choice(count, args.control_sample, replace=False)
+        sample = min(args.control_sample, count)
+        idx = np.random.default_rng(0).choice(count, sample, replace=False)
         flat = blocks.reshape(-1, 2, 2)[idx]
 
         def run_control():
@@ -81,9 +94,8 @@ def main(argv=None):
         t_sample = _best(run_control, 1)
         rows.append(
             (
-                f"python-control ss(...).poles(), {args.control_sample} systems, "
-                "extrapolated",
-                t_sample * count / args.control_sample,
+                f"python-control ss(...).poles(), {sample} systems, extrapolated",
+                t_sample * count / sample,
             )
         )
     except ImportError:

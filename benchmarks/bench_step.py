@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from stability.cli import ArgumentParser, positive_int
 from stability.lopt import _features, cpu_compiler_options, init_theta
 
 star_module = importlib.import_module("stability.lopt.star")
@@ -275,8 +276,17 @@ def load() -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
+    parser = ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--sizes",
+        nargs="*",
+        default=list(SIZES),
+        choices=list(SIZES),
+        help="parameter counts to time",
+    )
     parser.add_argument(
         "--shapes",
         nargs="*",
@@ -285,7 +295,9 @@ def main(argv=None):
         help="also time one-tensor pytrees of these shapes, e.g. 64x4099 (not with "
         "--train-step)",
     )
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--repeats", type=positive_int, default=20, help="timed calls per optimizer"
+    )
     parser.add_argument(
         "--naive-max",
         default="1M",
@@ -325,6 +337,9 @@ def main(argv=None):
         parser.error("--batch must be a positive integer")
     if args.shapes and args.train_step:
         parser.error("--shapes cannot be used with --train-step")
+    unknown = sorted(set(args.only or ()) - set(optimizers()))
+    if unknown:
+        parser.error(f"--only: unknown optimizer(s) {', '.join(unknown)}")
     options = cpu_compiler_options(
         reassociate=args.reassociate, vector_width=args.vector_width
     )

@@ -93,6 +93,30 @@ class ArgumentParser(argparse.ArgumentParser):
 # -- checks shared by the commands ---------------------------------------------------
 
 
+def positive_int(text: str) -> int:
+    """``argparse`` type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """``argparse`` type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a non-negative integer, got {text!r}"
+        )
+    return value
+
+
 def _probe(flag: str, folder: pathlib.Path, target: pathlib.Path) -> None:
     """Check that ``folder`` (which exists, or is to be created) can be written:
     create and remove a file in its nearest existing folder.
