@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stability.lemmas import metagrad
@@ -55,7 +55,8 @@ def test_horizon_resolves_needs_log_20_T():
     ],
 )
 def test_bounded_compares_with_the_larger_earlier_norm(monkeypatch, norms, expected):
-    inst = metagrad.make_instance(H=[[1.0]], P=[[0.0]], alpha=0.5, horizon=4)
+    # A = 0: the transient is over at once, so the check horizons are T, 2T, 4T
+    inst = metagrad.make_instance(H=[[1.0]], P=[[0.0]], alpha=1.0, horizon=4)
 
     def fake(instance, horizons):
         assert list(horizons) == [4, 8, 16]
@@ -228,3 +229,66 @@ PROBLEM = metagrad.problem_of(INST)
 def test_bad_arguments_are_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---------------------------------------------------------------------------------
+# issue 25: the transient of a non-normal loop, and Jordan blocks at rho = 1
+
+
+def test_issue_non_normal_stable_loop_is_bounded():
+    """n = 8, H = I, alpha = 0, A = 0.5 I + 10 N, x0 ones, no noise, T = 8: rho = 1/2
+    but the gradient norm grows through T, 2T, 4T (1.8e13, 5.1e21, 2.0e24) before it
+    converges; the check horizon follows the transient, and the conclusion holds."""
+    A = 0.5 * np.eye(8) + 10 * np.eye(8, k=1)
+    inst = metagrad.make_instance(
+        H=np.eye(8), P=np.eye(8) - A, alpha=0.0, horizon=8, noise_cov=0.0
+    )
+    assert all(v == "holds" for v in metagrad.hypothesis_status(inst).values())
+    g = metagrad.gradient_norms(inst, [8, 16, 32])
+    assert g[2] > metagrad.GROWTH_FACTOR * max(g[0], g[1])  # what T alone saw
+    assert metagrad.settling_horizon(inst) == 128
+    assert metagrad.stable(inst) and metagrad.bounded(inst)
+    assert metagrad.conclusion(inst)
+
+
+def test_rounding_dominated_loop_is_undecided_not_unbounded():
+    """A stable loop whose float64 powers diverge (its rounding-level
+    pseudospectrum leaves the unit disc): the float recursion cannot show
+    convergence, so ``horizon_resolves`` is undecided rather than the conclusion
+    failing."""
+    n = 8
+    A = 0.9 * np.eye(n) + 10 * np.eye(n, k=1)
+    u, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))
+    A = u @ A @ u.T
+    inst = metagrad.make_instance(
+        H=np.eye(n), P=np.eye(n) - A, alpha=0.0, horizon=256, noise_cov=0.0
+    )
+    assert metagrad.stable(inst)
+    assert metagrad.hypothesis_status(inst)["horizon_resolves"] == "undecided"
+    assert not metagrad.hypotheses(inst)["horizon_resolves"]
+
+
+@given(st.integers(0, 2**32 - 1))
+@settings(max_examples=25, deadline=None)
+def test_non_normal_family_never_contradicts_the_theorem(seed):
+    """Strongly non-normal loops (stable, transients up to ~1e9, and unstable):
+    whenever every hypothesis holds, bounded == (rho < 1) with rho < 1 decided
+    exactly."""
+    inst = metagrad.sample_non_normal(np.random.default_rng(seed))
+    status = metagrad.hypothesis_status(inst)
+    if all(v == "holds" for v in status.values()):
+        assert metagrad.conclusion(inst)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+@pytest.mark.parametrize("eigenvalue", [1.0, -1.0])
+def test_jordan_block_growth_degree_is_3m_minus_2(m, eigenvalue):
+    """At rho = 1 a Jordan block of size m (noise-free, x0 exciting the chain) makes
+    ||dL_T/dP|| grow like T^{3m-2}: 1, 4, 7."""
+    A = eigenvalue * np.eye(m) + np.eye(m, k=1)
+    inst = metagrad.make_instance(
+        H=np.eye(m), P=np.eye(m) - A, alpha=0.0, horizon=8, noise_cov=0.0
+    )
+    taus = np.array([512, 1024, 2048])
+    _, degree = metagrad.fit_growth(taus, metagrad.gradient_norms(inst, taus))
+    assert degree == pytest.approx(metagrad.jordan_growth_degree(m), abs=0.03)

@@ -33,14 +33,37 @@ perturbed trajectory grows like :math:`\rho^t` but meets the mean only through
 :math:`m_t^T H\, dm_t \sim (r\rho)^t`, summable when :math:`r\rho < 1`
 (:func:`counterexample`).
 
-The conclusion checks boundedness on three horizons :math:`T, 2T, 4T` of the instance
-(bounded: :math:`\|\nabla L_{4T}\| \le 8 \max(\|\nabla L_T\|, \|\nabla L_{2T}\|)`;
-for :math:`g_T = G + D/T` the ratio is at most 4) with the exact gradient from a
-float64 forward-mode recursion; the horizon must resolve :math:`\rho`
-(:math:`T |\log\rho| \ge \log(20 T)`, so transients are below :math:`1/(20T)` or the
-growth exceeds :math:`(20T)^4`). :func:`gradient_growth` measures the growth with
+The conclusion checks boundedness on three horizons :math:`T_c, 2T_c, 4T_c`
+(bounded: :math:`\|\nabla L_{4T_c}\| \le 8 \max(\|\nabla L_{T_c}\|,
+\|\nabla L_{2T_c}\|)`; for :math:`g_T = G + D/T` the ratio is at most 2, since
+:math:`g_{4T} = \tfrac32 g_{2T} - \tfrac12 g_T`) with the exact gradient from a float64
+forward-mode recursion. The horizon must resolve :math:`\rho`: :math:`T |\log\rho|
+\ge \log(20 T)`. That alone does not make the transient small: :math:`\|A^t\|` can
+exceed :math:`\rho^t` by many orders of magnitude for a non-normal :math:`A` (:math:`A
+= \tfrac12 I + 10 N` with :math:`N` the 8x8 shift has :math:`\rho = 1/2` and
+:math:`\max_t \|A^t\|_2 \approx 2.7\cdot 10^{8}`, so the gradient grows from
+:math:`T = 8` to :math:`32` and converges only beyond :math:`T \approx 100`). So for a
+stable loop the check horizon :math:`T_c` is the first of :math:`T, 2T, 4T, \dots` with
+:math:`\|A^{T_c}\|_F \le 1/(20 T_c)`, computed from the powers of :math:`A` at 50
+digits (:func:`settling_horizon`), at most :data:`MAX_HORIZON` (beyond, the hypothesis
+``horizon_resolves`` fails); an unstable loop is checked at :math:`T`. Where float64
+powers of :math:`A` leave the exact ones (a pseudospectrum at rounding level reaching
+beyond the unit circle) the float64 recursion cannot show convergence and
+``horizon_resolves`` is undecided. Whether
+:math:`\rho < 1` is decided exactly near 1 (rational Schur--Cohn on the float
+inputs), not by float ``eig``, which is off by :math:`\epsilon^{1/m}` on a Jordan
+block of size :math:`m`. :func:`gradient_growth` measures the growth with
 ``jax.grad`` through :func:`stability.problems.expected_losses` and through sampled
 unrolls, and fits the rate.
+
+At :math:`\rho = 1` with a Jordan block the growth is polynomial of higher degree: for
+a block of size :math:`m` at eigenvalue :math:`\pm 1`, :math:`\|A^t\|` grows like
+:math:`t^{m-1}`, the excited mean :math:`m_t` like :math:`t^{m-1}`, its
+:math:`P`-derivative :math:`dm_t = \sum_{s<t} A^{t-1-s}\, dA\, A^s x_0` like
+:math:`t^{2m-1}`, so :math:`m_t^T H dm_t \sim t^{3m-2}` and the averaged gradient
+:math:`\|\nabla L_T\| \sim T^{3m-2}` (noise-free, :math:`x_0` exciting the top of
+the chain): degree 1 for :math:`m = 1` (eigenvalue +1), 4 for a 2x2 block
+(:func:`jordan_growth_degree`).
 
 References:
   J. Harrison, L. Metz & J. Sohl-Dickstein, "A Closer Look at Learned Optimization:
@@ -52,11 +75,13 @@ References:
   Computation Graphs with Persistent Evolution Strategies", ICML 2021.
 """
 
+import functools
 from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import mpmath
 import numpy as np
 
 from stability._validation import (
@@ -68,7 +93,8 @@ from stability._validation import (
     check_spd,
     check_square,
 )
-from stability.lemmas._claim import check_search
+from stability.lemmas import _exact
+from stability.lemmas._claim import FAILS, HOLDS, UNDECIDED, check_search
 from stability.lemmas.nominal import random_hessian, sample_size, spd_power
 from stability.operators import ClosedLoop
 from stability.problems import NoisyQuadratic, expected_losses, noisy_quadratic
@@ -82,14 +108,17 @@ an eigen-direction of A with |lambda| >= 1, then ||dL_T/dP|| stays bounded as T 
 iff rho(A) < 1: it converges for rho < 1, grows like rho^{2T} for rho > 1 (its
 Monte-Carlo variance like rho^{4T}), and polynomially at rho = 1 (linearly at an
 eigenvalue +1, mean-driven; quadratically at -1, noise-driven; faster for Jordan
-blocks). Checked on horizons T, 2T, 4T with T |log rho| >= log(20 T); without the
-excitation the gradient can stay bounded although rho > 1."""
+blocks: T^{3m-2} for a block of size m, noise-free). Checked on horizons T_c, 2T_c,
+4T_c with T |log rho| >= log(20 T) and, for rho < 1, T_c >= T the first doubling with
+||A^{T_c}||_F <= 1/(20 T_c) (the transient of a non-normal A, not rho alone); without
+the excitation the gradient can stay bounded although rho > 1."""
 
 GROWTH_FACTOR = 8.0  # bounded: ||g_4T|| <= 8 max(||g_T||, ||g_2T||)
 RESOLVE = 20.0  # horizon_resolves: T |log rho| >= log(RESOLVE * T)
 EXCITE_RTOL = 1e-8
 DEFAULT_BUDGET = 500
 HORIZONS = (8, 16, 32)  # the horizons sample() draws from
+MAX_HORIZON = 4096  # largest check horizon T_c (the recursion runs to 4 T_c)
 
 
 class Instance(NamedTuple):
@@ -135,8 +164,87 @@ def transition(instance: Instance) -> np.ndarray:
 
 
 def radius(instance: Instance) -> float:
-    """:math:`\\rho(A)`."""
-    return float(np.max(np.abs(np.linalg.eigvals(transition(instance)))))
+    """:math:`\\rho(A)`: float64 ``eig`` when its error bar is below 1e-12, else from
+    50-digit eigenvalues of the exact ``A``."""
+    A = transition(instance)
+    rho, err = _exact.float_radius(A)
+    if err <= 1e-12 * max(rho, 1.0):
+        return rho
+    with mpmath.workdps(_exact.DIGITS):
+        return _exact.mp_radius(_exact.mp_matrix(A))
+
+
+def radius_below(instance: Instance, r) -> bool:
+    """:math:`\\rho(A) <` ``r``, exactly: float64 ``eig`` when it is farther from
+    ``r`` than its error bar, else the rational Schur--Cohn test on the float matrix
+    ``A = I - (alpha I + P) H`` (itself rounded once)."""
+    A = transition(instance)
+    return _radius_below(A.tobytes(), A.shape[0], float(r))
+
+
+@functools.lru_cache(maxsize=1024)
+def _radius_below(data, n, r):
+    A = np.frombuffer(data).reshape(n, n)
+    rho, err = _exact.float_radius(A)
+    if abs(rho - r) > err:
+        return bool(rho < r)
+    return _exact.exact_radius_below(A, r)
+
+
+def stable(instance: Instance) -> bool:
+    """:math:`\\rho(A) < 1`, decided exactly near 1 (:func:`radius_below`)."""
+    return radius_below(instance, 1.0)
+
+
+def settling_horizon(instance: Instance):
+    """The check horizon :math:`T_c`: for a stable loop the first of ``T, 2T, 4T,
+    ...`` with :math:`\\|A^{T_c}\\|_F \\le 1/(20 T_c)` (the transient of a non-normal
+    ``A`` has died out; powers at 50 digits), ``T`` for an unstable loop; None when
+    that exceeds :data:`MAX_HORIZON` or float64 powers of ``A`` do not track the exact
+    ones (see :func:`settling_status`).
+
+    >>> A = 0.5 * np.eye(8) + 10 * np.eye(8, k=1)  # rho = 1/2, ||A^t|| up to 2.7e8
+    >>> inst = make_instance(H=np.eye(8), P=np.eye(8) - A, alpha=0.0, horizon=8)
+    >>> settling_horizon(inst)
+    128
+    """
+    return _settle(instance)[0]
+
+
+def settling_status(instance: Instance) -> str:
+    """Whether the check horizon exists: ``"holds"`` (unstable, or the transient
+    settles by :data:`MAX_HORIZON`), ``"fails"`` (it does not), ``"undecided"``
+    (float64 powers of ``A`` leave the exact ones by more than 1e-6 relative on the
+    way: the :math:`10^{-16}`-pseudospectrum of a strongly non-normal ``A`` reaches
+    beyond the unit circle, so the float64 gradient recursion measures rounding, not
+    the loop)."""
+    return _settle(instance)[1]
+
+
+def _settle(instance):
+    T = instance.horizon
+    if not stable(instance):
+        return T, HOLDS
+    A = transition(instance)
+    return _settle_powers(A.tobytes(), A.shape[0], T)
+
+
+@functools.lru_cache(maxsize=256)
+def _settle_powers(data, n, T):
+    A = np.frombuffer(data).reshape(n, n)
+    with mpmath.workdps(_exact.DIGITS), np.errstate(all="ignore"):
+        exact = _exact.mp_matrix(A) ** T
+        approx = np.linalg.matrix_power(A, T)
+        t = T
+        while True:
+            norm = float(mpmath.mnorm(exact, "f"))
+            if not abs(np.linalg.norm(approx) - norm) <= 1e-6 * norm + 1e-300:
+                return None, UNDECIDED
+            if norm <= 1 / (RESOLVE * t):
+                return t, HOLDS
+            if 2 * t > MAX_HORIZON:
+                return None, FAILS
+            exact, approx, t = exact * exact, approx @ approx, 2 * t
 
 
 # ---------------------------------------------------------------------------------
@@ -496,34 +604,82 @@ def excited(instance: Instance) -> bool:
     return False
 
 
-def hypotheses(instance: Instance) -> dict:
-    """Named hypotheses and whether they hold:
+def hypothesis_status(instance: Instance) -> dict:
+    """Named hypotheses, three-valued:
 
     - ``excited``: ``x0`` or the noise reaches an eigen-direction with
       :math:`|\\lambda| \\ge 1` (see :func:`excited`);
-    - ``horizon_resolves``: :math:`T |\\log\\rho| \\ge \\log(20 T)`.
+    - ``horizon_resolves``: :math:`T |\\log\\rho| \\ge \\log(20 T)` (decided exactly
+      near the edge), and for a stable loop a :func:`settling_horizon` within
+      :data:`MAX_HORIZON`; undecided when float64 cannot follow the loop's powers
+      (:func:`settling_status`).
     """
     T = instance.horizon
-    rho = radius(instance)
-    gap = abs(np.log(rho)) if rho > 0 else np.inf
+    # T |log rho| >= log(20 T): rho <= (20 T)^(-1/T) or rho >= (20 T)^(1/T)
+    edge = (RESOLVE * T) ** (1 / T)
+    resolves = radius_below(instance, 1 / edge) or not radius_below(instance, edge)
     return {
-        "excited": excited(instance),
-        "horizon_resolves": bool(T * gap >= np.log(RESOLVE * T)),
+        "excited": HOLDS if excited(instance) else FAILS,
+        "horizon_resolves": settling_status(instance) if resolves else FAILS,
     }
 
 
+def hypotheses(instance: Instance) -> dict:
+    """Each hypothesis of :func:`hypothesis_status` and whether it holds (undecided
+    counts as not holding)."""
+    return {k: v == HOLDS for k, v in hypothesis_status(instance).items()}
+
+
 def bounded(instance: Instance) -> bool:
-    """Observed boundedness: :math:`\\|\\nabla L_{4T}\\| \\le 8 \\max(\\|\\nabla
-    L_T\\|, \\|\\nabla L_{2T}\\|)` (all finite)."""
-    T = instance.horizon
+    """Observed boundedness: :math:`\\|\\nabla L_{4T_c}\\| \\le 8 \\max(\\|\\nabla
+    L_{T_c}\\|, \\|\\nabla L_{2T_c}\\|)` (all finite) at the :func:`settling_horizon`
+    ``T_c`` (``T`` when there is none within :data:`MAX_HORIZON`)."""
+    T = settling_horizon(instance) or instance.horizon
     g = gradient_norms(instance, [T, 2 * T, 4 * T])
     return bool(np.all(np.isfinite(g)) and g[2] <= GROWTH_FACTOR * max(g[0], g[1]))
 
 
 def conclusion(instance: Instance) -> bool:
-    """The meta-gradient stays bounded (observed on ``T, 2T, 4T``) iff
-    :math:`\\rho(A) < 1`."""
-    return bounded(instance) == (radius(instance) < 1)
+    """The meta-gradient stays bounded (observed on ``T_c, 2T_c, 4T_c``) iff
+    :math:`\\rho(A) < 1` (decided exactly, :func:`stable`)."""
+    return bounded(instance) == stable(instance)
+
+
+def jordan_growth_degree(m: int) -> int:
+    """The degree :math:`3m - 2` of :math:`\\|\\nabla L_T\\|` in ``T`` for a noise-free
+    loop whose ``A`` is a Jordan block of size ``m`` at eigenvalue 1 (``x0`` exciting
+    the top of the chain): :math:`m_t \\sim t^{m-1}`, :math:`dm_t \\sim t^{2m-1}`, so
+    :math:`m_t^T H\\, dm_t \\sim t^{3m-2}`; their average has the same degree."""
+    m = check_int("m", m, low=1)
+    return 3 * m - 2
+
+
+def sample_non_normal(rng) -> Instance:
+    """A hard instance: a strongly non-normal loop :math:`A = H^{-1/2} U (r I + c N)
+    U^T H^{1/2}` with ``N`` the shift, ``U`` orthogonal (the identity half the
+    time), ``n`` 2 to 8, ``c`` log-uniform on ``[1, 10]`` and ``r`` on ``[0.1, 0.9]``
+    (stable, :math:`\\|A^t\\|` up to :math:`\\sim 10^{9}`) or ``[1.1, 1.5]``;
+    ``x0`` Gaussian, the noise isotropic or zero; the horizon the smallest power of
+    two from 8 that resolves ``r`` (:math:`T |\\log r| \\ge \\log 20T`)."""
+    n = int(rng.integers(2, 9))
+    top = 10 ** rng.uniform(-1, 1)
+    H, _, _ = random_hessian(rng, n, 10 ** rng.uniform(0, 2), top)
+    r = rng.uniform(0.1, 0.9) if rng.random() < 0.7 else rng.uniform(1.1, 1.5)
+    B = r * np.eye(n) + 10 ** rng.uniform(0, 1) * np.eye(n, k=1)
+    if rng.random() < 0.5:
+        u, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        B = u @ B @ u.T
+    A = spd_power(H, -0.5) @ B @ spd_power(H, 0.5)
+    P = (np.eye(n) - A) @ np.linalg.inv(H)
+    x0 = rng.standard_normal(n) / np.sqrt(top)
+    S = 0.0 if rng.random() < 0.5 else 1e-2 * np.eye(n) / top
+    T = 8
+    while T * abs(np.log(r)) < np.log(RESOLVE * T):
+        T *= 2
+    return make_instance(H=H, P=P, alpha=0.0, horizon=T, noise_cov=S, x0=x0)
+
+
+HARD_FAMILIES = {"non_normal": sample_non_normal}
 
 
 def sample(rng, *, n=None, kappa=None, stable=None) -> Instance:
