@@ -93,7 +93,8 @@ def test_nesterov_update_and_bad_input():
 
 @pytest.mark.parametrize("multipliers", certified.MULTIPLIERS)
 @pytest.mark.parametrize(
-    "a, mu, L", [(0.25, 1.0, 4.0), (0.1, 1.0, 10.0), (0.19, 1.0, 10.0), (0.01, 0.5, 90.0)]
+    "a, mu, L",
+    [(0.25, 1.0, 4.0), (0.1, 1.0, 10.0), (0.19, 1.0, 10.0), (0.01, 0.5, 90.0)],
 )
 def test_gd_certified_rate_is_the_known_tight_rate(a, mu, L, multipliers):
     r = analyses.certified_rate("gd", mu=mu, L=L, lr=a, multipliers=multipliers)
@@ -358,3 +359,39 @@ def test_pepit_worst_case_never_exceeds_the_certificate():
         assert worst <= r.constant * r.rate ** (2 * n) * (1 + 1e-6)
         checked += 1
     assert checked >= 2
+
+
+def test_plot_certified_region_and_the_figure():
+    import matplotlib.pyplot as plt
+
+    from stability import plotting
+    from stability.certified_figure import figure
+    from stability.plotting.certified import classes
+
+    r = analyses.certified_region(
+        "heavy_ball",
+        mu=1.0,
+        L=10.0,
+        lr=np.linspace(0.02, 0.38, 4),
+        beta=np.linspace(0.0, 0.9, 3),
+    )
+    cls = classes(r)
+    assert set(np.unique(cls)) <= {0, 1, 2}
+    np.testing.assert_array_equal(cls == 2, r.certified)
+    np.testing.assert_array_equal(cls == 1, r.band)
+    ax = plotting.certified_region(r, x="beta", y="lr")
+    assert ax.get_xlabel() == "momentum β" and ax.get_legend() is not None
+    with pytest.raises(ValueError, match="x, y"):
+        plotting.certified_region(r, x="beta", y="alpha")
+
+    class Quick:
+        def pick(self, quick, full):
+            return quick
+
+    fig, caption, numbers = figure(Quick())
+    assert "not_certified" in numbers[
+        "heavy ball, Polyak (kappa 25): quadratic rate, certified"
+    ]
+    assert numbers["heavy-ball cycle: period, breakpoints, slopes"].startswith("3,")
+    assert "certified" in caption
+    plt.close("all")

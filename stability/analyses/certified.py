@@ -927,7 +927,8 @@ class Counterexample(NamedTuple):
       y0: the starting point (the optimizer's state starts at the fixed point
         whose output is ``y0``: zero momentum).
       trajectory: the points ``y_k`` where the gradient was taken, ``steps + 1``.
-      period: the trajectory's period at the end (0 if none up to 64 was found).
+      period: the period of the trajectory's second half (0 if none up to 64, or
+        up to a third of that half, was found).
       distance_ratio: ``|y_steps| / |y_0|``.
       num_trials: how many (function, start) pairs were simulated.
     """
@@ -1009,7 +1010,7 @@ def counterexample_search(
     mu, L = _check_class(mu, L)
     num_trials = check_int("num_trials", num_trials, low=1)
     num_pieces = check_int("num_pieces", num_pieces, low=1)
-    steps = check_int("steps", steps, low=2)
+    steps = check_int("steps", steps, low=6)
     seed = check_int("seed", seed, low=0)
     _, _, (A, B, C) = _resolve(family_or_system, hyperparameters)
     if B.shape[1] != 1:
@@ -1032,10 +1033,11 @@ def counterexample_search(
     ratio = np.where(np.isfinite(ratio), ratio, -1.0)
     best = int(np.argmax(ratio))
     traj = ys[:, best]
-    scale = max(float(np.max(np.abs(traj[-128:]))), 1e-300)
+    tail = traj[traj.size // 2 :]  # the second half, where a cycle has settled
+    scale = max(float(np.max(np.abs(tail))), 1e-300)
     period = 0
-    for p in range(1, 65):
-        if np.max(np.abs(traj[-p - 64 :] - traj[-2 * p - 64 : -p])) <= 1e-9 * scale:
+    for p in range(1, min(64, tail.size // 3) + 1):
+        if np.max(np.abs(tail[p:] - tail[:-p])) <= 1e-9 * scale:
             period = p
             break
     found = bool(ratio[best] >= 1e-3 and period > 0)
