@@ -395,3 +395,47 @@ def test_plot_certified_region_and_the_figure():
     assert numbers["heavy-ball cycle: period, breakpoints, slopes"].startswith("3,")
     assert "certified" in caption
     plt.close("all")
+
+
+def test_random_families_certificates_are_consistent():
+    """On random hyperparameters: a certified rate never beats the quadratic rate,
+    its certificate passes the independent check, and the Zames-Falb multiplier is
+    never weaker than the sector alone."""
+    rng = np.random.default_rng(5)
+    mu, L = 1.0, 8.0
+    draws = [
+        (
+            "heavy_ball",
+            lambda: dict(lr=rng.uniform(0.01, 0.3), beta=rng.uniform(0, 0.9)),
+        ),
+        (
+            "ema_momentum",
+            lambda: dict(lr=rng.uniform(0.01, 0.5), beta=rng.uniform(0, 0.9)),
+        ),
+        (
+            "nesterov",
+            lambda: dict(lr=rng.uniform(0.01, 0.2), beta=rng.uniform(0, 0.9)),
+        ),
+        (
+            "aggmo",
+            lambda: dict(lr=rng.uniform(0.01, 0.3), betas=(0.0, rng.uniform(0, 0.9))),
+        ),
+        (
+            "nominal",
+            lambda: dict(alpha=0.1, p=rng.uniform(-0.1, 0.2), preconditioner=0.5),
+        ),
+    ]
+    certified_any = 0
+    for family, draw in draws * 2:
+        params = draw()
+        zf = analyses.certified_rate(family, mu=mu, L=L, **params)
+        sec = analyses.certified_rate(
+            family, mu=mu, L=L, multipliers="sector", **params
+        )
+        assert zf.status != "solver_failed" and sec.status != "solver_failed"
+        assert zf.rate >= zf.quadratic_rate - 1e-12
+        assert zf.rate <= sec.rate + 2e-7
+        if zf.certified:
+            certified_any += 1
+            assert certified.check_certificate(zf)
+    assert certified_any >= 5
