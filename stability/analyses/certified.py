@@ -28,21 +28,31 @@ certificate is LRP's Theorem 4 with the sector IQC: a matrix :math:`P \succeq I`
    \begin{bmatrix} C & 0 \\ 0 & I \end{bmatrix} \preceq 0,
 
 the sector condition being :math:`(u - \mu y)^T (L y - u) \ge 0` (with the shift).
-With ``multipliers="zames_falb"`` (the default, the strongest here) the certificate is
-the :math:`\rho`-weighted off-by-one IQC of LRP (a Zames–Falb multiplier) in its
-Lyapunov form: :math:`V_k = (\xi_k - \xi_\star)^T P (\xi_k - \xi_\star) + c\,
-(f(y_k) - f_\star)` with :math:`c \ge 0`, and :math:`V_{k+1} \le \rho^2 V_k` is shown
-from a non-negative combination of the interpolation inequalities of
-:math:`F(\mu, L)` (Taylor, Hendrickx & Glineur 2017) among the three points
-:math:`y_k, y_{k+1}, y_\star` (six inequalities, one weight each; the off-by-one IQC
-uses the pairs :math:`(k, k{+}1)` and :math:`(k, \star)`, the sector IQC the
-symmetric sum of :math:`(k, \star)` and :math:`(\star, k)`, so both are contained).
-Function values enter linearly and their coefficients must cancel. The scale is fixed
-by :math:`P + \tfrac{c\mu}{2} C^T C \succeq I`, so that
+With ``multipliers="zames_falb"`` (the default, the strongest here) the function
+values enter: the :math:`\rho`-weighted off-by-one IQC of LRP (a Zames–Falb
+multiplier) telescopes :math:`f(y_k) - f(y_{k+1})` and :math:`f(y_k) - f_\star`
+with weights :math:`\rho^{-2k}`, which is the same as a Lyapunov function with a
+function-value term. That form is used here, with the generalisation of Taylor, Van
+Scoy & Lessard (2018): the Lyapunov function
 
-.. math:: \|\xi_k - \xi_\star\|^2 \le K \rho^{2k} \|\xi_0 - \xi_\star\|^2, \qquad
-   K = \lambda_{\max}(P + \tfrac{cL}{2} C^T C) /
-   \lambda_{\min}(P + \tfrac{c\mu}{2} C^T C).
+.. math:: V_k = w_k^T P w_k + c\,(f(y_k) - f_\star), \qquad
+   w_k = (\xi_k - \xi_\star, u_k), \quad c \ge 0,
+
+and :math:`V_{k+1} \le \rho^2 V_k` shown from a non-negative combination of the
+interpolation inequalities of :math:`F(\mu, L)` (Taylor, Hendrickx & Glineur 2017)
+among the three points :math:`y_k, y_{k+1}, y_\star` (six inequalities, one weight
+each; the off-by-one IQC uses the pairs :math:`(k, k{+}1)` and :math:`(k, \star)`,
+the sector IQC the sum of :math:`(k, \star)` and :math:`(\star, k)`, so a
+certificate of either is one of these). Function values enter linearly and their
+coefficients must cancel. The scale is fixed by :math:`V_k \ge \|\xi_k -
+\xi_\star\|^2`, itself shown from the two inequalities between :math:`y_k` and
+:math:`y_\star` (weights ``"lower:k,*"``, ``"lower:*,k"``). Then
+
+.. math:: \|\xi_k - \xi_\star\|^2 \le K \rho^{2k} \|\xi_0 - \xi_\star\|^2,
+
+with :math:`K` from :math:`\|u_0\| \le L \|C (\xi_0 - \xi_\star)\|` and
+:math:`f(y_0) - f_\star \le \tfrac{L}{2} \|C (\xi_0 - \xi_\star)\|^2` (valid, not
+tight). With the sector multiplier :math:`K` is the condition number of :math:`P`.
 
 :func:`certified_rate` bisects on :math:`\rho` between the quadratic rate (no
 certificate can beat the worst quadratic of the class, since quadratics with
@@ -127,13 +137,16 @@ class CertifiedRate(NamedTuple):
         argument), False when found by dense sampling and refinement.
       gap: ``rate - quadratic_rate``.
       system: the ``(A, B, C)`` analysed.
-      P: the certificate's Lyapunov matrix (``None`` when nothing was certified).
+      P: the certificate's Lyapunov matrix, over ``(xi - xi_*, u)`` for
+        ``zames_falb`` and over ``xi - xi_*`` for ``sector`` (``None`` when nothing
+        was certified).
       function_weight: ``c``, the weight of :math:`f(y_k) - f_\\star` in the
         Lyapunov function (0 for the sector multiplier).
       weights: the multiplier weights, ``{name: value}``: ``"sector"``, or
         ``"k,*"``, ``"*,k"``, ``"k+1,*"``, ``"*,k+1"``, ``"k,k+1"``, ``"k+1,k"`` for
         the interpolation inequality between those points (first point's value on
-        the left).
+        the left), and ``"lower:k,*"``, ``"lower:*,k"`` for the two that show
+        ``V >= |xi - xi_*|^2``.
       constant: ``K`` of the bound
         :math:`\\|\\xi_k - \\xi_\\star\\|^2 \\le K \\rho^{2k}
         \\|\\xi_0 - \\xi_\\star\\|^2` (a valid, not a tight, constant).
@@ -634,7 +647,8 @@ def check_certificate(record: CertifiedRate) -> bool:
     lam = [record.weights[k] for k in mats.names]
     nu = [record.weights.get(k) for k in ("lower:k,*", "lower:*,k")]
     c = record.function_weight if mats.zf else 0.0
-    return mats.check(record.rate, record.P, lam, c, nu if mats.zf else None) is not None
+    nu = nu if mats.zf else None
+    return mats.check(record.rate, record.P, lam, c, nu) is not None
 
 
 def _check_class(mu, L):
