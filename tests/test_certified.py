@@ -110,7 +110,12 @@ def test_gd_certified_rate_is_the_known_tight_rate(a, mu, L, multipliers):
 def test_gd_at_or_past_2_over_L_is_not_certified(a):
     r = analyses.certified_rate("gd", mu=1.0, L=4.0, lr=a)
     assert r.status == "not_certified" and not r.certified
-    assert r.rate == math.inf and r.P is None
+    assert r.rate == math.inf and r.P is None and r.num_solves == 0
+    # the quadratic rate settles it without a solve; the SDP agrees
+    for multipliers in certified.MULTIPLIERS:
+        system = certified.state_space("gd", lr=a)
+        lmi = certified._lmi(*system, 1.0, 4.0, multipliers)
+        assert not lmi.solve(1 - 1e-6, "CLARABEL")[0]
 
 
 @pytest.mark.parametrize("kappa", [10.0, 100.0])
