@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+import sympy
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stability.analyses import max_stable_learning_rate
@@ -235,3 +236,73 @@ def test_bad_inputs_raise():
         joint.counterexample("block_stable", budget=-1)
     with pytest.raises(ValueError, match="beta"):
         joint.learned_momentum(0.1, 1.5, H)
+
+
+# ---------------------------------------------------------------------------------
+# issue 25: the AggMo closed form for every k
+
+
+def _symbolic_mode_block(k):
+    """The per-mode AggMo block of joint.mode_blocks with x and the decays as
+    symbols (weights c_i = 1 - b_i)."""
+    x = sympy.Symbol("x", positive=True)
+    b = sympy.symbols(f"b1:{k + 1}")
+    M = sympy.zeros(k + 1, k + 1)
+    M[0, 0] = 1 - x * sum(1 - bi for bi in b) / k
+    for i, bi in enumerate(b):
+        M[0, i + 1] = -bi / k
+        M[i + 1, 0] = (1 - bi) * x
+        M[i + 1, i + 1] = bi
+    return x, b, M
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_aggmo_characteristic_polynomial_at_minus_one_symbolically(k):
+    """chi(-1) = (-1)^(k+1) prod(1 + b_j) [2 - (x/k) sum (1 - b_i)/(1 + b_i)], so
+    z = -1 is an eigenvalue exactly at x* = 2k / sum (1 - b_i)/(1 + b_i); and
+    chi(1) = x prod(1 - b_j). The symbolic block is the module's."""
+    x, b, M = _symbolic_mode_block(k)
+    eye = sympy.eye(k + 1)
+    at_minus_one = (-eye - M).det(method="berkowitz")  # chi(-1)
+    at_one = (eye - M).det(method="berkowitz")  # chi(1)
+
+    def prod_plus(skip=None):
+        return sympy.prod([1 + bj for j, bj in enumerate(b) if j != skip])
+
+    # (-1)^(k+1) prod(1 + b_j) [2 - (x/k) sum (1 - b_i)/(1 + b_i)], denominators
+    # cleared
+    expected = (-1) ** (k + 1) * (
+        2 * prod_plus() - x / k * sum((1 - bi) * prod_plus(i) for i, bi in enumerate(b))
+    )
+    assert sympy.expand(at_minus_one - expected) == 0
+    assert sympy.expand(at_one - x * sympy.prod([1 - bi for bi in b])) == 0
+    # chi(-1) is affine in x: its only zero is x*
+    x_star = -at_minus_one.subs(x, 0) / sympy.diff(at_minus_one, x)
+    formula = 2 * k / sum((1 - bi) / (1 + bi) for bi in b)
+    assert sympy.diff(at_minus_one, x, 2) == 0
+    assert sympy.cancel(x_star - formula) == 0
+    # the symbolic block is joint.mode_blocks at a numeric point
+    rng = np.random.default_rng(k)
+    betas = rng.uniform(-0.9, 0.99, k)
+    xv = 0.7
+    numeric = joint.mode_blocks(xv, betas, 1 - betas)[0]
+    subs = {x: xv, **dict(zip(b, betas))}
+    np.testing.assert_allclose(
+        np.array(M.subs(subs).evalf(), dtype=float), numeric, rtol=1e-14, atol=1e-15
+    )
+
+
+@given(
+    st.lists(st.floats(-0.95, 0.995), min_size=1, max_size=5),
+)
+@settings(max_examples=30, deadline=None)
+def test_aggmo_limit_is_the_stability_edge_for_any_decays(betas):
+    """No complex pair crosses first (the docstring's proof, (ii)): just below x*
+    every mode root is inside the unit disc, just above one is outside; negative
+    decays included."""
+    betas = np.array(betas)
+    x_star = joint.upper_limit("aggmo", tuple(betas))
+    c = 1 - betas
+    for factor, inside in ((1 - 1e-6, True), (1 + 1e-6, False)):
+        block = joint.mode_blocks(factor * x_star, betas, c)[0]
+        assert (np.max(np.abs(np.linalg.eigvals(block))) < 1) == inside

@@ -21,12 +21,39 @@ family                 joint: stable iff                       block: stable iff
                        10^{-6})^{-1/2}`
 =====================  ======================================  =====================
 
-The AggMo limit is the real crossing at :math:`z = -1`: the characteristic equation
-:math:`z - 1 = -(x/k) \sum_i z (1 - b_i)/(z - b_i)` at :math:`z = -1` gives
-:math:`x^* = 2k / \sum_i (1 - b_i)/(1 + b_i)` (``103.169...`` for ``(0.9, 0.99,
-0.999)``, exactly ``15116438/146521``; the derivation that no complex pair crosses
-first is :func:`stability.analyses.symbolic.stability_boundary`). STAR's AdamAggMo
-nominal direction with the second moment frozen (``v`` enters the Jacobian only
+**The closed form, for every k.** Per mode the loop of ``k`` momenta
+:math:`u_i' = b_i u_i + c_i x \phi`, :math:`\phi' = \phi - \mathrm{mean}_i u_i'`
+(:func:`mode_blocks`; AggMo and EMA :math:`c_i = 1 - b_i`, heavy ball :math:`c = 1`)
+has characteristic polynomial
+
+.. math:: \chi(z) = (z - 1)\prod_j (z - b_j)
+   + \frac{x}{k} \sum_i c_i\, z \prod_{j \ne i} (z - b_j)
+
+(eliminate :math:`U_i = c_i x \Phi / (z - b_i)` from :math:`z\Phi = \Phi - \frac1k
+\sum_i z U_i`). Let every :math:`b_i \in (-1, 1)` and :math:`c_i > 0`.
+(i) At :math:`z = -1`: :math:`\chi(-1) = (-1)^{k+1} \prod_j (1 + b_j)\,[2 - \frac{x}{k}
+\sum_i c_i/(1 + b_i)]`, zero iff :math:`x = x^* = 2k / \sum_i c_i/(1 + b_i)`; at
+:math:`z = 1`: :math:`\chi(1) = x \prod_j (1 - b_j)`, zero iff :math:`x = 0`. (ii) No
+root crosses the unit circle off the real axis for :math:`x > 0`: on :math:`z =
+e^{i\theta}`, divide by :math:`z \prod_j (z - b_j)` and put :math:`w_i = (x/k) c_i /
+|e^{i\theta} - b_i|^2 > 0`; the imaginary part gives :math:`\sin\theta\,(1 - \sum_i
+w_i) = 0` and the real part :math:`1 - \cos\theta = -\cos\theta \sum_i w_i + \sum_i w_i
+b_i`, so :math:`\sin\theta \ne 0` forces :math:`\sum_i w_i = 1` and then
+:math:`\sum_i w_i b_i = 1`, impossible with every :math:`b_i < 1`. (iii) For small
+:math:`x > 0` the roots are near the :math:`b_i` (inside) and near
+:math:`1 - \frac{x}{k} \sum_i c_i/(1 - b_i)` (inside); for :math:`x > x^*`, :math:`\chi(-1)` has the sign opposite to
+:math:`\chi(-\infty)`, so a real root lies below :math:`-1`; for :math:`x < 0`,
+:math:`\chi(1) < 0 < \chi(+\infty)` puts one above 1. By continuity of the roots in
+:math:`x`: **stable iff** :math:`0 < x < x^*`, for every ``k``, every set of decays in
+:math:`(-1, 1)` (negative ones included) and positive weights. With :math:`c_i = 1 -
+b_i` this is AggMo's :math:`x^* = 2k / \sum_i (1 - b_i)/(1 + b_i)` (``103.169...`` for
+``(0.9, 0.99, 0.999)``, exactly ``15116438/146521``), heavy ball's :math:`2(1 + b)`
+and EMA's :math:`2(1 + b)/(1 - b)` (``k = 1``). Decays outside :math:`(-1, 1)` are
+outside the proof (a momentum alone is then not stable). The test suite confirms (i)
+with sympy for ``k = 2, 3, 4`` with the decays as symbols, and the limit against
+bisection on the spectral radius for random decay sets.
+
+STAR's AdamAggMo nominal direction with the second moment frozen (``v`` enters the Jacobian only
 through :math:`(b_2 v + \epsilon)^{-1/2}` at a stationary point) is AggMo with the
 curvature :math:`D^{1/2} H D^{1/2}` with
 :math:`D = \mathrm{diag}((b_2 v + 10^{-6})^{-1/2})`: near a noiseless optimum
