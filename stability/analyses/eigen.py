@@ -138,7 +138,7 @@ def lanczos(
     vals = vecs = res = None
     j = 0
     for j in range(max_iter):
-        w = np.asarray(op.matvec(basis[:, j]), dtype=float).reshape(-1)
+        w = np.array(op.matvec(basis[:, j]), dtype=float).reshape(-1)
         alpha[j] = basis[:, j] @ w
         # classical Gram-Schmidt twice against the whole basis: the cost is small
         # next to a Hessian-vector product, and it keeps the residual estimate exact

@@ -340,7 +340,8 @@ def _measure(loss_fn, params, state, optimizer, batch, step, loss, bad, thresh,
     radius = None
     if step_radius:
         jac, _ = step_jacobian(loss_fn, optimizer, params, state, batch)
-        radius = float(np.max(np.abs(arnoldi(jac, k=radius_k).eigenvalues)))
+        pairs = arnoldi(jac, k=min(radius_k, jac.shape[0]))
+        radius = float(np.max(np.abs(pairs.eigenvalues)))
     return EdgeCheckpoint(
         step, loss, sharp, psharp, thresh, radius, bool(bad), sharp_res, pres
     )
