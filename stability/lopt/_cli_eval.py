@@ -262,13 +262,22 @@ def _recorded(out: pathlib.Path):
             if t.get("task") == task
         }
         tables[task] = ev.EvaluationTable(
-            [r for r in rows if r["task"] == task],
+            [_nan_for_null(r) for r in rows if r["task"] == task],
             curves,
             tuned,
             {k[len(prefix) :]: v for k, v in costs.items() if k.startswith(prefix)},
             info,
         )
     return tables, settings, float(costs.get("total") or 0.0)
+
+
+def _nan_for_null(row: dict) -> dict:
+    """A row read back from JSON: its non-finite numbers (written as null) NaN
+    again; a learned optimizer's missing hyperparameter stays None."""
+    return {
+        k: float("nan") if v is None and k != "hyperparameter" else v
+        for k, v in row.items()
+    }
 
 
 def _check_resume(out, old, new) -> str | None:
