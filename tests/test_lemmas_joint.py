@@ -286,7 +286,7 @@ def test_aggmo_characteristic_polynomial_at_minus_one_symbolically(k):
     betas = rng.uniform(-0.9, 0.99, k)
     xv = 0.7
     numeric = joint.mode_blocks(xv, betas, 1 - betas)[0]
-    subs = {x: xv, **dict(zip(b, betas))}
+    subs = {x: xv, **dict(zip(b, betas, strict=True))}
     np.testing.assert_allclose(
         np.array(M.subs(subs).evalf(), dtype=float), numeric, rtol=1e-14, atol=1e-15
     )

@@ -398,3 +398,57 @@ def test_hard_families_sweep_counts():
             counts[lemmas.classify(nominal, nominal.HARD_FAMILIES[family](rng))] += 1
         assert counts["failed"] == 0, (family, counts)
         assert counts["undecided"] > 0, (family, counts)
+
+
+# ---------------------------------------------------------------------------------
+# issue 25: other true statements
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_weyl_form_is_sufficient_for_symmetric_P(seed):
+    """lambda_min(H^{1/2} P H^{1/2}) >= -alpha lambda_min(H) and lambda_max(...) <=
+    2 - alpha L imply rho <= 1 (drawn with margins 1e-6 and on them)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 6))
+    H, h, _ = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 4))
+    alpha = rng.uniform(0, 2 / h[0])
+    lo, hi = -alpha * h[-1], 2 - alpha * h[0]
+    m = nominal.draw_in_interval(rng, lo, hi, n, rng.random() < 0.5)
+    r = nominal.random_orthogonal(rng, n)
+    root_inv = nominal.spd_power(H, -0.5)
+    P = root_inv @ ((r * m) @ r.T) @ root_inv
+    inst = nominal.make_instance(H=H, P=0.5 * (P + P.T), alpha=alpha)
+    lower, upper = nominal.weyl_margins(inst.H, inst.P, inst.alpha)
+    if min(lower, upper) >= -1e-12:
+        assert nominal.conclusion(inst), nominal.radius(inst)
+
+
+def test_naive_weyl_form_is_false():
+    inst = nominal.naive_weyl_counterexample()
+    r = nominal.spd_power(inst.H, 0.5)
+    m = np.linalg.eigvalsh(r @ inst.P @ r)
+    L = np.linalg.eigvalsh(inst.H)[-1]
+    assert -inst.alpha * L <= m.min() and m.max() <= 2 - inst.alpha * L
+    assert nominal.weyl_margins(inst.H, inst.P, inst.alpha)[0] < 0
+    assert not nominal.conclusion(inst) and nominal.radius(inst) > 1.8
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_contraction_norm_at_most_one_is_sufficient_for_any_P(seed):
+    """||I - H^{1/2} K H^{1/2}||_2 <= 1 implies rho <= 1, for non-symmetric P: P from
+    a random contraction C (norm 1 - 1e-6 or 1) via K = H^{-1/2} (I - C) H^{-1/2}."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 6))
+    H, h, _ = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 3))
+    C = rng.standard_normal((n, n))
+    C *= (1 - 1e-6 * (rng.random() < 0.5)) / np.linalg.norm(C, 2)
+    alpha = rng.uniform(0, 1 / h[0])
+    root_inv = nominal.spd_power(H, -0.5)
+    P = root_inv @ (np.eye(n) - C) @ root_inv - alpha * np.eye(n)
+    inst = nominal.make_instance(H=H, P=P, alpha=alpha)
+    if nominal.contraction_norm(inst.H, inst.P, inst.alpha) <= 1 - 1e-9:
+        assert nominal.conclusion(inst), nominal.radius(inst)
+    # the contraction is not necessary: a stable non-normal loop with norm > 1
+    shear = nominal.make_instance(H=np.eye(2), P=[[1.0, -2.0], [0.0, 1.0]], alpha=0.0)
+    assert nominal.contraction_norm(shear.H, shear.P, 0.0) == pytest.approx(2.0)
+    assert nominal.radius(shear) == 0.0

@@ -2,6 +2,7 @@
 
 import types
 
+import numpy as np
 import pytest
 
 from stability import lemmas
@@ -104,3 +105,52 @@ def test_check_search_arguments():
         check_search(drops, "h", "necessity", 1)
     with pytest.raises(ValueError, match="drop"):
         check_search(drops, "f", None, 1)
+
+
+def test_report_counts_undecided_instances_per_family_and_never_as_held(monkeypatch):
+    """Draws whose hypothesis is undecided within rounding are counted per family
+    (the claim's sample and its HARD_FAMILIES), never among the checked or held;
+    draws where a hypothesis fails are left out."""
+
+    def status(x):
+        if x < 0.2:
+            return {"margin": "fails"}
+        return {"margin": "undecided" if x < 0.5 else "holds"}
+
+    claim = types.SimpleNamespace(
+        NAME="three_valued",
+        TITLE="Three-valued",
+        STATEMENT="x >= 1/2.",
+        DROPS={},
+        sample=lambda rng: float(rng.random()),
+        HARD_FAMILIES={"edge": lambda rng: 0.5 * float(rng.random()) + 0.25},
+        hypotheses=lambda x: {k: v == "holds" for k, v in status(x).items()},
+        hypothesis_status=status,
+        conclusion=lambda x: x >= 0.5,  # false on every undecided draw
+    )
+    monkeypatch.setattr(lemmas, "claims", lambda: [claim])
+    (row,) = lemmas.report(num_instances=200, seed=0)
+    draws = [float(np.random.default_rng(0).random(200)[i]) for i in range(200)]
+    edge = [0.5 * x + 0.25 for x in draws]
+    assert row.undecided == {
+        "sample": sum(0.2 <= x < 0.5 for x in draws),
+        "edge": sum(x < 0.5 for x in edge),
+    }
+    assert row.instances_checked == sum(x >= 0.5 for x in draws + edge)
+    assert row.holds  # the undecided draws, where the conclusion fails, are not held
+    text = lemmas.format_report([row])
+    assert "undecided within rounding (never counted as holding): sample" in text
+    assert f"edge {row.undecided['edge']}" in text
+
+
+def test_report_of_the_real_claims_lists_undecided_on_the_hard_families():
+    from stability.lemmas import nominal
+
+    rows = {
+        r.name: r
+        for r in lemmas.report(num_instances=20, seed=0)
+        if r.name in ("nominal", "preconditioning", "metagrad")
+    }
+    assert set(rows["nominal"].undecided) == {"sample", *nominal.HARD_FAMILIES}
+    assert rows["nominal"].undecided["nearly_defective"] > 0
+    assert all(r.holds for r in rows.values())

@@ -110,6 +110,28 @@ def report(num_instances: int = 200, seed: int = 0) -> list[ClaimResult]:
     return rows
 
 
+def audit(module, num_instances: int, seed: int = 0) -> dict:
+    """Search for a false theorem within tolerance: draw ``num_instances`` from
+    each of the claim's :func:`families` and count, per family, how the code
+    classifies them (:func:`classify`) and ``"false"``: instances where every
+    hypothesis holds and the claim's reference conclusion fails (its
+    ``exact_conclusion``, rational or 50-digit with no float shortcut, where it has
+    one; else its ``conclusion``). The claims promise zero of those."""
+    out = {}
+    reference = getattr(module, "exact_conclusion", module.conclusion)
+    for family, draw in families(module).items():
+        rng = np.random.default_rng(seed)
+        counts = {"held": 0, "failed": 0, "undecided": 0, "excluded": 0, "false": 0}
+        for _ in range(int(num_instances)):
+            inst = draw(rng)
+            outcome = classify(module, inst)
+            counts[outcome] += 1
+            if outcome in ("held", "failed") and not reference(inst):
+                counts["false"] += 1
+        out[family] = counts
+    return out
+
+
 def format_report(rows) -> str:
     """The report as Markdown."""
     out = ["# Lemma report", ""]

@@ -67,7 +67,9 @@ def to_fractions(a):
 def matmul(a, b):
     """Product of two square nested lists (exact for Fractions)."""
     n = len(a)
-    return [[sum(a[i][k] * b[k][j] for k in range(n)) for j in range(n)] for i in range(n)]
+    return [
+        [sum(a[i][k] * b[k][j] for k in range(n)) for j in range(n)] for i in range(n)
+    ]
 
 
 def charpoly(m):
@@ -179,5 +181,3 @@ def float_radius(A):
     cond = np.linalg.cond(v)
     err = cond * rounding(A.shape[0]) * np.linalg.norm(A)
     return float(np.max(np.abs(w))), float(err) if np.isfinite(err) else np.inf
-
-

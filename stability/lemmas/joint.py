@@ -41,9 +41,10 @@ w_i) = 0` and the real part :math:`1 - \cos\theta = -\cos\theta \sum_i w_i + \su
 b_i`, so :math:`\sin\theta \ne 0` forces :math:`\sum_i w_i = 1` and then
 :math:`\sum_i w_i b_i = 1`, impossible with every :math:`b_i < 1`. (iii) For small
 :math:`x > 0` the roots are near the :math:`b_i` (inside) and near
-:math:`1 - \frac{x}{k} \sum_i c_i/(1 - b_i)` (inside); for :math:`x > x^*`, :math:`\chi(-1)` has the sign opposite to
-:math:`\chi(-\infty)`, so a real root lies below :math:`-1`; for :math:`x < 0`,
-:math:`\chi(1) < 0 < \chi(+\infty)` puts one above 1. By continuity of the roots in
+:math:`1 - \frac{x}{k} \sum_i c_i/(1 - b_i)` (inside); for :math:`x > x^*`,
+:math:`\chi(-1)` has the sign opposite to :math:`\chi(-\infty)`, so a real root
+lies below :math:`-1`; for :math:`x < 0`, :math:`\chi(1) < 0 < \chi(+\infty)` puts
+one above 1. By continuity of the roots in
 :math:`x`: **stable iff** :math:`0 < x < x^*`, for every ``k``, every set of decays in
 :math:`(-1, 1)` (negative ones included) and positive weights. With :math:`c_i = 1 -
 b_i` this is AggMo's :math:`x^* = 2k / \sum_i (1 - b_i)/(1 + b_i)` (``103.169...`` for
@@ -53,9 +54,9 @@ outside the proof (a momentum alone is then not stable). The test suite confirms
 with sympy for ``k = 2, 3, 4`` with the decays as symbols, and the limit against
 bisection on the spectral radius for random decay sets.
 
-STAR's AdamAggMo nominal direction with the second moment frozen (``v`` enters the Jacobian only
-through :math:`(b_2 v + \epsilon)^{-1/2}` at a stationary point) is AggMo with the
-curvature :math:`D^{1/2} H D^{1/2}` with
+STAR's AdamAggMo nominal direction with the second moment frozen (``v`` enters the
+Jacobian only through :math:`(b_2 v + \epsilon)^{-1/2}` at a stationary point) is
+AggMo with the curvature :math:`D^{1/2} H D^{1/2}` with
 :math:`D = \mathrm{diag}((b_2 v + 10^{-6})^{-1/2})`: near a noiseless optimum
 :math:`v \to 0`, :math:`D \to 1000 I`, and the nominal term is stable only for
 ``nominal_stepsize * h < x* / 1000``.

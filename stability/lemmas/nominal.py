@@ -537,6 +537,13 @@ def conclusion_status(instance: Instance) -> str:
     return HOLDS if _exact.exact_radius_below(_exact_loop(instance), target) else FAILS
 
 
+def exact_conclusion(instance: Instance) -> bool:
+    """``rho(A) < 1 + SLACK`` in exact rational arithmetic, with no float shortcut
+    (the reference :func:`stability.lemmas.audit` checks against)."""
+    target = Fraction(1) + Fraction(SLACK)
+    return _exact.exact_radius_below(_exact_loop(instance), target)
+
+
 def conclusion(instance: Instance) -> bool:
     """``rho(A) <= 1`` up to a slack of 1e-9, decided exactly near the threshold
     (:func:`conclusion_status`)."""
@@ -661,7 +668,9 @@ def _near_bound(rng, lo, hi, n):
     one about half the time."""
     p = rng.uniform(lo, hi, n)
     side = np.where(rng.random(n) < 0.5, lo, hi)
-    close = side + np.sign((lo + hi) / 2 - side) * (hi - lo) * 10 ** rng.uniform(-12, -6, n)
+    close = side + np.sign((lo + hi) / 2 - side) * (hi - lo) * 10 ** rng.uniform(
+        -12, -6, n
+    )
     pick = rng.random(n)
     return np.where(pick < 0.3, side, np.where(pick < 0.6, close, p))
 
@@ -782,7 +791,11 @@ def is_counterexample(hypotheses_fn, radius_fn, instance, drop, kind) -> bool:
     (``"necessity"``: ``rho < 1 - 1e-6``). ``hypotheses_fn`` may return booleans or
     three-valued statuses; an undecided one is neither held nor failed."""
     hyp = {
-        k: HOLDS if v is True or v == HOLDS else FAILS if v is False or v == FAILS else v
+        k: HOLDS
+        if v is True or v == HOLDS
+        else FAILS
+        if v is False or v == FAILS
+        else v
         for k, v in hypotheses_fn(instance).items()
     }
     if hyp[drop] != FAILS or any(v != HOLDS for k, v in hyp.items() if k != drop):
@@ -875,6 +888,66 @@ def destabilising_hessian(P, alpha, L, *, floor=None):
     n = p.shape[0]
     uu = np.outer(u, u)
     return L * uu + floor * (np.eye(n) - uu)
+
+
+# ---------------------------------------------------------------------------------
+# other sufficient forms
+
+
+def weyl_margins(H, P, alpha) -> tuple[float, float]:
+    r"""The Weyl-type sufficient form for symmetric ``P``: ``(lower, upper)`` margins
+    of :math:`\lambda_{\min}(H^{1/2} P H^{1/2}) \ge -\alpha \lambda_{\min}(H)` and
+    :math:`\lambda_{\max}(H^{1/2} P H^{1/2}) \le 2 - \alpha L` (both hold iff both
+    margins are :math:`\ge 0`). Then :math:`\rho(A) \le 1`: by Weyl's inequalities
+    :math:`S = \alpha H + H^{1/2} P H^{1/2}` has :math:`\lambda_{\min}(S) \ge \alpha
+    \lambda_{\min}(H) + \lambda_{\min}(H^{1/2}PH^{1/2}) \ge 0` and
+    :math:`\lambda_{\max}(S) \le \alpha L + \lambda_{\max}(H^{1/2}PH^{1/2}) \le 2`.
+    The naive :math:`-\alpha L \le \lambda(H^{1/2}PH^{1/2})` is not enough
+    (:func:`naive_weyl_counterexample`): the shift :math:`\alpha H` is only
+    :math:`\alpha\lambda_{\min}(H)` in the direction of least curvature.
+
+    >>> lo, hi = weyl_margins(np.diag([1.0, 0.1]), np.diag([0.5, 1.0]), 0.5)
+    >>> round(lo, 6), round(hi, 6)
+    (0.15, 1.0)
+    """
+    h = check_spd("H", H)
+    p = check_square("P", P, n=h.shape[0])
+    if not np.array_equal(p, p.T):
+        raise ValueError("P: must be symmetric")
+    alpha = check_scalar("alpha", alpha, low=0.0)
+    r = spd_power(h, 0.5)
+    m = np.linalg.eigvalsh(r @ p @ r)
+    w = np.linalg.eigvalsh(h)
+    return float(m[0] + alpha * w[0]), float(2 - alpha * w[-1] - m[-1])
+
+
+def naive_weyl_counterexample() -> Instance:
+    r"""``H = diag(1, 0.1)``, ``alpha = 1``, ``P = diag(0, -10)``: the eigenvalues of
+    :math:`H^{1/2} P H^{1/2} = \mathrm{diag}(0, -1)` lie in :math:`[-\alpha L,
+    2 - \alpha L] = [-1, 1]`, yet :math:`S = \mathrm{diag}(1, -0.9)` and
+    :math:`\rho(A) = 1.9`.
+
+    >>> radius(naive_weyl_counterexample())
+    1.9
+    """
+    return make_instance(H=np.diag([1.0, 0.1]), P=np.diag([0.0, -10.0]), alpha=1.0)
+
+
+def contraction_norm(H, P, alpha) -> float:
+    r""":math:`\|I - H^{1/2} K H^{1/2}\|_2`, for any ``P``. At most 1 is sufficient
+    for :math:`\rho(A) \le 1` (below 1 for :math:`< 1`): :math:`H^{1/2} A H^{-1/2} = I
+    - H^{1/2} K H^{1/2}`, and a spectral radius is at most any induced norm. Not
+    necessary: a non-normal ``A`` can be stable with a norm above 1.
+
+    >>> round(contraction_norm(np.eye(2), [[0.5, 0.4], [-0.4, 0.5]], 0.0), 6)
+    0.640312
+    """
+    h = check_spd("H", H)
+    p = check_square("P", P, n=h.shape[0])
+    alpha = check_scalar("alpha", alpha, low=0.0)
+    r = spd_power(h, 0.5)
+    n = h.shape[0]
+    return float(np.linalg.norm(np.eye(n) - r @ (alpha * np.eye(n) + p) @ r, 2))
 
 
 SEED_READINGS = ("literal", "reparametrised")

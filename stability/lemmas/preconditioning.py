@@ -60,7 +60,6 @@ from stability._validation import check_int, check_scalar, check_spd, check_squa
 from stability.analyses import spectral_radius
 from stability.lemmas import _exact, nominal
 from stability.lemmas._claim import HOLDS, UNDECIDED, verdict
-from stability.operators import nominal_closed_loop
 
 NAME = "preconditioning"
 TITLE = "Lemma 2: output preconditioning idealised as H^{-1/2}"
@@ -163,7 +162,9 @@ def _float_radius(instance):
     k = instance.alpha * np.eye(n) + instance.P
     root = _root(instance)
     if np.array_equal(instance.P, instance.P.T):
-        s = np.linalg.eigvalsh(nominal.spd_power(root, 0.5) @ k @ nominal.spd_power(root, 0.5))
+        s = np.linalg.eigvalsh(
+            nominal.spd_power(root, 0.5) @ k @ nominal.spd_power(root, 0.5)
+        )
         rho = float(np.max(np.abs(1 - s)))
         cond = np.sqrt(np.linalg.cond(root))
         err = _exact.rounding(n) * (np.linalg.norm(k) * np.linalg.norm(root) + 1)
@@ -205,6 +206,15 @@ def conclusion_status(instance) -> str:
         return v
     with mpmath.workdps(_exact.DIGITS):
         return _exact.radius_verdict(_mp_loop(instance), 1 + mpmath.mpf(nominal.SLACK))
+
+
+def exact_conclusion(instance) -> bool:
+    """``rho(A) < 1 + SLACK`` at 50 digits with no float shortcut: Schur--Cohn on
+    the characteristic polynomial of ``I - K H^{1/2}``, the root at 50 digits (the
+    reference :func:`stability.lemmas.audit` checks against)."""
+    with mpmath.workdps(_exact.DIGITS):
+        v = _exact.radius_verdict(_mp_loop(instance), 1 + mpmath.mpf(nominal.SLACK))
+    return v == HOLDS
 
 
 def conclusion(instance) -> bool:
