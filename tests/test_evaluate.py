@@ -163,6 +163,45 @@ def test_evaluate_runs_the_documented_seeds_and_horizons(task, monkeypatch):
     assert calls == [("adam", (10, 30), [0, 1])]
 
 
+def test_tune_learned_tunes_stars_nominal_step_like_adams_lr(task, tmp_path):
+    """The ``<label>_tuned`` row: the theta's STAR with its nominal step picked from
+    the grid on the tuning seeds, the way Adam's learning rate is."""
+    theta = init_theta(jax.random.key(1), heads=3)
+    path = tmp_path / "star.npz"
+    save_theta(
+        path,
+        theta,
+        {"config": {"horizon": 6, "nominal_stepsize": 1e-3, "precondition": False}},
+    )
+    grid = (1e-3, 3e-2)
+    table = ev.evaluate(
+        path,
+        task,
+        horizons=(1,),
+        seeds=2,
+        tuning_seeds=1,
+        grid=grid,
+        baselines=(),
+        tune_learned=True,
+    )
+    rows = {r["optimizer"]: r for r in table.rows}
+    assert set(rows) == {"star_no_precond", "star_no_precond_tuned"}
+    tuned = table.tuning[(task.name, "star_no_precond_tuned")]
+    scores = tuned.scores[0]
+    assert tuned.best[0] == grid[int(np.argmin(scores))]
+    assert rows["star_no_precond_tuned"]["hyperparameter"] == tuned.best[0]
+    # the tuned row is that STAR (preconditioning off, as configured) at that step
+    opt = star(theta, nominal_stepsize=tuned.best[0], precondition=False)
+    rec = ev.inner_train(
+        task, opt, 6, seed=[0, 1], record_every=table.info["record_every"]
+    )
+    np.testing.assert_allclose(
+        rows["star_no_precond_tuned"]["train_loss_mean"],
+        np.mean(rec.final_train_loss()),
+        rtol=1e-5,
+    )
+
+
 def _fake_runs(initial, windows, record_every=5):
     """A finished population of runs: per window (mean, max, non-finite, train)."""
     runs = object.__new__(ev._Runs)

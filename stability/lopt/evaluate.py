@@ -515,6 +515,24 @@ def _make_nominal(value):
 _FAMILIES = {"adam": _make_adam, "nominal": _make_nominal}
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class _TunedStar:
+    """``make_opt`` of a meta-trained STAR whose ``nominal_stepsize`` is tuned
+    (the theta and the other options fixed); hashable by identity, as :class:`_Fixed`."""
+
+    theta: Any
+    nominal: bool
+    precondition: bool
+
+    def __call__(self, value):
+        return star(
+            self.theta,
+            nominal_stepsize=value,
+            nominal=self.nominal,
+            precondition=self.precondition,
+        )
+
+
 class TuneResult(NamedTuple):
     """A tuned hyperparameter per horizon.
 
@@ -542,7 +560,7 @@ class TuneResult(NamedTuple):
 
 
 def _tune(
-    family, task, horizons, seeds, grid, keep, record_every, screen=()
+    family, task, horizons, seeds, grid, keep, record_every, screen=(), make_opt=None
 ) -> TuneResult:
     task = get_task(task) if isinstance(task, str) else task
     if isinstance(horizons, int | np.integer):
@@ -559,7 +577,7 @@ def _tune(
     _, _, record_every = _check_schedule(
         max(horizons), (*screen, *horizons), record_every
     )
-    runner = _runner(task, _FAMILIES[family], record_every)
+    runner = _runner(task, make_opt or _FAMILIES[family], record_every)
     n_s = len(seeds)
     t0 = time.perf_counter()
     values = np.repeat(np.asarray(grid), n_s)
@@ -795,6 +813,7 @@ def evaluate(
     screen: float | None = None,
     record_every: int | None = None,
     log: Callable[[str], None] | None = None,
+    tune_learned: bool = False,
 ) -> EvaluationTable:
     """Evaluate learned optimizers and tuned baselines on one task.
 
@@ -818,6 +837,10 @@ def evaluate(
         :func:`tune_adam`).
       record_every: window length (default about ``base_horizon / 50``).
       log: called with a line of progress per part.
+      tune_learned: also a row ``<label>_tuned`` per STAR with a nominal term:
+        the same theta with ``nominal_stepsize`` tuned per horizon exactly as
+        Adam's learning rate is (same grid, tuning seeds, screening), the fair
+        comparison with tuned Adam.
     Returns:
       an :class:`EvaluationTable`.
     """
@@ -883,7 +906,14 @@ def evaluate(
         add_rows(lo.label, rec, lo.nominal_stepsize, steps)
         say(f"{task.name} {lo.label}: {costs[f'{lo.label}: held-out runs']:.1f}s")
 
-    for family in baselines:
+    tuned_families = [(family, _FAMILIES[family]) for family in baselines]
+    if tune_learned:
+        tuned_families += [
+            (f"{lo.label}_tuned", _TunedStar(lo.theta, True, _precondition(lo)))
+            for lo in learned
+            if lo.nominal_stepsize is not None
+        ]
+    for family, make_opt in tuned_families:
         tuned = _tune(
             family,
             task,
@@ -893,6 +923,7 @@ def evaluate(
             keep,
             record_every,
             screen_steps,
+            make_opt,
         )
         tuning[(task.name, family)] = tuned
         costs[f"{family}: tuning"] = tuned.seconds
@@ -901,7 +932,7 @@ def evaluate(
         by_value: dict[float, list[int]] = {}
         for s, v in zip(steps, tuned.best, strict=True):
             by_value.setdefault(v, []).append(s)
-        runner = _runner(task, _FAMILIES[family], record_every)
+        runner = _runner(task, make_opt, record_every)
         for v, group in by_value.items():
             rec = _held_out(runner, v, held_out, max(group), tuple(group))
             curves[f"{family}@{v:.3g}"] = rec
@@ -925,6 +956,10 @@ def evaluate(
         "jax_backend": jax.default_backend(),
     }
     return EvaluationTable(rows, curves, tuning, costs, info)
+
+
+def _precondition(lo: LearnedOptimizer) -> bool:
+    return bool((lo.metadata.get("config") or {}).get("precondition", True))
 
 
 def merge(tables: Sequence[EvaluationTable]) -> EvaluationTable:
