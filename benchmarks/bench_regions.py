@@ -1,6 +1,9 @@
 """Heavy-ball stability region on an N x N (learning rate x momentum) grid, timed side
-by side in one run: our jitted closed form, NumPy's batched ``eigvals`` on the same
-2x2 blocks, and python-control's per-system ``poles`` (on a subsample, extrapolated).
+by side in one run: our jitted closed form, the public ``analyses.spectral_radius`` on
+the materialised 2x2 blocks as JAX arrays and ``analyses.stability_region`` on the
+axes (both on the jitted kernel, marginal test included), NumPy's batched ``eigvals``
+on the same 2x2 blocks, and python-control's per-system ``poles`` (on a subsample,
+extrapolated).
 
     python benchmarks/bench_regions.py [--n 1000] [--repeats 5] [--control-sample 300]
 
@@ -19,6 +22,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from stability import analyses  # noqa: E402
 from stability.cli import ArgumentParser, positive_int  # noqa: E402
 from stability.optimizers import modes  # noqa: E402
 
@@ -76,8 +80,21 @@ def main(argv=None):
     t_numpy = _best(lambda: np.linalg.eigvals(blocks), max(1, args.repeats // 2))
     rho_np = np.max(np.abs(np.linalg.eigvals(blocks)), axis=-1)
 
+    jblocks = jnp.asarray(blocks)
+    rho_api = analyses.spectral_radius(jblocks)
+    t_api = _best(
+        lambda: analyses.spectral_radius(jblocks).block_until_ready(), args.repeats
+    )
+
+    def region():
+        return analyses.stability_region("heavy_ball", lr=lr, beta=beta, curvature=1.0)
+
+    t_region = _best(region, args.repeats)
+
     rows = [
         ("ours: jitted closed form (jax, float64)", t_ours),
+        ("analyses.spectral_radius, JAX (N, N, 2, 2) blocks", t_api),
+        ("analyses.stability_region, axes in, record out", t_region),
         ("numpy.linalg.eigvals, batched 2x2", t_numpy),
     ]
     try:
@@ -107,6 +124,11 @@ def main(argv=None):
         f"{os.cpu_count()} cores, jax {jax.__version__}, numpy {np.__version__}"
     )
     print(f"max |rho_ours - rho_numpy| = {agree:.2e}")
+    print(
+        "max |rho_spectral_radius - rho_numpy| = "
+        f"{np.max(np.abs(np.asarray(rho_api) - rho_np)):.2e}; spectral_radius "
+        f"{count / t_api:.3g} modes/s, {t_numpy / t_api:.0f}x numpy eigvals"
+    )
     print()
     print("| method | time (s) | modes/s | ours is faster by |")
     print("|---|---|---|---|")

@@ -311,18 +311,18 @@ def test_spectral_radius_bad_input(m, match):
 
 
 def test_spectral_radius_on_a_jax_batch_runs_the_jitted_kernel(monkeypatch):
-    """The public function and stability_region share one jitted kernel; a JAX batch
-    gives the same radii as NumPy's float64 path."""
+    """A JAX batch goes through one jitted call (the closed form that
+    stability_region's kernel also runs) and gives NumPy's float64 radii."""
     from stability.analyses import spectral
 
     calls = []
-    kernel = spectral._jax_classify
+    kernel = spectral._jax_radius
 
     def counting(m, eig):
         calls.append(m.shape)
-        return kernel(m, eig=eig)
+        return kernel(m, eig)
 
-    monkeypatch.setattr(spectral, "_jax_classify", counting)
+    monkeypatch.setattr(spectral, "_jax_radius", counting)
     rng = np.random.default_rng(7)
     m = rng.standard_normal((300, 2, 2))
     got = analyses.spectral_radius(jnp.asarray(m))

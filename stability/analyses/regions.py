@@ -163,8 +163,12 @@ def stability_region(family: str, *, precondition=False, betas=None, **grid):
             raise ValueError(
                 f"{name}: expected a scalar or a 1-D axis, got {arr.shape}"
             )
-    mesh = np.meshgrid(*axes.values(), indexing="ij") if axes else []
-    args = dict(zip(axes, mesh, strict=True)) | fixed
+    # each axis along its own dimension; the kernel broadcasts them to the grid
+    k = len(axes)
+    args = {
+        name: axis.reshape([-1 if j == i else 1 for j in range(k)])
+        for i, (name, axis) in enumerate(axes.items())
+    } | fixed
     rho, marginal = (
         np.asarray(a)
         for a in _mode_classify(family, precondition=precondition, betas=betas, **args)

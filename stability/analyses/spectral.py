@@ -4,11 +4,12 @@ policy that decides stable, marginal and unstable.
 Marginal stability: a computed radius within rounding of 1 decides nothing (an
 eigenvalue exactly on the unit circle, such as heavy ball's ``z = 1`` at ``lr = 0``,
 comes out as ``1 - 2e-15`` as often as ``1 + 2e-15``). Every analysis here calls such a
-loop *marginal* and never stable: ``|rho - 1| <= tol`` with, for a matrix ``M`` of size
-``n`` in a dtype with machine epsilon ``eps``,
+loop *marginal* and never stable: ``|rho - 1| <= tol`` with, for a matrix ``M`` in a
+dtype with machine epsilon ``eps``,
 
-- ``delta = MARGIN * n * eps * ||M||_F`` (the backward error of the eigensolver or of
-  the closed form, as an absolute perturbation of the entries), and ``tol = delta``;
+- ``delta = MARGIN * eps * sum_ij |M_ij|`` (a bound on the backward error of the
+  eigensolver or of the closed form, as an absolute perturbation of the entries; the
+  entrywise 1-norm lies between ``||M||_F`` and ``n ||M||_F``), and ``tol = delta``;
 - for real ``2 x 2`` blocks the root's own conditioning on top: a root of
   ``z^2 - s z + q`` moves by about ``2 delta / sqrt|s^2 - 4q|`` when ``s, q`` move by
   ``delta``, and by ``2 sqrt(delta)`` at a double root, so
@@ -16,7 +17,7 @@ loop *marginal* and never stable: ``|rho - 1| <= tol`` with, for a matrix ``M`` 
 - for a matrix-free operator (Arnoldi) ``tol = 1e-10 * max(1, rho)``, ARPACK's
   requested accuracy.
 
-Larger blocks get the norm-based ``delta`` only: a nearly defective eigenvalue of a
+Larger matrices get the norm-based ``delta`` only: a nearly defective eigenvalue of a
 ``3 x 3`` or larger matrix can be off by more than that, so there ``marginal`` is a
 rounding guard, not a certificate (the exact Jury conditions of
 :mod:`stability.analyses.symbolic` are).
@@ -40,28 +41,44 @@ MARGIN = 8.0
 _ARNOLDI_TOL = 1e-10
 
 
+def _entries(m):
+    """The entries of real 2x2 blocks ``(..., 2, 2)``, and ``s = tr``, ``q = det``."""
+    a, b, c, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
+    return (a, b, c, d), a + d, a * d - b * c
+
+
+def _closed_form(m, xp, eig):
+    """Whether the closed form applies (real 1x1 or 2x2 blocks, not ``eig``)."""
+    return not eig and m.shape[-1] <= 2 and not xp.iscomplexobj(m)
+
+
 def _radius(m, xp, eig):
     """rho of real or complex blocks ``(..., n, n)``; closed form for real n <= 2."""
-    n = m.shape[-1]
-    real = not xp.iscomplexobj(m)
-    if not eig and n == 1:
+    if _closed_form(m, xp, eig) and m.shape[-1] == 1:
         return xp.abs(m[..., 0, 0])
-    if not eig and n == 2 and real:
-        s = m[..., 0, 0] + m[..., 1, 1]
-        q = m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]
+    if _closed_form(m, xp, eig):
+        _, s, q = _entries(m)
         return quadratic_radius(s, q, xp)
     return xp.max(xp.abs(xp.linalg.eigvals(m)), axis=-1)
 
 
+def _finite(m, xp):
+    """Whether every entry is finite (elementwise on the 2x2 entries: a reduction
+    over the strided ``(..., 2, 2)`` layout is several times slower on CPU)."""
+    if m.shape[-1] == 2 and not xp.iscomplexobj(m):
+        a, b, c, d = _entries(m)[0]
+        ok = xp.isfinite(a) & xp.isfinite(b) & xp.isfinite(c) & xp.isfinite(d)
+        return xp.all(ok)
+    return xp.all(xp.isfinite(m))
+
+
 def _tolerance(m, xp):
     """The marginal band ``tol`` of each block ``(..., n, n)`` (module docstring)."""
-    n = m.shape[-1]
     eps = xp.finfo(m.dtype).eps
-    delta = MARGIN * n * eps * xp.sqrt(xp.sum(xp.abs(m) ** 2, axis=(-2, -1)))
-    if n != 2 or xp.iscomplexobj(m):
-        return delta
-    s = m[..., 0, 0] + m[..., 1, 1]
-    q = m[..., 0, 0] * m[..., 1, 1] - m[..., 0, 1] * m[..., 1, 0]
+    if m.shape[-1] != 2 or xp.iscomplexobj(m):
+        return MARGIN * eps * xp.sum(xp.abs(m), axis=(-2, -1))
+    (a, b, c, d), s, q = _entries(m)
+    delta = MARGIN * eps * (xp.abs(a) + xp.abs(b) + xp.abs(c) + xp.abs(d))
     gap = xp.maximum(xp.abs(s * s - 4 * q), delta)
     return delta + 2 * delta / xp.sqrt(xp.where(gap > 0, gap, 1.0))
 
@@ -70,12 +87,14 @@ def _classify(m, xp, eig):
     """``(rho, marginal, finite)`` of blocks ``(..., n, n)``."""
     rho = _radius(m, xp, eig)
     marginal = xp.abs(rho - 1) <= _tolerance(m, xp)
-    return rho, marginal, xp.all(xp.isfinite(m))
+    return rho, marginal, _finite(m, xp)
 
 
 # The jitted kernels on JAX batches; stability_region calls _classify inside its own
 # jitted kernel, so both run the same code.
-_jax_radius = jax.jit(lambda m, eig: _radius(m, jnp, eig), static_argnums=1)
+_jax_radius = jax.jit(
+    lambda m, eig: (_radius(m, jnp, eig), _finite(m, jnp)), static_argnums=1
+)
 _jax_classify = jax.jit(partial(_classify, xp=jnp), static_argnames="eig")
 
 
@@ -180,7 +199,7 @@ def spectral_radius(m, *, method: str = "auto", k: int = 6):
     if isinstance(m, np.ndarray):
         _check_finite(np.all(np.isfinite(m)))
         return _radius(m, np, method == "eig")
-    rho, _, finite = _jax_classify(m, eig=method == "eig")
+    rho, finite = _jax_radius(m, method == "eig")
     _check_finite(finite)
     return rho
 
