@@ -273,11 +273,12 @@ def _read_theta(path, heads: int | None = None) -> dict:
     the sidecar themselves)."""
     path = pathlib.Path(path)
     try:
-        archive = np.load(path)
-        if not hasattr(archive, "files"):  # a bare .npy array
-            raise ValueError("a single array, not an .npz archive")
-        with archive as f:
-            flat = {k: np.asarray(f[k]) for k in f.files}
+        with open(path, "rb") as file:  # closed even when numpy fails to read it
+            archive = np.load(file)
+            if not hasattr(archive, "files"):  # a bare .npy array
+                raise ValueError("a single array, not an .npz archive")
+            with archive as f:
+                flat = {k: np.asarray(f[k]) for k in f.files}
     except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         reason = "empty or truncated" if isinstance(err, EOFError) else err
         if "pickle" in str(err):  # numpy's hint (allow_pickle) does not apply
