@@ -1696,6 +1696,21 @@ def _fig09(q: Quality) -> Drawn:
 # ----------------------------------------------------------------------------------
 # Running, reporting, command line
 # ----------------------------------------------------------------------------------
+# fig10: certified rates on F(mu, L) against quadratic stability
+# ----------------------------------------------------------------------------------
+
+
+@_register(
+    "fig10", "certified", "Certified convergence on F(mu, L) against quadratics"
+)
+def _fig10(q: Quality) -> Drawn:
+    _optional_module("cvxpy", "fig10")
+    from stability.certified_figure import figure
+
+    return Drawn(*figure(q))
+
+
+# ----------------------------------------------------------------------------------
 
 
 def resolve(names) -> list[str]:
