@@ -21,10 +21,22 @@ from typing import NamedTuple
 import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
+from threadpoolctl import ThreadpoolController  # installed with scikit-learn
 
 from stability._validation import check_int, check_scalar
 
 __all__ = ["Eigenpairs", "arnoldi", "lanczos"]
+
+_CONTROLLER = []  # one ThreadpoolController: building one scans the loaded libraries
+
+
+def _one_blas_thread():
+    """A context limiting BLAS to one thread: the solvers' vector work is
+    memory-bound, and threaded BLAS only contends with the operator's own (JAX)
+    threads (dot products 20x slower on 2 busy cores)."""
+    if not _CONTROLLER:
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 class Eigenpairs(NamedTuple):
@@ -129,21 +141,28 @@ def lanczos(
     if k > n:
         raise ValueError(f"k: at most the dimension {n}, got {k}")
     tol = check_scalar("tol", tol, low=0.0, low_open=True)
+    with _one_blas_thread():
+        return _lanczos(op, n, k, v0, tol, max_iter, seed)
+
+
+def _lanczos(op, n, k, v0, tol, max_iter, seed) -> Eigenpairs:
     if max_iter is not None:
         max_iter = check_int("max_iter", max_iter, low=1)
     max_iter = max(min(300 if max_iter is None else max_iter, n), k)
-    basis = np.zeros((n, max_iter))
+    # one Lanczos vector per row: the rows in use are contiguous, and rows not
+    # reached are never touched (no page faults on a large unused basis)
+    basis = np.empty((max_iter, n))
     alpha, beta = np.zeros(max_iter), np.zeros(max_iter)
-    basis[:, 0] = _start(v0, n, seed)
+    basis[0] = _start(v0, n, seed)
     vals = vecs = res = None
     j = 0
     for j in range(max_iter):
-        w = np.array(op.matvec(basis[:, j]), dtype=float).reshape(-1)
-        alpha[j] = basis[:, j] @ w
+        w = np.array(op.matvec(basis[j]), dtype=float).reshape(-1)
+        alpha[j] = basis[j] @ w
         # classical Gram-Schmidt twice against the whole basis: the cost is small
         # next to a Hessian-vector product, and it keeps the residual estimate exact
         for _ in range(2):
-            w -= basis[:, : j + 1] @ (basis[:, : j + 1].T @ w)
+            w -= (basis[: j + 1] @ w) @ basis[: j + 1]
         beta[j] = np.linalg.norm(w)
         m = j + 1
         if m >= k:
@@ -157,7 +176,7 @@ def lanczos(
         if beta[j] <= 1e-14 * max(1.0, np.max(np.abs(alpha[:m]))):
             break  # an invariant subspace: the Ritz pairs are exact
         if m < max_iter:
-            basis[:, m] = w / beta[j]
+            basis[m] = w / beta[j]
     m = j + 1
     if vals is None or m < k:
         raise ValueError(
@@ -167,7 +186,7 @@ def lanczos(
     scale = np.maximum(np.abs(vals), np.finfo(float).tiny)
     return Eigenpairs(
         vals,
-        basis[:, :m] @ vecs,
+        basis[:m].T @ vecs,
         res,
         m,
         bool(np.all(res <= tol * scale)),
@@ -212,6 +231,11 @@ def arnoldi(
         raise ValueError(f"k: at most the dimension {n}, got {k}")
     tol = check_scalar("tol", tol, low=0.0)
     max_iter = 50 * n if max_iter is None else check_int("max_iter", max_iter, low=1)
+    with _one_blas_thread():
+        return _arnoldi(op, n, k, v0, tol, max_iter)
+
+
+def _arnoldi(op, n, k, v0, tol, max_iter) -> Eigenpairs:
     count = [0]
 
     def matvec(v):

@@ -50,6 +50,7 @@ from stability._validation import check_flag, check_int, check_scalar
 from stability.analyses.eigen import arnoldi, lanczos
 from stability.operators.network import (
     _check_loss,
+    _find,
     diagonal_preconditioner,
     hessian_operator,
     step_jacobian,
@@ -269,11 +270,17 @@ def track(
         measure_batch = fixed if batch_fn is None else batch_fn(jnp.int32(0))
     _check_loss(loss_fn, params, measure_batch)
     state = optimizer.init(params)
-    if precondition is not None:
-        # the preconditioner exists after one step: check the state holds it now
-        # rather than after the first chunk of training
-        grads = jax.grad(loss_fn)(params, measure_batch)
-        precondition(optimizer.update(grads, state, params)[1])
+    if preconditioner in ("adam", "star"):
+        # check now that the state holds it, not after the first chunk of training
+        # (a function of the state is first called at the first checkpoint)
+        fields = ("count", "mu", "nu") if preconditioner == "adam" else (
+            "second_moment",
+        )
+        if _find(state, fields) is None:
+            raise ValueError(
+                f"state: the optimizer's state holds no {preconditioner} second "
+                "moment to precondition with"
+            )
 
     t0 = time.perf_counter()
     checkpoints: list[EdgeCheckpoint] = []
