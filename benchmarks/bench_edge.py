@@ -115,8 +115,15 @@ def main(argv=None):
 
     def tracked():
         return track(
-            loss_fn, params, opt, batches, steps=args.steps, every=args.every,
-            preconditioner="adam", measure_batch=batch, tol=1e-3,
+            loss_fn,
+            params,
+            opt,
+            batches,
+            steps=args.steps,
+            every=args.every,
+            preconditioner="adam",
+            measure_batch=batch,
+            tol=1e-3,
         )
 
     tracked()  # compile
@@ -129,22 +136,26 @@ def main(argv=None):
     p, s = params, opt.init(params)
     prev_h = prev_p = None
     for start in range(0, args.steps, args.every):
-        p, s, _ = _train(loss_fn, opt, batches, args.every, p, s, None,
-                         jnp.int32(start))
+        p, s, _ = _train(
+            loss_fn, opt, batches, args.every, p, s, None, jnp.int32(start)
+        )
         jax.block_until_ready((p, s))  # time the solver, not the training it awaits
         h_op = hessian_operator(loss_fn, p, batch)
-        p_op = hessian_operator(loss_fn, p, batch,
-                                preconditioner=diagonal_preconditioner(s, "adam"))
+        p_op = hessian_operator(
+            loss_fn, p, batch, preconditioner=diagonal_preconditioner(s, "adam")
+        )
         for ops, prev, warm, cold in (
-            (h_op, prev_h, warm_h, cold_h), (p_op, prev_p, warm_p, cold_p)
+            (h_op, prev_h, warm_h, cold_h),
+            (p_op, prev_p, warm_p, cold_p),
         ):
             t0 = time.perf_counter()
             pairs = lanczos(ops, v0=prev, tol=1e-3)
             warm.append((time.perf_counter() - t0, pairs.matvecs, pairs.converged))
             t0 = time.perf_counter()
             cold_pairs = lanczos(ops, tol=1e-3)
-            cold.append((time.perf_counter() - t0, cold_pairs.matvecs,
-                         cold_pairs.converged))
+            cold.append(
+                (time.perf_counter() - t0, cold_pairs.matvecs, cold_pairs.converged)
+            )
             if ops is h_op:
                 prev_h = pairs.eigenvectors
             else:
@@ -157,36 +168,54 @@ def main(argv=None):
         ok = sum(r[2] for r in rows)
         return t, m, ok, len(rows)
 
-    print(f"CPU: {_cpu()}; JAX {jax.__version__}, {jax.device_count()} device(s); "
-          f"task {args.task}, {n:,} parameters, batch {task.batch_size}, float32")
+    print(
+        f"CPU: {_cpu()}; JAX {jax.__version__}, {jax.device_count()} device(s); "
+        f"task {args.task}, {n:,} parameters, batch {task.batch_size}, float32"
+    )
     print()
     print("| quantity | time | ratio | goal |")
     print("|---|---|---|---|")
     print(f"| gradient (jitted) | {t_grad * 1e3:.3f} ms | 1 | |")
-    print(f"| HVP (jitted kernel) | {t_hvp * 1e3:.3f} ms | "
-          f"{t_hvp / t_grad:.2f}x gradient | <= 3x |")
-    print(f"| HVP through the LinearOperator | {t_op * 1e3:.3f} ms | "
-          f"{t_op / t_grad:.2f}x gradient | |")
-    for name, warm, cold in (("sharpness", warm_h, cold_h),
-                             ("preconditioned sharpness", warm_p, cold_p)):
+    print(
+        f"| HVP (jitted kernel) | {t_hvp * 1e3:.3f} ms | "
+        f"{t_hvp / t_grad:.2f}x gradient | <= 3x |"
+    )
+    print(
+        f"| HVP through the LinearOperator | {t_op * 1e3:.3f} ms | "
+        f"{t_op / t_grad:.2f}x gradient | |"
+    )
+    for name, warm, cold in (
+        ("sharpness", warm_h, cold_h),
+        ("preconditioned sharpness", warm_p, cold_p),
+    ):
         tw, mw, okw, k = summary(warm)
         tc, mc, okc, _ = summary(cold)
-        print(f"| {name} to 1e-3 residual, warm start (median of {k}) | "
-              f"{tw * 1e3:.1f} ms, {mw:.0f} HVPs, {okw}/{k} converged | "
-              f"{tw / t_grad:.1f} gradients | <= 20 |")
-        print(f"| {name} to 1e-3 residual, cold start (median of {k}) | "
-              f"{tc * 1e3:.1f} ms, {mc:.0f} HVPs, {okc}/{k} converged | "
-              f"{tc / t_grad:.1f} gradients | |")
-    print(f"| training, {args.steps} Adam steps (jitted scans of {args.every}) | "
-          f"{t_plain:.2f} s | 1 | |")
-    print(f"| training + both sharpnesses every {args.every} steps | "
-          f"{t_tracked:.2f} s | overhead {(t_tracked - t_plain) / t_plain:.0%} | "
-          "< 50% |")
+        print(
+            f"| {name} to 1e-3 residual, warm start (median of {k}) | "
+            f"{tw * 1e3:.1f} ms, {mw:.0f} HVPs, {okw}/{k} converged | "
+            f"{tw / t_grad:.1f} gradients | <= 20 |"
+        )
+        print(
+            f"| {name} to 1e-3 residual, cold start (median of {k}) | "
+            f"{tc * 1e3:.1f} ms, {mc:.0f} HVPs, {okc}/{k} converged | "
+            f"{tc / t_grad:.1f} gradients | |"
+        )
+    print(
+        f"| training, {args.steps} Adam steps (jitted scans of {args.every}) | "
+        f"{t_plain:.2f} s | 1 | |"
+    )
+    print(
+        f"| training + both sharpnesses every {args.every} steps | "
+        f"{t_tracked:.2f} s | overhead {(t_tracked - t_plain) / t_plain:.0%} | "
+        "< 50% |"
+    )
     last = run.checkpoints[-1]
     print()
-    print(f"last checkpoint: step {last.step}, loss {last.loss:.4g}, sharpness "
-          f"{last.sharpness:.4g}, preconditioned {last.preconditioned_sharpness:.4g}"
-          f" (threshold 38/lr = {38 / args.lr:.4g})")
+    print(
+        f"last checkpoint: step {last.step}, loss {last.loss:.4g}, sharpness "
+        f"{last.sharpness:.4g}, preconditioned {last.preconditioned_sharpness:.4g}"
+        f" (threshold 38/lr = {38 / args.lr:.4g})"
+    )
     del p_end, s_end
 
 

@@ -37,7 +37,10 @@ def _problem(seed=0, dtype=jnp.float64):
         "b1": 0.1 * jax.random.normal(k[1], (4,), dtype),
         "w2": jax.random.normal(k[2], (4, 2), dtype) / 2,
     }
-    batch = (jax.random.normal(k[3], (6, 3), dtype), jax.random.normal(k[4], (6, 2), dtype))
+    batch = (
+        jax.random.normal(k[3], (6, 3), dtype),
+        jax.random.normal(k[4], (6, 2), dtype),
+    )
     return params, batch
 
 
@@ -47,7 +50,9 @@ def _dense(op):
 
 def _dense_hessian(params, batch):
     flat, unravel = ravel_pytree(params)
-    return np.asarray(jax.jit(jax.hessian(lambda f: _mlp_loss(unravel(f), batch)))(flat))
+    return np.asarray(
+        jax.jit(jax.hessian(lambda f: _mlp_loss(unravel(f), batch)))(flat)
+    )
 
 
 # -- operators ------------------------------------------------------------------------
@@ -114,7 +119,11 @@ def test_preconditioned_hessian_matches_dense():
 def _own_flat_step(loss, opt, params, state, batch, fields):
     """An independent flattening of one step over params and ``fields`` of the
     state's first element (the test's own bookkeeping, not the library's)."""
-    inner = state[0] if isinstance(state, tuple) and not hasattr(state, "_fields") else state
+    inner = (
+        state[0]
+        if isinstance(state, tuple) and not hasattr(state, "_fields")
+        else state
+    )
     parts = (params, tuple(getattr(inner, f) for f in fields))
     z, unravel = ravel_pytree(parts)
 
@@ -124,7 +133,10 @@ def _own_flat_step(loss, opt, params, state, batch, fields):
         s = new_inner if inner is state else (new_inner, *state[1:])
         updates, s2 = opt.update(jax.grad(loss)(p, batch), s, p)
         s2_inner = s2 if inner is state else s2[0]
-        out = (optax.apply_updates(p, updates), tuple(getattr(s2_inner, f) for f in fields))
+        out = (
+            optax.apply_updates(p, updates),
+            tuple(getattr(s2_inner, f) for f in fields),
+        )
         return ravel_pytree(out)[0]
 
     return step, z
@@ -145,8 +157,12 @@ def test_step_jacobian_matches_jacfwd(kind):
         leaves, treedef = jax.tree.flatten(opt.init(params))
         keys = jax.random.split(jax.random.key(3), len(leaves))
         state = treedef.unflatten(
-            [x + 5 if x.dtype == jnp.int32 else jnp.abs(jax.random.normal(k, x.shape))
-             for k, x in zip(keys, leaves, strict=True)]
+            [
+                x + 5
+                if x.dtype == jnp.int32
+                else jnp.abs(jax.random.normal(k, x.shape))
+                for k, x in zip(keys, leaves, strict=True)
+            ]
         )
         state = state._replace(
             momentum=jax.tree.map(lambda m: m - 0.5, state.momentum)  # signed momenta
@@ -173,10 +189,12 @@ def test_lanczos_matches_eigh_with_true_residuals_and_warm_start():
     a = (q * lam) @ q.T
     pairs = lanczos(a, k=3, tol=1e-9)
     assert pairs.converged
-    np.testing.assert_allclose(pairs.eigenvalues, np.linalg.eigvalsh(a)[::-1][:3],
-                               rtol=1e-10)
-    true = np.linalg.norm(a @ pairs.eigenvectors - pairs.eigenvectors * pairs.eigenvalues,
-                          axis=0)
+    np.testing.assert_allclose(
+        pairs.eigenvalues, np.linalg.eigvalsh(a)[::-1][:3], rtol=1e-10
+    )
+    true = np.linalg.norm(
+        a @ pairs.eigenvectors - pairs.eigenvectors * pairs.eigenvalues, axis=0
+    )
     np.testing.assert_allclose(pairs.residuals, true, rtol=1e-3, atol=1e-12)
     assert np.all(pairs.relative_residuals <= 1e-9)
     # a warm start from a slightly moved operator's vectors converges faster
@@ -185,7 +203,9 @@ def test_lanczos_matches_eigh_with_true_residuals_and_warm_start():
     warm = lanczos(b, k=1, tol=1e-6, v0=pairs.eigenvectors[:, :1])
     assert warm.converged and cold.converged
     assert warm.matvecs < cold.matvecs
-    np.testing.assert_allclose(warm.eigenvalues[0], np.linalg.eigvalsh(b)[-1], rtol=1e-9)
+    np.testing.assert_allclose(
+        warm.eigenvalues[0], np.linalg.eigvalsh(b)[-1], rtol=1e-9
+    )
 
 
 def test_lanczos_stops_at_max_iter_unconverged():
@@ -202,8 +222,9 @@ def test_arnoldi_matches_eig_with_residuals(n):
     ref = np.linalg.eigvals(a)
     ref = ref[np.argsort(-np.abs(ref))][:4]
     np.testing.assert_allclose(np.abs(pairs.eigenvalues), np.abs(ref), rtol=1e-8)
-    true = np.linalg.norm(a @ pairs.eigenvectors - pairs.eigenvectors * pairs.eigenvalues,
-                          axis=0)
+    true = np.linalg.norm(
+        a @ pairs.eigenvectors - pairs.eigenvectors * pairs.eigenvalues, axis=0
+    )
     np.testing.assert_allclose(pairs.residuals, true, rtol=1e-6, atol=1e-13)
     assert pairs.converged and np.all(pairs.residuals < 1e-6)
 
@@ -219,8 +240,12 @@ def test_thresholds_known_formulas_and_the_modes_boundary():
     betas = (0.9, 0.99, 0.999)
     x_star = threshold("aggmo", 1.0, betas=betas)
     assert x_star == pytest.approx(103.169, abs=1e-3)
-    for family, kw in [("gd", {}), ("heavy_ball", {"beta": 0.7}),
-                       ("ema_momentum", {"beta": 0.9}), ("aggmo", {})]:
+    for family, kw in [
+        ("gd", {}),
+        ("heavy_ball", {"beta": 0.7}),
+        ("ema_momentum", {"beta": 0.9}),
+        ("aggmo", {}),
+    ]:
         edge = threshold(family, 0.2, **kw) if family != "aggmo" else x_star / 0.2
         kw = {"betas": betas} if family == "aggmo" else kw
         inside = float(mode_radius(family, lr=0.2, curvature=edge * (1 - 1e-6), **kw))
@@ -234,8 +259,9 @@ def test_star_threshold_uses_the_learned_decays():
     setup = edge_optimizer("star", lr=0.01, theta=theta)
     one_minus = 1 - np.float32([0.9, 0.99, 0.999])
     betas = 1 - one_minus * np.exp(10 * np.float32([0.02, -0.05, 0.01]))
-    assert setup.threshold == pytest.approx(threshold("aggmo", 0.01, betas=betas),
-                                            rel=1e-6)
+    assert setup.threshold == pytest.approx(
+        threshold("aggmo", 0.01, betas=betas), rel=1e-6
+    )
     assert setup.threshold != pytest.approx(threshold("aggmo", 0.01), rel=1e-3)
     nominal = edge_optimizer("nominal", lr=0.01)
     assert nominal.threshold == pytest.approx(threshold("aggmo", 0.01), rel=1e-6)
@@ -250,8 +276,16 @@ def _quadratic(params, batch):
 
 def test_track_measures_the_sharpness_and_threshold():
     curv = jnp.array([1.0, 3.0, 7.0])
-    run = track(_quadratic, jnp.ones(3), optax.sgd(0.1), curv, steps=10, every=5,
-                threshold=threshold("gd", 0.1), step_radius=True)
+    run = track(
+        _quadratic,
+        jnp.ones(3),
+        optax.sgd(0.1),
+        curv,
+        steps=10,
+        every=5,
+        threshold=threshold("gd", 0.1),
+        step_radius=True,
+    )
     assert [c.step for c in run.checkpoints] == [0, 5, 10]
     for c in run.checkpoints:
         assert c.sharpness == pytest.approx(7.0, rel=1e-6)
@@ -262,8 +296,16 @@ def test_track_measures_the_sharpness_and_threshold():
 
 def test_track_adam_preconditioned_sharpness():
     params, batch = _problem()
-    run = track(_mlp_loss, params, optax.adam(1e-3), batch, steps=4, every=2,
-                preconditioner="adam", threshold=threshold("adam", 1e-3, beta=0.9))
+    run = track(
+        _mlp_loss,
+        params,
+        optax.adam(1e-3),
+        batch,
+        steps=4,
+        every=2,
+        preconditioner="adam",
+        threshold=threshold("adam", 1e-3, beta=0.9),
+    )
     assert run.checkpoints[0].preconditioned_sharpness is None
     last = run.checkpoints[-1]
     assert last.preconditioned_sharpness > last.sharpness > 0
@@ -275,7 +317,9 @@ def test_track_stops_cleanly_on_divergence():
     run = track(_quadratic, jnp.ones(2), optax.sgd(0.1), curv, steps=10_000, every=3)
     assert run.checkpoints[-1].diverged
     assert not any(c.diverged for c in run.checkpoints[:-1])
-    assert run.checkpoints[0].step == 0 and run.checkpoints[0].sharpness == pytest.approx(30)
+    assert run.checkpoints[0].step == 0 and run.checkpoints[
+        0
+    ].sharpness == pytest.approx(30)
     assert run.checkpoints[-1].step < 10_000  # stopped early
     # a loss that blows up to inf within a chunk is recorded at that step
     run = track(_quadratic, jnp.ones(2), optax.sgd(0.1), curv, steps=10_000, every=5000)
@@ -298,8 +342,15 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="^state: Adam has taken no step"):
         diagonal_preconditioner(optax.adam(0.1).init(params), "adam")
     with pytest.raises(ValueError, match="^state:"):
-        track(_mlp_loss, params, optax.sgd(0.1), batch, steps=2, every=1,
-              preconditioner="adam")
+        track(
+            _mlp_loss,
+            params,
+            optax.sgd(0.1),
+            batch,
+            steps=2,
+            every=1,
+            preconditioner="adam",
+        )
     root_loss = lambda p, b: jnp.sum(b * jnp.sqrt(p))  # noqa: E731
     op = hessian_operator(root_loss, jnp.array([1.0, 0.0]), jnp.ones(2))
     with pytest.raises(ValueError, match="^params: the Hessian-vector product"):
@@ -324,8 +375,9 @@ def _main(argv):
     from stability.lopt import _cli_edge
 
     parser = ArgumentParser(prog="stability")
-    sub = parser.add_subparsers(dest="command", required=True,
-                                parser_class=ArgumentParser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=ArgumentParser
+    )
     _cli_edge.add_parser(sub)
     args = parser.parse_args(argv)
     return args.run(args)
@@ -334,13 +386,34 @@ def _main(argv):
 def test_cli_writes_jsonl_and_png(tmp_path, capsys):
     assert set(EDGE_OPTIMIZERS) == {"gd", "heavy_ball", "adam", "nominal", "star"}
     out = tmp_path / "run"
-    argv = ["edge", "--task", "digits_mlp", "--optimizer", "adam", "--loss", "mse",
-            "--steps", "4", "--every", "2", "--batch", "16", "--out", str(out)]
+    argv = [
+        "edge",
+        "--task",
+        "digits_mlp",
+        "--optimizer",
+        "adam",
+        "--loss",
+        "mse",
+        "--steps",
+        "4",
+        "--every",
+        "2",
+        "--batch",
+        "16",
+        "--out",
+        str(out),
+    ]
     assert _main(argv) == 0
     lines = [json.loads(x) for x in (out / "edge.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [0, 2, 4]
-    for field in ("loss", "sharpness", "preconditioned_sharpness", "threshold",
-                  "step_radius", "diverged"):
+    for field in (
+        "loss",
+        "sharpness",
+        "preconditioned_sharpness",
+        "threshold",
+        "step_radius",
+        "diverged",
+    ):
         assert all(field in r for r in lines)
     assert lines[0]["preconditioned_sharpness"] is None
     assert lines[-1]["preconditioned_sharpness"] > 0
@@ -363,8 +436,18 @@ def test_cli_writes_jsonl_and_png(tmp_path, capsys):
     ],
 )
 def test_cli_bad_options_one_line_exit_2(tmp_path, capsys, extra, needle):
-    argv = ["edge", "--task", "digits_mlp", "--steps", "2", "--every", "1",
-            "--out", str(tmp_path / "o"), *extra]
+    argv = [
+        "edge",
+        "--task",
+        "digits_mlp",
+        "--steps",
+        "2",
+        "--every",
+        "1",
+        "--out",
+        str(tmp_path / "o"),
+        *extra,
+    ]
     try:
         code = _main(argv)
     except SystemExit as exc:
@@ -374,7 +457,20 @@ def test_cli_bad_options_one_line_exit_2(tmp_path, capsys, extra, needle):
 
 
 def test_cli_unknown_task(tmp_path, capsys):
-    code = _main(["edge", "--task", "nope", "--optimizer", "gd", "--steps", "2",
-                  "--every", "1", "--out", str(tmp_path)])
+    code = _main(
+        [
+            "edge",
+            "--task",
+            "nope",
+            "--optimizer",
+            "gd",
+            "--steps",
+            "2",
+            "--every",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--task" in err and len(err.splitlines()) == 1

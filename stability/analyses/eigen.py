@@ -266,7 +266,10 @@ def _arnoldi(op, n, k, v0, tol, max_iter) -> Eigenpairs:
     vals, vecs = vals[order], vecs[:, order]
     vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=0), np.finfo(float).tiny)
     res = np.array(
-        [np.linalg.norm(apply(x) - lam * x) for lam, x in zip(vals, vecs.T, strict=True)]
+        [
+            np.linalg.norm(apply(x) - lam * x)
+            for lam, x in zip(vals, vecs.T, strict=True)
+        ]
     )
     if len(vals) < k:
         converged = False

@@ -119,8 +119,10 @@ class EdgeRun(NamedTuple):
     def series(self, field: str) -> np.ndarray:
         """``field`` over the checkpoints as floats (``None`` -> NaN)."""
         return np.array(
-            [np.nan if getattr(c, field) is None else getattr(c, field)
-             for c in self.checkpoints],
+            [
+                np.nan if getattr(c, field) is None else getattr(c, field)
+                for c in self.checkpoints
+            ],
             dtype=float,
         )
 
@@ -263,7 +265,9 @@ def track(
             f"{quantity!r}"
         )
     if quantity == "preconditioned_sharpness" and precondition is None:
-        raise ValueError("quantity: the preconditioned sharpness needs a preconditioner")
+        raise ValueError(
+            "quantity: the preconditioned sharpness needs a preconditioner"
+        )
     batch_fn = batches if callable(batches) else None
     fixed = None if batch_fn is not None else batches
     if measure_batch is None:
@@ -273,8 +277,8 @@ def track(
     if preconditioner in ("adam", "star"):
         # check now that the state holds it, not after the first chunk of training
         # (a function of the state is first called at the first checkpoint)
-        fields = ("count", "mu", "nu") if preconditioner == "adam" else (
-            "second_moment",
+        fields = (
+            ("count", "mu", "nu") if preconditioner == "adam" else ("second_moment",)
         )
         if _find(state, fields) is None:
             raise ValueError(
@@ -293,16 +297,34 @@ def track(
             initial = loss
         bad = not math.isfinite(loss) or loss > initial
         point = _measure(
-            loss_fn, params, state, optimizer, measure_batch, step, loss, bad,
-            threshold, precondition if step > 0 else None, step_radius, vectors,
-            tol, max_iter, radius_k,
+            loss_fn,
+            params,
+            state,
+            optimizer,
+            measure_batch,
+            step,
+            loss,
+            bad,
+            threshold,
+            precondition if step > 0 else None,
+            step_radius,
+            vectors,
+            tol,
+            max_iter,
+            radius_k,
         )
         _emit(checkpoints, point, log, callback)
         if bad or step >= steps:
             break
         length = min(every, steps - step)
         params, state, losses = _train(
-            loss_fn, optimizer, batch_fn, length, params, state, fixed,
+            loss_fn,
+            optimizer,
+            batch_fn,
+            length,
+            params,
+            state,
+            fixed,
             jnp.int32(step),
         )
         losses = np.asarray(losses)
@@ -325,12 +347,29 @@ def track(
     return EdgeRun(checkpoints, info)
 
 
-def _measure(loss_fn, params, state, optimizer, batch, step, loss, bad, thresh,
-             precondition, step_radius, vectors, tol, max_iter, radius_k):
+def _measure(
+    loss_fn,
+    params,
+    state,
+    optimizer,
+    batch,
+    step,
+    loss,
+    bad,
+    thresh,
+    precondition,
+    step_radius,
+    vectors,
+    tol,
+    max_iter,
+    radius_k,
+):
     if not math.isfinite(loss):
         return EdgeCheckpoint(step, loss, None, None, thresh, None, True)
     pairs = lanczos(
-        hessian_operator(loss_fn, params, batch), v0=vectors["h"], tol=tol,
+        hessian_operator(loss_fn, params, batch),
+        v0=vectors["h"],
+        tol=tol,
         max_iter=max_iter,
     )
     vectors["h"] = pairs.eigenvectors
@@ -340,7 +379,9 @@ def _measure(loss_fn, params, state, optimizer, batch, step, loss, bad, thresh,
         d = precondition(state)
         pairs = lanczos(
             hessian_operator(loss_fn, params, batch, preconditioner=d),
-            v0=vectors["p"], tol=tol, max_iter=max_iter,
+            v0=vectors["p"],
+            tol=tol,
+            max_iter=max_iter,
         )
         vectors["p"] = pairs.eigenvectors
         psharp, pres = float(pairs.eigenvalues[0]), float(pairs.relative_residuals[0])
@@ -643,8 +684,17 @@ def gd_edge_of_stability(
       the second half of training divided by ``2 / lr``.
     """
     runs = [
-        track_task(task, "gd", lr=lr, loss="mse", steps=steps, every=every,
-                   subset=subset, seed=seed, log=log)
+        track_task(
+            task,
+            "gd",
+            lr=lr,
+            loss="mse",
+            steps=steps,
+            every=every,
+            subset=subset,
+            seed=seed,
+            log=log,
+        )
         for lr in lrs
     ]
     return EdgeReproduction(
@@ -676,8 +726,18 @@ def adam_edge_of_stability(
       sharpness over the second half of training divided by the threshold.
     """
     runs = [
-        track_task(task, "adam", lr=lr, beta=beta, loss="mse", steps=steps,
-                   every=every, subset=subset, seed=seed, log=log)
+        track_task(
+            task,
+            "adam",
+            lr=lr,
+            beta=beta,
+            loss="mse",
+            steps=steps,
+            every=every,
+            subset=subset,
+            seed=seed,
+            log=log,
+        )
         for lr in lrs
     ]
     return EdgeReproduction(

@@ -242,7 +242,11 @@ def _find(state, fields: tuple):
 
 
 def diagonal_preconditioner(
-    state, kind: str = "auto", *, b2: float = 0.999, eps: float = 1e-8,
+    state,
+    kind: str = "auto",
+    *,
+    b2: float = 0.999,
+    eps: float = 1e-8,
     eps_root: float = 0.0,
 ):
     r"""The diagonal :math:`D` that a diagonal adaptive method divides its step by,
@@ -342,8 +346,9 @@ def threshold(family: str, lr: float, *, beta=None, betas=None) -> float:
     if family == "gd":
         return 2.0 / lr
     if family == "heavy_ball":
-        beta = check_scalar("beta", beta, low=-1.0, high=1.0, low_open=True,
-                            high_open=True)
+        beta = check_scalar(
+            "beta", beta, low=-1.0, high=1.0, low_open=True, high_open=True
+        )
         return 2.0 * (1.0 + beta) / lr
     if family in ("ema_momentum", "adam"):
         beta = check_scalar("beta", beta, low=0.0, high=1.0, high_open=True)
@@ -357,8 +362,9 @@ def threshold(family: str, lr: float, *, beta=None, betas=None) -> float:
 # -- the Jacobian of one training step ------------------------------------------------
 
 
-def training_step(loss_fn, optimizer: optax.GradientTransformation, params, state,
-                  batch):
+def training_step(
+    loss_fn, optimizer: optax.GradientTransformation, params, state, batch
+):
     """One training step ``z -> z'`` on the raveled joint state ``z = (params,
     state's floating leaves)``, and the point ``z``.
 
@@ -425,5 +431,6 @@ def step_jacobian(
         out = np.asarray(out, np.float64)
         return _finite("params", out, "the step's Jacobian-vector product here")
 
-    return scipy.sparse.linalg.LinearOperator((d, d), matvec=matvec,
-                                              dtype=np.float64), z
+    return scipy.sparse.linalg.LinearOperator(
+        (d, d), matvec=matvec, dtype=np.float64
+    ), z

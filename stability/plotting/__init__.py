@@ -24,6 +24,8 @@ from stability.plotting.curves import growth as growth
 from stability.plotting.curves import loss_band as loss_band
 from stability.plotting.curves import radius_trace as radius_trace
 from stability.plotting.curves import shade as shade
+from stability.plotting.edge import edge as edge
+from stability.plotting.edge import edge_loss as edge_loss
 from stability.plotting.regions import axis_label as axis_label
 from stability.plotting.regions import boundary as boundary
 from stability.plotting.regions import region as region
@@ -31,5 +33,3 @@ from stability.plotting.regions import rho_colorbar as rho_colorbar
 from stability.plotting.spectra import eigenvalues as eigenvalues
 from stability.plotting.spectra import radius_bars as radius_bars
 from stability.plotting.spectra import unit_circle as unit_circle
-from stability.plotting.edge import edge as edge
-from stability.plotting.edge import edge_loss as edge_loss
