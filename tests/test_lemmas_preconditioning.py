@@ -1,14 +1,13 @@
 """Lemma 2 (stability.lemmas.preconditioning): Theorem 1 on H^{1/2}, the lower bound
 it still needs, and input versus output preconditioning."""
 
-import mpmath
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from stability.analyses import spectral_radius
-from stability.lemmas import _exact, nominal
+from stability.lemmas import nominal
 from stability.lemmas import preconditioning as pre
 from stability.operators import nominal_closed_loop
 
@@ -245,12 +244,8 @@ def test_issue_family_instance_is_not_accepted_and_fails_at_50_digits():
 
 @given(st.integers(0, 2**32 - 1), st.sampled_from(list(pre.HARD_FAMILIES)))
 def test_hard_families_never_accept_a_false_conclusion(seed, family):
-    """Whatever the hypotheses accept satisfies the 50-digit conclusion (Schur-Cohn
-    on the characteristic polynomial of I - K H^{1/2}, the root at 50 digits)."""
+    """Whatever the hypotheses accept satisfies the 50-digit conclusion (the root
+    and the loop's eigenvalues at 50 digits, with their error bar)."""
     inst = pre.HARD_FAMILIES[family](np.random.default_rng(seed))
     if all(v == "holds" for v in pre.hypothesis_status(inst).values()):
-        with mpmath.workdps(50):
-            verdict = _exact.radius_verdict(
-                pre._mp_loop(inst), 1 + mpmath.mpf(nominal.SLACK)
-            )
-        assert verdict == "holds"
+        assert pre.exact_status(inst) == "holds"

@@ -6,8 +6,8 @@ r`?" has an exact answer: the characteristic polynomial in rational arithmetic
 (Faddeev--LeVerrier) and the Schur--Cohn recursion, which decides whether every root
 of a polynomial lies in the open unit disc with no root-finding at all
 (:func:`roots_inside`). Where an input is irrational (Lemma 2's :math:`H^{1/2}`) the
-same recursion runs on 50-digit ``mpmath`` numbers and answers ``"undecided"`` when a
-pivot is within its rounding (:func:`radius_verdict`).
+test uses 50-digit ``mpmath`` eigenvalues with a Bauer--Fike error bar and answers
+``"undecided"`` when the radius is within it (:func:`radius_verdict`).
 
 Float eigenvalues are not enough near a defective eigenvalue: a perturbation of size
 :math:`d` moves an eigenvalue of a Jordan block of size :math:`m` by about
@@ -33,7 +33,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
-from stability.lemmas._claim import FAILS, HOLDS, UNDECIDED
+from stability.lemmas._claim import FAILS, HOLDS, UNDECIDED, verdict
 
 DIGITS = 50  # mpmath working precision (decimal digits)
 EPS = float(np.finfo(float).eps)
@@ -131,11 +131,14 @@ def mp_sqrt_spd(H):
 
 def radius_verdict(M, radius) -> str:
     """Whether :math:`\\rho(M) <` ``radius`` for an ``mpmath`` matrix at the working
-    precision: Schur--Cohn on its characteristic polynomial, ``UNDECIDED`` when a
-    pivot is within :math:`10^{-30}` relative (far above the 50-digit rounding)."""
-    n = M.rows
-    m = [[M[i, j] for j in range(n)] for i in range(n)]
-    return roots_inside(charpoly(m), mpmath.mpf(radius), tol=mpmath.mpf(10) ** -30)
+    precision, from its eigenvalues and their error bar (:func:`mp_eig_error`):
+    ``UNDECIDED`` only when the largest modulus is within the bar of ``radius``.
+    (Schur--Cohn is exact only in rational arithmetic: on rounded coefficients of a
+    polynomial with roots clustered near the circle its pivots lose too many
+    digits.)"""
+    lam, err = mp_eig_error(M)
+    rho = max(abs(x) for x in lam)
+    return verdict(float(mpmath.mpf(radius) - rho), err)
 
 
 def mp_radius(M) -> float:
@@ -151,23 +154,31 @@ def mp_eigenvalues(M):
     return w[0] if isinstance(w, tuple) else w  # mpmath returns a tuple for 1x1
 
 
-@with_digits
-def mp_spectrum(a):
-    r"""``(eigenvalues, err)`` of the exact float matrix ``a`` at 50 digits, as
-    complex float64, with an error bar: Bauer--Fike with the 50-digit eigenvector
-    condition number, or, when that is numerically infinite, the worst case of a
-    Jordan block of size ``n`` (:math:`(10^{-45}\|a\|)^{1/n}\|a\|^{1-1/n}`); plus
-    the rounding to float64."""
-    M = mp_matrix(a)
+def mp_eig_error(M):
+    """``(eigenvalues, err)`` of an ``mpmath`` matrix at the working precision, with
+    an error bar: Bauer--Fike with the eigenvector condition number and a backward
+    error of :math:`10^{5 - \\text{dps}} \\|M\\|_F`, or, when that condition number
+    is numerically infinite, the worst case of a Jordan block of size ``n``
+    (:math:`\\delta^{1/n}\\|M\\|^{1-1/n}` for a backward error :math:`\\delta`)."""
     n = M.rows
     w, v = mpmath.eig(M)
     scale = max(float(mpmath.mnorm(M, "f")), 1e-300)
+    tiny = 10.0 ** (5 - mpmath.mp.dps) * scale
     try:
         cond = float(mpmath.mnorm(v, "f") * mpmath.mnorm(mpmath.inverse(v), "f"))
     except ZeroDivisionError:
         cond = float("inf")
-    tiny = 1e-45 * scale
-    err = cond * tiny if cond < 1e30 else tiny ** (1 / n) * scale ** (1 - 1 / n)
+    if cond * tiny < 1e-20 * scale:
+        return w, cond * tiny
+    return w, tiny ** (1 / n) * scale ** (1 - 1 / n)
+
+
+@with_digits
+def mp_spectrum(a):
+    """``(eigenvalues, err)`` of the exact float matrix ``a`` at 50 digits
+    (:func:`mp_eig_error`), as complex float64, the bar including the rounding to
+    float64."""
+    w, err = mp_eig_error(mp_matrix(a))
     lam = np.array([complex(x) for x in w])
     return lam, err + 2 * EPS * float(np.max(np.abs(lam)))
 

@@ -497,8 +497,12 @@ def _float_loop_radius(H, P, alpha):
     if np.array_equal(P, P.T) and np.array_equal(H, H.T):
         r = spd_power(H, 0.5)
         s = np.linalg.eigvalsh(r @ k @ r)
-        top = float(np.linalg.eigvalsh(H)[-1])
-        err = _exact.rounding(n) * (np.linalg.norm(k) * top + 1)
+        w = np.linalg.eigvalsh(H)
+        # the root is exact for H + E, ||E|| ~ eps L: by Ostrowski the eigenvalues of
+        # S move by a relative ||H^{-1/2} E H^{-1/2}|| ~ eps cond(H)
+        err = _exact.rounding(n) * (
+            np.linalg.norm(k) * w[-1] + 1 + w[-1] / w[0] * np.max(np.abs(s))
+        )
         return float(np.max(np.abs(1 - s))), err
     return _exact.float_radius(np.eye(n) - k @ H)
 
@@ -509,10 +513,14 @@ def _exact_loop(instance):
 
 
 def radius(instance: Instance) -> float:
-    """:math:`\\rho(A)` of the instance: float64 when its error bar is below
-    :math:`10^{-12}`, else from 50-digit eigenvalues of the exact ``A``."""
+    """:math:`\\rho(A)` of the instance: ``eigvalsh`` of ``S`` for exactly symmetric
+    ``P`` (relative error at most about ``eps cond(H)``, Ostrowski); otherwise
+    float64 ``eig`` of ``A`` when its Bauer--Fike error bar is below
+    :math:`10^{-12}`, else 50-digit eigenvalues of the exact ``A`` (a nearly
+    defective loop, where float ``eig`` is off by about the square root of the
+    rounding)."""
     rho, err = _float_loop_radius(instance.H, instance.P, instance.alpha)
-    if err <= 1e-12 * max(rho, 1.0):
+    if np.array_equal(instance.P, instance.P.T) or err <= 1e-12 * max(rho, 1.0):
         return rho
     return _mp_radius(instance.H, instance.P, instance.alpha)
 

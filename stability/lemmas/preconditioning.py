@@ -167,7 +167,11 @@ def _float_radius(instance):
         )
         rho = float(np.max(np.abs(1 - s)))
         cond = np.sqrt(np.linalg.cond(root))
-        err = _exact.rounding(n) * (np.linalg.norm(k) * np.linalg.norm(root) + 1)
+        # Ostrowski: the float fourth root is exact for a root perturbed by a
+        # relative eps cond(root) (see nominal._float_loop_radius)
+        err = _exact.rounding(n) * (
+            np.linalg.norm(k) * np.linalg.norm(root) + 1 + cond**2 * np.max(np.abs(s))
+        )
     else:
         w, v = np.linalg.eig(np.eye(n) - k @ root)
         rho, cond = float(np.max(np.abs(w))), np.linalg.cond(v)
@@ -189,7 +193,7 @@ def radius(instance) -> float:
     when its error bar is below :math:`10^{-12}`, else from 50-digit eigenvalues
     (the root computed at 50 digits from the exact float ``H``)."""
     rho, err = _float_radius(instance)
-    if err <= 1e-12 * max(rho, 1.0):
+    if np.array_equal(instance.P, instance.P.T) or err <= 1e-12 * max(rho, 1.0):
         return rho
     with mpmath.workdps(_exact.DIGITS):
         return _exact.mp_radius(_mp_loop(instance))
@@ -197,24 +201,37 @@ def radius(instance) -> float:
 
 def conclusion_status(instance) -> str:
     """``rho(A) <= 1 + SLACK``: float64 when the float radius is farther from the
-    threshold than its error bar, else Schur--Cohn at 50 digits on the
-    characteristic polynomial of ``I - K H^{1/2}`` (``"undecided"`` only when a pivot
-    is within 1e-30 relative)."""
+    threshold than its error bar, else at 50 digits (:func:`exact_status`)."""
     rho, err = _float_radius(instance)
     v = verdict(1 + nominal.SLACK - rho, err)
-    if v != UNDECIDED:
-        return v
-    with mpmath.workdps(_exact.DIGITS):
-        return _exact.radius_verdict(_mp_loop(instance), 1 + mpmath.mpf(nominal.SLACK))
+    return v if v != UNDECIDED else exact_status(instance)
+
+
+@_exact.with_digits
+def exact_status(instance) -> str:
+    """``rho(A) < 1 + SLACK`` at 50 digits with no float shortcut, the root from the
+    exact float ``H``: for exactly symmetric ``P`` the eigenvalues of the symmetric
+    :math:`H^{1/4} K H^{1/4}` (``mpmath.eigsy``, error below :math:`10^{-40}`),
+    otherwise those of ``I - K H^{1/2}`` with a Bauer--Fike bar
+    (:func:`stability.lemmas._exact.radius_verdict`); ``"undecided"`` only within
+    the bar."""
+    target = 1 + mpmath.mpf(nominal.SLACK)
+    if not np.array_equal(instance.P, instance.P.T):
+        return _exact.radius_verdict(_mp_loop(instance), target)
+    n = instance.H.shape[0]
+    w, q = mpmath.eigsy(_exact.mp_matrix(instance.H))
+    quarter = q * mpmath.diag([mpmath.root(w[i], 4) for i in range(n)]) * q.T
+    k = _exact.mp_matrix(instance.alpha * np.eye(n) + instance.P)
+    s, _ = mpmath.eigsy(quarter * k * quarter)
+    rho = max(abs(1 - s[i]) for i in range(n))
+    err = 1e-40 * (float(mpmath.mnorm(k, "f")) * float(max(w)) ** 0.5 + 1)
+    return verdict(float(target - rho), err)
 
 
 def exact_conclusion(instance) -> bool:
-    """``rho(A) < 1 + SLACK`` at 50 digits with no float shortcut: Schur--Cohn on
-    the characteristic polynomial of ``I - K H^{1/2}``, the root at 50 digits (the
-    reference :func:`stability.lemmas.audit` checks against)."""
-    with mpmath.workdps(_exact.DIGITS):
-        v = _exact.radius_verdict(_mp_loop(instance), 1 + mpmath.mpf(nominal.SLACK))
-    return v == HOLDS
+    """Whether :func:`exact_status` holds (the reference
+    :func:`stability.lemmas.audit` checks against)."""
+    return exact_status(instance) == HOLDS
 
 
 def conclusion(instance) -> bool:
