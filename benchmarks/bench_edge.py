@@ -48,14 +48,22 @@ def _cpu():
 
 
 def _per_call(fn, repeats):
-    """Best over 3 rounds of the mean time of ``repeats`` calls."""
-    fn()
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / repeats)
+    """Mean time of ``repeats`` calls."""
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def _interleaved(fns, repeats, rounds):
+    """Per function, the best over ``rounds`` interleaved rounds of its mean call
+    time (a shared machine slows whichever runs at the wrong moment)."""
+    for fn in fns:
+        fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            best[i] = min(best[i], _per_call(fn, repeats))
     return best
 
 
@@ -68,6 +76,7 @@ def main(argv=None):
     ap.add_argument("--every", type=positive_int, default=100)
     ap.add_argument("--repeats", type=positive_int, default=20)
     ap.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
+    ap.add_argument("--rounds", type=positive_int, default=5, help="best of")
     args = ap.parse_args(argv)
 
     task = get_task(args.task)
@@ -82,14 +91,17 @@ def main(argv=None):
     grad = jax.jit(lambda p, b: ravel_pytree(jax.grad(loss_fn)(p, b))[0])
     v = jax.random.normal(jax.random.key(1), flat.shape, flat.dtype)
     one = jnp.ones((), flat.dtype)
-    t_grad = _per_call(lambda: grad(params, batch).block_until_ready(), args.repeats)
-    t_hvp = _per_call(
-        lambda: _hvp_flat(loss_fn, params, batch, one, v).block_until_ready(),
+    t_grad, t_hvp = _interleaved(
+        [
+            lambda: grad(params, batch).block_until_ready(),
+            lambda: _hvp_flat(loss_fn, params, batch, one, v).block_until_ready(),
+        ],
         args.repeats,
+        args.rounds,
     )
     op = hessian_operator(loss_fn, params, batch)
     v64 = np.asarray(v, np.float64)
-    t_op = _per_call(lambda: op.matvec(v64), args.repeats)
+    (t_op,) = _interleaved([lambda: op.matvec(v64)], args.repeats, args.rounds)
 
     # 2. and 3.: Adam along training, with and without tracking
     opt = optax.adam(args.lr)
@@ -108,11 +120,6 @@ def main(argv=None):
         losses.block_until_ready()
         return p, s
 
-    plain()  # compile
-    t0 = time.perf_counter()
-    p_end, s_end = plain()
-    t_plain = time.perf_counter() - t0
-
     def tracked():
         return track(
             loss_fn,
@@ -126,10 +133,17 @@ def main(argv=None):
             tol=1e-3,
         )
 
-    tracked()  # compile
-    t0 = time.perf_counter()
+    plain()  # compile
     run = tracked()
-    t_tracked = time.perf_counter() - t0
+    # interleaved rounds, best of each: the machine may be shared
+    t_plain = t_tracked = float("inf")
+    for _ in range(args.rounds):
+        t0 = time.perf_counter()
+        plain()
+        t_plain = min(t_plain, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        run = tracked()
+        t_tracked = min(t_tracked, time.perf_counter() - t0)
 
     # warm against cold Lanczos at the checkpoints of a plain run
     warm_h, cold_h, warm_p, cold_p = [], [], [], []
@@ -216,7 +230,6 @@ def main(argv=None):
         f"{last.sharpness:.4g}, preconditioned {last.preconditioned_sharpness:.4g}"
         f" (threshold 38/lr = {38 / args.lr:.4g})"
     )
-    del p_end, s_end
 
 
 if __name__ == "__main__":

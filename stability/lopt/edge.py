@@ -51,8 +51,8 @@ from stability.analyses.eigen import arnoldi, lanczos
 from stability.operators.network import (
     _check_loss,
     _find,
+    _hessian_operator,
     diagonal_preconditioner,
-    hessian_operator,
     step_jacobian,
     threshold,
 )
@@ -367,7 +367,7 @@ def _measure(
     if not math.isfinite(loss):
         return EdgeCheckpoint(step, loss, None, None, thresh, None, True)
     pairs = lanczos(
-        hessian_operator(loss_fn, params, batch),
+        _hessian_operator(loss_fn, params, batch, None),
         v0=vectors["h"],
         tol=tol,
         max_iter=max_iter,
@@ -378,7 +378,7 @@ def _measure(
     if precondition is not None:
         d = precondition(state)
         pairs = lanczos(
-            hessian_operator(loss_fn, params, batch, preconditioner=d),
+            _hessian_operator(loss_fn, params, batch, d),
             v0=vectors["p"],
             tol=tol,
             max_iter=max_iter,

@@ -181,6 +181,12 @@ def hessian_operator(
     [1.0, 2.0]
     """
     _check_loss(loss_fn, params, batch)
+    return _hessian_operator(loss_fn, params, batch, preconditioner)
+
+
+def _hessian_operator(loss_fn, params, batch, preconditioner):
+    """:func:`hessian_operator` without checking the loss on the batch again (the
+    tracker checks it once per run: tracing the loss costs more than a product)."""
     flat = ravel_pytree(params)[0]
     n = flat.size
     if preconditioner is None:
