@@ -41,9 +41,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--horizon", type=positive_int, default=1000, help="inner-training horizon"
     )
-    p.add_argument(
-        "--repeats", type=positive_int, default=10, help="outer steps timed"
-    )
+    p.add_argument("--repeats", type=positive_int, default=10, help="outer steps timed")
     p.add_argument(
         "--host-devices",
         type=nonnegative_int,

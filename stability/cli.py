@@ -134,9 +134,7 @@ def _probe(flag: str, folder: pathlib.Path, target: pathlib.Path) -> None:
         os.close(fd)
         os.unlink(tmp)
     except OSError as err:
-        raise ValueError(
-            f"{flag}: cannot write {target} ({err.strerror})"
-        ) from None
+        raise ValueError(f"{flag}: cannot write {target} ({err.strerror})") from None
 
 
 def writable_dir(flag: str, path) -> pathlib.Path:
@@ -297,9 +295,7 @@ def _region_grid(args) -> dict:
             )
     for name, only in REGION_OPTIONS.items():
         if getattr(args, name) not in (None, False) and family != only:
-            raise ValueError(
-                f"--{name}: only --family {only} takes it, not {family}"
-            )
+            raise ValueError(f"--{name}: only --family {only} takes it, not {family}")
     missing = [f"--{t}" for t in takes if getattr(args, t) is None]
     if missing:
         raise ValueError(f"{', '.join(missing)}: --family {family} needs a value")
@@ -345,7 +341,7 @@ def _plot_region(region, path) -> None:
         if len(region.axes) == 2:
             plotting.region(region, ax)
         else:
-            (name, values), = region.axes.items()
+            ((name, values),) = region.axes.items()
             plotting.radius_trace(ax, values, region.rho)
             ax.set_xlabel(plotting.axis_label(name))
             ax.set_ylabel("spectral radius ρ")

@@ -117,7 +117,9 @@ def _status(argv, capsys):
 def test_region_refuses_flags_its_family_does_not_take(command, flag, capsys):
     rc, err = _status(command.split(), capsys)
     assert rc == 2
-    assert len(err.splitlines()) == 1 and err.startswith(f"stability region: error: {flag}")
+    assert len(err.splitlines()) == 1 and err.startswith(
+        f"stability region: error: {flag}"
+    )
 
 
 def test_region_flag_table_is_the_analyses_table():

@@ -133,8 +133,7 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
         "--keep",
         type=int,
         default=3,
-        help="grid values continued past each horizon when tuning (0: all; "
-        "default 3)",
+        help="grid values continued past each horizon when tuning (0: all; default 3)",
     )
     p.add_argument(
         "--grid",
@@ -369,7 +368,7 @@ def _run(args) -> int:
         for i, f in enumerate(files)
     ]
     labels = [lo.label for lo in learned]
-    for lo, f in zip(learned, files, strict=True):
+    for lo in learned:
         if labels.count(lo.label) > 1 or lo.label in baselines:
             return _fail(f"--extra: two optimizers would be labelled {lo.label!r}")
     base = args.base_horizon or next(
