@@ -80,6 +80,8 @@ def _status(argv, capsys):
         rc = cli.main(argv)
     except SystemExit as exc:  # argparse errors and --help
         rc = exc.code
+    except KeyboardInterrupt:  # must not stop the test session
+        rc = "KeyboardInterrupt escaped"
     return rc, capsys.readouterr().err.strip()
 
 
