@@ -386,7 +386,7 @@ def test_hard_families_never_accept_a_false_conclusion(seed, family):
 
 
 def test_hard_families_sweep_counts():
-    """A small version of the search in scripts/ (numbers in the report): zero
+    """A small version of the slow search in test_lemmas_audit.py: zero
     accepted instances fail the exact conclusion, and the nearly defective family
     is mostly undecided rather than accepted."""
     from stability import lemmas

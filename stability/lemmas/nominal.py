@@ -61,7 +61,7 @@ margin that provably covers the rounding, ``"fails"`` only by such a margin,
 "diagonalizable" cannot stand in for the hypothesis: near a defective eigenvalue a
 perturbation of size :math:`d` moves eigenvalues by about :math:`\sqrt d`, and
 :math:`H = \mathrm{diag}(1, 1 - 5\cdot 10^{-10})`, :math:`\alpha = 0`, a nearly
-defective :math:`P` with eigenvalues 2 and 1.999999 commutes to :math:`2\cdot
+defective :math:`P` with eigenvalues 2 and 1.999999 commutes to :math:`1.2\cdot
 10^{-10}` relative and has :math:`\rho = 1.0000219`. So the structure hypothesis is
 certified (:func:`structure`): it holds when :math:`P` is exactly symmetric, or lies
 within a perturbation of a symmetric :math:`P` or of a :math:`P` exactly commuting with
