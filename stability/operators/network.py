@@ -187,20 +187,21 @@ def hessian_operator(
 def _hessian_operator(loss_fn, params, batch, preconditioner):
     """:func:`hessian_operator` without checking the loss on the batch again (the
     tracker checks it once per run: tracing the loss costs more than a product)."""
-    flat = ravel_pytree(params)[0]
-    n = flat.size
+    leaves = jax.tree.leaves(params)
+    n = sum(int(np.size(x)) for x in leaves)
+    dtype = jnp.result_type(*leaves)  # ravel_pytree's dtype, without the copy
     if preconditioner is None:
-        scale = jnp.ones((), flat.dtype)
+        scale = jnp.ones((), dtype)
     else:
         d = _flat_like("preconditioner", preconditioner, params)
         if not np.all(np.isfinite(d)) or np.any(d <= 0):
             raise ValueError("preconditioner: entries must be positive and finite")
-        scale = jnp.asarray(1 / np.sqrt(d), flat.dtype)
+        scale = jnp.asarray(1 / np.sqrt(d), dtype)
 
     def matvec(v):
         v = np.asarray(v, np.float64).reshape(-1)
         _finite("v", v, "the vector")
-        out = _hvp_flat(loss_fn, params, batch, scale, jnp.asarray(v, flat.dtype))
+        out = _hvp_flat(loss_fn, params, batch, scale, jnp.asarray(v, dtype))
         out = np.asarray(out, np.float64)
         return _finite("params", out, "the Hessian-vector product here")
 
