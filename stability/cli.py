@@ -466,7 +466,8 @@ def _parser(commands=None) -> ArgumentParser:
     get their full parsers (importing their modules), the others just a name."""
     p = ArgumentParser(
         prog="stability",
-        description=__doc__.split("\n\n")[0].split(": ", 1)[-1],
+        description="Optimizers as dynamical systems: the paper's figures, "
+        "stability regions, and meta-training and evaluation of learned optimizers.",
         epilog="Run `stability COMMAND --help` for the options of a command.",
     )
     sub = p.add_subparsers(
