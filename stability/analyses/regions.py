@@ -243,7 +243,7 @@ def _poly_small(m):
 
 
 def stable_learning_rates(
-    family: str, curvature=1.0, *, rtol: float = 1e-15, **params
+    family: str, curvature=1.0, *, rtol: float = 1e-16, **params
 ) -> list[tuple[float, float]]:
     """The whole stable set along the learning-rate ray ``lr > 0`` (``alpha >= 0`` for
     the ``nominal`` family) as sorted disjoint open intervals ``(lo, hi)``; ``hi`` is
@@ -253,7 +253,8 @@ def stable_learning_rates(
     characteristic polynomial (see ``_crossings``); between consecutive candidates
     stability cannot change, so one per-mode radius per gap decides it (marginal
     counts as unstable); each end is then refined by bisection on the closed-form
-    radius to ``rtol``. An end at the ray's start is exactly 0.
+    radius to ``rtol`` (the default, below float64's epsilon, bisects to the last
+    float). An end at the ray's start is exactly 0.
 
     >>> def show(intervals):
     ...     return [(round(lo, 12), round(hi, 12)) for lo, hi in intervals]
@@ -301,7 +302,7 @@ def stable_learning_rates(
 
 
 def max_stable_learning_rate(
-    family: str, curvature=1.0, *, rtol: float = 1e-15, **params
+    family: str, curvature=1.0, *, rtol: float = 1e-16, **params
 ) -> float:
     """The ``lr`` such that the stable set along the learning-rate ray (``alpha`` for
     the ``nominal`` family) is exactly ``(0, lr)``, to ``rtol``.
