@@ -53,6 +53,7 @@ def test_arnoldi_on_a_large_jvp_operator():
     dense = operators.closed_loop(opt, prob).transition
     ref = float(np.max(np.abs(np.linalg.eigvals(np.asarray(dense)))))
     assert abs(analyses.spectral_radius(op) - ref) < 1e-8
+    assert analyses.is_stable(op) is True and analyses.is_marginal(op) is False
 
 
 def test_region_record_and_boundary():

@@ -220,7 +220,7 @@ def _marginal(m, *, method="auto", k=6):
     m, k = _check_method(m, method, k)
     if isinstance(m, scipy.sparse.linalg.LinearOperator) or method == "arnoldi":
         rho = spectral_radius(m, method=method, k=k)
-        return rho, abs(rho - 1) <= _ARNOLDI_TOL * max(1.0, rho)
+        return rho, bool(abs(rho - 1) <= _ARNOLDI_TOL * max(1.0, rho))
     if isinstance(m, np.ndarray):
         _check_finite(np.all(np.isfinite(m)))
         rho, marginal, _ = _classify(m, np, method == "eig")
@@ -240,6 +240,8 @@ def is_stable(m, *, tol: float = 0.0, **kwargs):
     """
     tol = check_scalar("tol", tol, low=0.0, high=1.0, high_open=True)
     rho, marginal = _marginal(m, **kwargs)
+    if isinstance(marginal, bool):  # a matrix-free operator: plain floats
+        return bool(rho < 1 - tol) and not marginal
     return (rho < 1 - tol) & ~marginal
 
 
