@@ -34,6 +34,7 @@ heavy-ball region at ``lr = 0``                    marginal, not stable (was sta
 ``stable_learning_rates("gd", lr=0.1)``            ValueError ``lr: is the ray``
 ``expected_losses``, loop linearised from Adam     LinearisedLoopWarning (was silent)
 ``expected_losses(..., linearised="yes")``         ValueError ``linearised:``
+``stationary_loss``, loop of ``momentum=1``        inf (raised LinAlgError)
 ``load_theta``, shipped STAR theta                 ThetaConfigWarning: load_optimizer
 ``star(load_theta(path))``                         that warning (was a 1e-3 STAR)
 ``load_optimizer(path, learning_rate=0.1)``        ValueError ``learning_rate:``
@@ -179,6 +180,7 @@ def test_silently_wrong_answers_are_gone():
     adam = operators.closed_loop(opt, P2, x, state)
     with pytest.warns(problems.LinearisedLoopWarning):
         problems.expected_losses(P2, adam, 3)
+    assert problems.stationary_loss(P2, loop) == np.inf
     with pytest.warns(lopt.ThetaConfigWarning, match="load_optimizer"):
         lopt.load_theta(lopt.io.SHIPPED_THETAS / "star.npz")
 

@@ -347,3 +347,13 @@ def test_expected_losses_warns_on_a_linearised_loop():
     assert operators.ClosedLoop(np.eye(2) / 2, np.eye(2) / 2).exact
     traced = jax.jit(lambda: operators.closed_loop(optimizers.gd(0.1), p))()
     assert bool(traced.exact)
+
+
+def test_stationary_loss_of_a_marginal_loop_is_inf():
+    """Momentum 1 puts a complex pair on the unit circle (rho computed as 1 - 1e-16):
+    no stationary loss (it raised LinAlgError from the singular Lyapunov solve)."""
+    import optax
+
+    p = NoisyQuadratic.from_eigenvalues([1.0, 0.5], noise_var=0.01)
+    loop = operators.closed_loop(optax.sgd(0.1, momentum=1.0), p)
+    assert problems.stationary_loss(p, loop) == np.inf

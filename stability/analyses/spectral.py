@@ -5,7 +5,8 @@ Marginal stability: a computed radius within rounding of 1 decides nothing (an
 eigenvalue exactly on the unit circle, such as heavy ball's ``z = 1`` at ``lr = 0``,
 comes out as ``1 - 2e-15`` as often as ``1 + 2e-15``). Every analysis here calls such a
 loop *marginal* and never stable: ``|rho - 1| <= tol`` with, for a matrix ``M`` in a
-dtype with machine epsilon ``eps``,
+dtype with machine epsilon ``eps`` (``stability._rounding.marginal_tolerance``, which
+:func:`stability.problems.stationary_loss` applies too),
 
 - ``delta = MARGIN * eps * sum_ij |M_ij|`` (a bound on the backward error of the
   eigensolver or of the closed form, as an absolute perturbation of the entries; the
@@ -30,21 +31,14 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse.linalg
 
+from stability._rounding import MARGIN as MARGIN
+from stability._rounding import _entries, marginal_tolerance
 from stability._validation import check_int, check_scalar
 from stability.optimizers.modes import quadratic_radius
 
 _METHODS = ("auto", "closed_form", "eig", "arnoldi")
 
-MARGIN = 8.0
-"""The constant of the marginal-stability tolerance (see the module docstring)."""
-
 _ARNOLDI_TOL = 1e-10
-
-
-def _entries(m):
-    """The entries of real 2x2 blocks ``(..., 2, 2)``, and ``s = tr``, ``q = det``."""
-    a, b, c, d = m[..., 0, 0], m[..., 0, 1], m[..., 1, 0], m[..., 1, 1]
-    return (a, b, c, d), a + d, a * d - b * c
 
 
 def _closed_form(m, xp, eig):
@@ -72,21 +66,10 @@ def _finite(m, xp):
     return xp.all(xp.isfinite(m))
 
 
-def _tolerance(m, xp):
-    """The marginal band ``tol`` of each block ``(..., n, n)`` (module docstring)."""
-    eps = xp.finfo(m.dtype).eps
-    if m.shape[-1] != 2 or xp.iscomplexobj(m):
-        return MARGIN * eps * xp.sum(xp.abs(m), axis=(-2, -1))
-    (a, b, c, d), s, q = _entries(m)
-    delta = MARGIN * eps * (xp.abs(a) + xp.abs(b) + xp.abs(c) + xp.abs(d))
-    gap = xp.maximum(xp.abs(s * s - 4 * q), delta)
-    return delta + 2 * delta / xp.sqrt(xp.where(gap > 0, gap, 1.0))
-
-
 def _classify(m, xp, eig):
     """``(rho, marginal, finite)`` of blocks ``(..., n, n)``."""
     rho = _radius(m, xp, eig)
-    marginal = xp.abs(rho - 1) <= _tolerance(m, xp)
+    marginal = xp.abs(rho - 1) <= marginal_tolerance(m, xp)
     return rho, marginal, _finite(m, xp)
 
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+from stability._rounding import marginal_tolerance
 from stability._validation import check_finite, check_flag, check_int, is_finite
 from stability.problems.quadratic import NoisyQuadratic
 
@@ -181,13 +182,15 @@ def stationary_loss(
 ) -> float:
     """:math:`\\lim_t E l_t = \\tfrac12[tr(H C_\\infty) + tr(H S_\\xi)]` with
     :math:`C_\\infty` from the discrete Lyapunov equation
-    :math:`C = M C M^T + N S_\\xi N^T`; ``inf`` when the loop is not stable.
+    :math:`C = M C M^T + N S_\\xi N^T`; ``inf`` when the loop is not stable or is
+    marginal (:func:`stability.analyses.is_marginal`).
     ``linearised`` as in :func:`expected_losses`."""
     _check(problem, closed_loop)
     _check_exact(closed_loop, linearised, "stationary_loss")
     m = np.asarray(closed_loop.transition, float)
     g = np.asarray(closed_loop.noise_gain, float)
-    if np.max(np.abs(np.linalg.eigvals(m))) >= 1.0:
+    rho = np.max(np.abs(np.linalg.eigvals(m)))
+    if rho >= 1.0 or abs(rho - 1) <= marginal_tolerance(m, np):  # marginal: no limit
         return float("inf")
     cov = scipy.linalg.solve_discrete_lyapunov(m, g @ problem.noise_cov @ g.T)
     n = problem.dim
