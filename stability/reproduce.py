@@ -1700,14 +1700,132 @@ def _fig09(q: Quality) -> Drawn:
 # ----------------------------------------------------------------------------------
 
 
-@_register(
-    "fig10", "certified", "Certified convergence on F(mu, L) against quadratics"
-)
+@_register("fig10", "certified", "Certified convergence on F(mu, L) against quadratics")
 def _fig10(q: Quality) -> Drawn:
     _optional_module("cvxpy", "fig10")
     from stability.certified_figure import figure
 
     return Drawn(*figure(q))
+
+
+# ----------------------------------------------------------------------------------
+# fig11: what STAR's update is made of, out to 100x the meta-training horizon
+# ----------------------------------------------------------------------------------
+
+# (name, theta file in stability/lopt/thetas/ or a --full run, nominal term alone)
+ANATOMY_RUNS = (
+    ("star", "star", False),
+    ("star_no_precond", "star_no_precond", False),
+    ("nominal", "star", True),
+)
+
+
+def _anatomy_record(q: Quality) -> dict:
+    """The shipped anatomy record, or with ``--full`` one recomputed (100,000 steps,
+    3 held-out seeds) from the thetas of the rerun meta-training."""
+    import json
+
+    shipped = pathlib.Path(__file__).parent / "lopt" / "records" / "anatomy.json"
+    if q.lopt_runs is None:
+        if not shipped.exists():
+            raise NotAvailable(
+                "fig11 needs stability/lopt/records/anatomy.json "
+                "(python -m stability.lopt.anatomy); it is not there"
+            )
+        return json.loads(shipped.read_text())
+    from stability.lopt import anatomy
+
+    folder = rerun_lopt_records(q.lopt_runs).parent / "meta_training"
+    out = pathlib.Path(q.lopt_runs) / "anatomy.json"
+    if not out.exists():
+        argv = [str(out)] + [
+            f"{name}={'nominal:' if alone else ''}{folder / run / 'best_theta.npz'}"
+            for name, run, alone in ANATOMY_RUNS
+        ]
+        with _x64_off():
+            anatomy.main(argv)
+    return json.loads(out.read_text())
+
+
+@_register("fig11", "anatomy", "STAR's update split into its two terms along training")
+def _fig11(q: Quality) -> Drawn:
+    import numpy as np
+
+    from stability import plotting
+    from stability.lopt.anatomy import from_json
+
+    raw = _anatomy_record(q)
+    runs = {k: from_json(v) for k, v in raw["runs"].items()}
+    base = 1000  # the meta-training horizon of the shipped runs
+    numbers = {}
+
+    def geo(x):
+        with np.errstate(divide="ignore"):
+            return np.exp(np.mean(np.log(np.maximum(x, _LOSS_FLOOR)), axis=0))
+
+    with plotting.style():
+        fig, axes = plotting.figure(2, 2, width=7.4, height=5.6)
+        (a, b), (c, d) = axes
+        for name, rec in runs.items():
+            label, colour, _ = _lopt_style(name)
+            if name == "nominal":
+                label = f"nominal term alone, {_fmt(rec.config['nominal_stepsize'], 3)}"
+            t = np.maximum(rec.steps, 1)
+            lo = np.maximum(rec.loss.min(0), _LOSS_FLOOR)
+            hi = np.maximum(rec.loss.max(0), _LOSS_FLOOR)
+            a.fill_between(t, lo, hi, color=colour, alpha=0.15, linewidth=0)
+            a.plot(t, geo(rec.loss), color=colour, label=label, linewidth=1.1)
+            if name != "nominal":
+                ratio = np.median(rec.ratio, axis=0)
+                b.plot(t, np.median(rec.blackbox_norm, 0), color=colour, linewidth=1.1)
+                b.plot(t, np.median(rec.nominal_norm, 0), color=colour, linestyle="--")
+                numbers[f"{name}: |f_b| / |f_g| at T, 10T, 100T (median)"] = ", ".join(
+                    _fmt(ratio[np.searchsorted(rec.steps, m * base - 1)], 3)
+                    for m in (1, 10, 100)
+                )
+            c.plot(t, np.median(rec.cos_total, 0), color=colour, linewidth=1.1)
+            d.plot(t, np.median(rec.param_norm, 0), color=colour, linewidth=1.1)
+            first = [
+                int(rec.steps[np.argmax(f)]) if f.any() else None for f in rec.diverged
+            ]
+            numbers[f"{name}: loss at T, 10T, 100T (geometric mean)"] = ", ".join(
+                _fmt(geo(rec.loss[:, np.searchsorted(rec.steps, m * base - 1)]))
+                for m in (1, 10, 100)
+            )
+            numbers[f"{name}: first step above the initial loss, per seed"] = ", ".join(
+                "never" if f is None else f"{f:,}" for f in first
+            )
+        init = float(np.mean(next(iter(runs.values())).initial_loss))
+        a.axhline(init, color="0.3", linestyle=":", linewidth=1.0)
+        for ax in (a, b, c, d):
+            ax.set_xscale("log")
+            for m in (1, 10, 100):
+                ax.axvline(m * base, color="0.8", linewidth=0.8, zorder=0)
+            ax.set_xlabel("inner step t")
+        a.set_yscale("log")
+        b.set_yscale("log")
+        a.set_ylabel("training-split loss")
+        a.set_title("(a) digits_mlp, 3 held-out seeds (band: min–max)")
+        a.legend(loc="lower left", fontsize=6.5)
+        b.set_ylabel("norm of the term (median)")
+        b.set_title("(b) blackbox term |f_b| (solid), nominal |f_g| (dashed)")
+        c.set_ylabel("cos(step, gradient)")
+        c.axhline(0, color="0.5", linewidth=0.8)
+        c.set_title("(c) alignment of the step with the gradient")
+        d.set_yscale("log")
+        d.set_ylabel("parameter norm |p|")
+        d.set_title("(d) parameter norm")
+    caption = (
+        f"STAR's step split into its output-preconditioned blackbox term f_b and its "
+        f"nominal term f_g along training on digits_mlp out to {raw['steps']:,} "
+        "steps (100x the meta-training horizon T; grey lines at T, 10T, 100T), for "
+        "the shipped STAR, STAR without output preconditioning and the nominal term "
+        "alone at the shipped nominal step. The nominal term shrinks with the "
+        "gradient; the blackbox term, divided by sqrt(v + 1e-6), does not, so past T "
+        "the step stops following the gradient and the parameters drift. From "
+        "stability/lopt/records/anatomy.json (python -m stability.lopt.anatomy)."
+    )
+    return Drawn(fig, caption, numbers)
 
 
 # ----------------------------------------------------------------------------------

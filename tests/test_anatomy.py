@@ -77,3 +77,47 @@ def test_checkpoint_steps_and_bad_input():
         anatomy.update_anatomy(THETA, "digits_mlp", steps=3, seeds=[])
     with pytest.raises(ValueError, match="^steps:"):
         anatomy.checkpoint_steps(0)
+
+
+def test_blackbox_bound_scales_the_blackbox_term_per_tensor():
+    """With ``blackbox_bound=c`` each tensor's blackbox term is the unbounded one
+    times ``min(1, c rms(f_g) / rms(f_b))``; the nominal term is unchanged."""
+    import jax.numpy as jnp
+
+    from stability.lopt.star import star
+
+    params = {
+        "w": jnp.linspace(-1, 1, 12).reshape(3, 4),
+        "b": jnp.asarray([0.3, -0.2, 0.1]),
+    }
+    grads = jax.tree.map(lambda p: jnp.sin(7 * p) + 0.1, params)
+
+    def step(**kw):
+        opt = star(THETA, nominal_stepsize=1e-3, **kw)
+        return opt.update(grads, opt.init(params), params)[0]
+
+    free, black = step(), step(nominal=False)
+    nominal = jax.tree.map(lambda f, b: f - b, free, black)
+    for c in (0.3, 1e6):
+        bounded = step(blackbox_bound=c)
+        for k in params:
+            f_b, f_g = np.asarray(black[k]), np.asarray(nominal[k])
+            rms_b, rms_g = np.sqrt(np.mean(f_b**2)), np.sqrt(np.mean(f_g**2))
+            scale = min(1.0, c * rms_g / rms_b)
+            np.testing.assert_allclose(
+                np.asarray(bounded[k]), scale * f_b + f_g, rtol=1e-5, atol=1e-9
+            )
+            if c < 1:
+                assert scale < 1  # the bound binds in this example
+    for bad, match in ((0.0, "> 0"), (-1.0, ">= 0"), (float("nan"), "")):
+        with pytest.raises(ValueError, match="^blackbox_bound:"):
+            star(THETA, blackbox_bound=bad)
+    with pytest.raises(ValueError, match="^blackbox_bound:"):
+        star(THETA, blackbox_bound=1.0, nominal=False)
+
+
+def test_anatomy_sees_the_bounded_blackbox_term():
+    free = _run(THETA, nominal_stepsize=0.01)
+    bounded = _run(THETA, nominal_stepsize=0.01, blackbox_bound=0.1)
+    assert np.all(bounded.ratio <= 0.1 * (1 + 1e-4))
+    assert np.all(free.ratio[:, 1:] > 0.1)  # so the bound binds here

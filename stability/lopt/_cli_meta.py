@@ -106,6 +106,13 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
         f"at the end of each truncation (default {d.blackbox_penalty}: off)",
     )
     p.add_argument(
+        "--blackbox-bound",
+        type=float,
+        default=d.blackbox_bound,
+        help="STAR with its blackbox term bounded per tensor to BOUND times the "
+        "nominal term's RMS (default: unbounded, the paper's STAR)",
+    )
+    p.add_argument(
         "--eval-horizon",
         type=int,
         default=d.eval_horizon,
@@ -179,6 +186,7 @@ def config_from_args(args: argparse.Namespace):
         final_weight=args.final_weight,
         blackbox_penalty=args.blackbox_penalty,
         eval_horizon=args.eval_horizon,
+        blackbox_bound=args.blackbox_bound,
     )
 
 

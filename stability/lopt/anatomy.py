@@ -38,7 +38,14 @@ from stability.lopt import _features, _unroll
 from stability.lopt.star import ADAFACTOR_DECAYS, MOMENTUM_DECAYS, RMS_DECAYS, star
 from stability.lopt.theta import validate_theta
 
-__all__ = ["AnatomyRecord", "checkpoint_steps", "learned_decays", "update_anatomy"]
+__all__ = [
+    "AnatomyRecord",
+    "checkpoint_steps",
+    "from_json",
+    "learned_decays",
+    "to_json",
+    "update_anatomy",
+]
 
 F32 = jnp.float32
 
@@ -57,6 +64,8 @@ class AnatomyRecord(NamedTuple):
       initial_loss: ``(seeds,)`` training-split loss at step 0.
       diverged: loss non-finite or above ``initial_loss``.
       grad_norm: ``||g||``.
+      param_norm: ``||p||``, the parameters' norm (a blackbox term that does not
+        vanish makes it drift).
       blackbox_norm, nominal_norm, total_norm: ``||f_b||``, ``||f_g||``, ``||f||``.
       ratio: ``||f_b|| / ||f_g||`` (``inf`` without a nominal term).
       cos_blackbox, cos_nominal, cos_total: cosines of ``f_b``, ``f_g``, ``f`` with
@@ -76,6 +85,7 @@ class AnatomyRecord(NamedTuple):
     initial_loss: np.ndarray
     diverged: np.ndarray
     grad_norm: np.ndarray
+    param_norm: np.ndarray
     blackbox_norm: np.ndarray
     nominal_norm: np.ndarray
     total_norm: np.ndarray
@@ -172,7 +182,9 @@ def update_anatomy(
     seeds = _check_seeds(seeds)
     theta = jax.tree.map(lambda x: jnp.asarray(x, F32), dict(theta))
     full = star(theta, **star_kwargs)
-    blackbox = star(theta, **{**star_kwargs, "nominal": False})
+    unbounded = {k: v for k, v in star_kwargs.items() if k != "blackbox_bound"}
+    free = star(theta, **unbounded)
+    blackbox = star(theta, **{**unbounded, "nominal": False})
     inner = _unroll.InnerLoop(task, lambda _: full, 1, np.inf)
     nominal_on = star_kwargs.get("nominal", True)
     alpha = float(star_kwargs.get("nominal_stepsize", 1e-3))
@@ -191,10 +203,13 @@ def update_anatomy(
     def split(params, state, key, t):
         g = jax.grad(task.loss)(params, inner.batch(key, t))
         u_full, new_state = full.update(g, state, params)
+        u_free, _ = free.update(g, state, params)
         u_black, _ = blackbox.update(g, state, params)
         gv, f = _flat(g), -_flat(u_full)
-        f_b = -_flat(u_black)
-        f_g = f - f_b
+        # the nominal term: the unbounded step less its blackbox term; the blackbox
+        # term taken (bounded or not): the step less the nominal term
+        f_g = _flat(u_black) - _flat(u_free)
+        f_b = f - f_g
         gain = _flat(jax.lax.rsqrt(_flat(new_state.second_moment) + 1e-6))
         g_hat = sum(_flat(m) for m in new_state.momentum) / 3 * gain
         with jax.numpy_dtype_promotion("standard"):
@@ -205,6 +220,7 @@ def update_anatomy(
         return {
             "loss": task.train_loss(params),
             "grad_norm": jnp.linalg.norm(gv),
+            "param_norm": jnp.linalg.norm(_flat(params)),
             "blackbox_norm": nb,
             "nominal_norm": ng,
             "total_norm": jnp.linalg.norm(f),
@@ -243,3 +259,73 @@ def update_anatomy(
         config=dict(star_kwargs),
         **out,
     )
+
+
+def to_json(rec: AnatomyRecord, digits: int = 6) -> dict:
+    """A JSON-friendly dict of a record: arrays as lists rounded to ``digits``
+    significant digits, non-finite numbers as ``None``."""
+    from stability.lopt.io import json_safe
+
+    out = rec._asdict()
+    out["decays"] = dict(rec.decays)
+    return json_safe(out, array_digits=digits)
+
+
+def from_json(d: dict) -> AnatomyRecord:
+    """Inverse of :func:`to_json` (``None`` read back as NaN)."""
+    fields = {k: np.array(d[k], dtype=np.float64) for k in AnatomyRecord._fields}
+    fields["steps"] = np.asarray(d["steps"], np.int64)
+    fields["diverged"] = np.asarray(d["diverged"], bool)
+    fields["decays"] = {k: np.asarray(v, np.float64) for k, v in d["decays"].items()}
+    fields["config"] = dict(d["config"])
+    return AnatomyRecord(**fields)
+
+
+def star_options(metadata: dict) -> dict:
+    """:func:`stability.lopt.star` keyword arguments from a theta's sidecar."""
+    config = metadata.get("config") or {}
+    keys = ("nominal_stepsize", "nominal", "precondition", "blackbox_bound")
+    return {k: config[k] for k in keys if config.get(k) is not None}
+
+
+def main(argv=None) -> int:
+    """``python -m stability.lopt.anatomy OUT.json NAME=THETA.npz ... [--steps N]``:
+    the anatomy of each theta (configured by its sidecar; ``NAME=nominal:THETA.npz``
+    is that theta's nominal term alone, its output layer zeroed) on ``digits_mlp``,
+    held-out seeds 0, 1, 2, written to one JSON record."""
+    import argparse
+    import json
+    import pathlib
+
+    from stability.lopt import io
+    from stability.lopt.theta import zero_output_layer
+
+    p = argparse.ArgumentParser(prog="python -m stability.lopt.anatomy")
+    p.add_argument("out")
+    p.add_argument("runs", nargs="+", metavar="NAME=THETA")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--task", default="digits_mlp")
+    args = p.parse_args(argv)
+    record = {"task": args.task, "steps": args.steps, "runs": {}}
+    for item in args.runs:
+        name, _, path = item.partition("=")
+        nominal_only = path.startswith("nominal:")
+        path = path.removeprefix("nominal:")
+        theta = io._read_theta(path)
+        options = star_options(io.load_metadata(path))
+        if nominal_only:
+            theta = zero_output_layer(theta)
+            options.pop("blackbox_bound", None)
+        rec = update_anatomy(theta, args.task, steps=args.steps, **options)
+        record["runs"][name] = {
+            "theta": str(path),
+            "nominal_only": nominal_only,
+            **to_json(rec),
+        }
+        print(name, "final loss", rec.loss[:, -1], flush=True)
+    pathlib.Path(args.out).write_text(json.dumps(record) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

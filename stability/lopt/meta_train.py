@@ -113,6 +113,7 @@ _LEGACY = {
     "final_weight": 0.0,
     "blackbox_penalty": 0.0,
     "eval_horizon": None,
+    "blackbox_bound": None,
 }
 _LOG_FIELDS = (
     "step",
@@ -170,6 +171,9 @@ class MetaTrainConfig:
         ``best_theta`` (``None``: ``horizon``); e.g. ``10 * horizon`` keeps the
         theta that trains best past the meta-training horizon. ``nominal_stepsize
         = None`` is then tuned at this horizon too.
+      blackbox_bound: ``None`` (the paper's STAR) or ``c > 0``: STAR's blackbox
+        term bounded per tensor to ``c`` times the nominal term's RMS (see
+        :func:`stability.lopt.star`; not in the paper).
     """
 
     task: str = "digits_mlp"
@@ -195,6 +199,7 @@ class MetaTrainConfig:
     final_weight: float = 0.0
     blackbox_penalty: float = 0.0
     eval_horizon: int | None = None
+    blackbox_bound: float | None = None
 
     def __post_init__(self):
         from stability.lopt.tasks import task_names
@@ -252,6 +257,16 @@ class MetaTrainConfig:
                 f"horizon_min: must be <= horizon ({self.horizon}), "
                 f"got {self.horizon_min}"
             )
+        if self.blackbox_bound is not None:
+            put(
+                "blackbox_bound",
+                _check_float("blackbox_bound", self.blackbox_bound, positive=True),
+            )
+            if self.optimizer != "star" or not self.nominal:
+                raise ValueError(
+                    "blackbox_bound: needs STAR with its nominal term (it bounds "
+                    "the blackbox term by the nominal term)"
+                )
         if self.blackbox_penalty and (self.optimizer != "star" or not self.nominal):
             raise ValueError(
                 "blackbox_penalty: needs STAR with its nominal term (the penalty "
@@ -357,6 +372,7 @@ def _make_opt_factory(config: MetaTrainConfig):
         nominal_stepsize=config.nominal_stepsize,
         nominal=config.nominal,
         precondition=config.precondition,
+        blackbox_bound=config.blackbox_bound,
     )
 
 
@@ -493,13 +509,15 @@ class _Program:
                 "nominal_stepsize": c.nominal_stepsize,
                 "precondition": c.precondition,
             }
-            total, _ = star(meta, **kw).update(g, opt_state, params)
+            total, _ = self.inner.make_opt(meta).update(g, opt_state, params)
+            free, _ = star(meta, **kw).update(g, opt_state, params)
             black, _ = star(meta, nominal=False, **kw).update(g, opt_state, params)
+            trees = (total, free, black)
+            # the nominal term is the free step less its blackbox term; the blackbox
+            # term taken (bounded or not) is the step less the nominal term
             sq = [
-                (jnp.sum(jnp.square(b)), jnp.sum(jnp.square(t - b)))
-                for t, b in zip(
-                    jax.tree.leaves(total), jax.tree.leaves(black), strict=True
-                )
+                (jnp.sum(jnp.square(t - (f - b))), jnp.sum(jnp.square(f - b)))
+                for t, f, b in zip(*map(jax.tree.leaves, trees), strict=True)
             ]
             nb = jnp.sqrt(sum(x for x, _ in sq))
             ng = jnp.sqrt(sum(y for _, y in sq))

@@ -135,6 +135,7 @@ class _Config:
     nominal: bool = False
     nominal_estimator: str = "AdamAggMo"
     aggregate_magnitudes: bool = False
+    blackbox_bound: float | None = None
 
 
 def small_fc_lopt(
@@ -179,6 +180,7 @@ def star(
     nominal_estimator: str = "AdamAggMo",
     aggregate_magnitudes: bool = False,
     nominal: bool = True,
+    blackbox_bound: float | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""STAR: the learned optimizer with a nominal term (upstream ``MLPNomLOpt``).
 
@@ -212,6 +214,14 @@ def star(
       aggregate_magnitudes: replace :math:`m_b` and :math:`m_g` by their means over
         the tensor before the exponential (per-tensor magnitudes).
       nominal: include the nominal term (``False`` leaves the blackbox term alone).
+      blackbox_bound: ``None`` (upstream's STAR), or ``c > 0``: per tensor, the
+        blackbox term is scaled down where needed so that its RMS is at most ``c``
+        times the nominal term's, :math:`f_b \leftarrow f_b \min(1, c\,
+        \mathrm{rms}(f_g) / \mathrm{rms}(f_b))`. The learned term is then a
+        bounded perturbation of the nominal term (the paper's Lemma 3 setting) and
+        vanishes with it as the momenta vanish, where upstream's blackbox term,
+        divided by :math:`\sqrt{v + 10^{-6}}`, does not
+        (:mod:`stability.lopt.anatomy`). Needs the nominal term. Not in the paper.
     Returns:
       an optax transformation; ``update(grads, state, params)`` needs ``params``.
 
@@ -230,6 +240,15 @@ def star(
             f"nominal_estimator: expected one of {NOMINAL_ESTIMATORS}, "
             f"got {nominal_estimator!r}"
         )
+    if blackbox_bound is not None:
+        blackbox_bound = check_scalar("blackbox_bound", blackbox_bound, low=0.0)
+        if blackbox_bound == 0:
+            raise ValueError("blackbox_bound: must be > 0 (or None), got 0.0")
+        if not nominal:
+            raise ValueError(
+                "blackbox_bound: bounds the blackbox term by the nominal "
+                "term, which nominal=False turns off"
+            )
     config = _Config(
         heads=3,
         step_mult=_check_hyper("step_mult", step_mult),
@@ -239,6 +258,7 @@ def star(
         nominal=check_flag("nominal", nominal),
         nominal_estimator=nominal_estimator,
         aggregate_magnitudes=check_flag("aggregate_magnitudes", aggregate_magnitudes),
+        blackbox_bound=None if blackbox_bound is None else float(blackbox_bound),
     )
     return _transformation(theta, config, _features.fused_heads)
 
@@ -405,7 +425,10 @@ def _leaf_update(theta, config, heads_fn, count, p, g, acc):
             if c.nominal:
                 g_hat = _nominal_estimate(c.nominal_estimator, feats)
                 alpha = jnp.asarray(c.nominal_stepsize).astype(dtype)
-                step = step + alpha * jnp.exp(exp_mult * mag_g) * g_hat
+                nominal_step = alpha * jnp.exp(exp_mult * mag_g) * g_hat
+                if c.blackbox_bound is not None:
+                    step = _bounded(step, nominal_step, c.blackbox_bound)
+                step = step + nominal_step
         return step, new_acc
 
     view = _loop_view(work_shape)
@@ -415,6 +438,15 @@ def _leaf_update(theta, config, heads_fn, count, p, g, acc):
         step, new_acc = _computed_in_view(compute, view, count, p_w, g_w, acc_w)
     update = (-step).astype(param_dtype).reshape(shape)
     return update, _reshape_full(new_acc, shape)
+
+
+def _bounded(blackbox: jax.Array, nominal: jax.Array, bound: float) -> jax.Array:
+    """``blackbox`` scaled so that its RMS is at most ``bound`` times ``nominal``'s."""
+    sq_b, sq_n = jnp.sum(jnp.square(blackbox)), jnp.sum(jnp.square(nominal))
+    limit = jnp.asarray(bound * bound, blackbox.dtype) * sq_n
+    over = sq_b > limit
+    scale = jnp.sqrt(limit / jnp.where(over, sq_b, 1))
+    return blackbox * jnp.where(over, scale, 1).astype(blackbox.dtype)
 
 
 def _loop_view(shape: tuple) -> tuple[int, int] | None:
