@@ -159,11 +159,15 @@ def _lanczos(op, n, k, v0, tol, max_iter, seed) -> Eigenpairs:
     for j in range(max_iter):
         w = np.array(op.matvec(basis[j]), dtype=float).reshape(-1)
         alpha[j] = basis[j] @ w
-        # classical Gram-Schmidt twice against the whole basis: the cost is small
-        # next to a Hessian-vector product, and it keeps the residual estimate exact
-        for _ in range(2):
-            w -= (basis[: j + 1] @ w) @ basis[: j + 1]
+        # full reorthogonalisation (classical Gram-Schmidt against the whole
+        # basis) keeps the residual estimate exact; a second pass only when the
+        # first cancelled most of w (Daniel, Gragg, Kaufman & Stewart, 1976)
+        before = np.linalg.norm(w)
+        w -= (basis[: j + 1] @ w) @ basis[: j + 1]
         beta[j] = np.linalg.norm(w)
+        if beta[j] < 0.7071 * before:
+            w -= (basis[: j + 1] @ w) @ basis[: j + 1]
+            beta[j] = np.linalg.norm(w)
         m = j + 1
         if m >= k:
             theta, s = scipy.linalg.eigh_tridiagonal(alpha[:m], beta[: m - 1])
