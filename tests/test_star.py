@@ -862,7 +862,7 @@ def test_validator_rejects_a_scalar_b2():
 # -- issue 24: a shipped theta builds the optimizer it was meta-trained as ----------
 
 
-def _run(opt, steps=5):
+def _run(opt, steps=2):
     """Updates of ``opt`` over a few steps of a tiny least-squares task."""
     rng = np.random.default_rng(0)
     params = {
