@@ -267,7 +267,8 @@ def _add_region(sub):
         "--json",
         dest="json_out",
         metavar="FILE",
-        help="write the region record (axes, fixed values, rho) as JSON",
+        help="write the region record (axes, fixed values, rho and the stable "
+        "and marginal grids) as JSON",
     )
     p.add_argument(
         "--plot",
@@ -383,6 +384,8 @@ def _run_region(args):
             "axes": {k: v.tolist() for k, v in region.axes.items()},
             "fixed": region.fixed,
             "rho": region.rho.tolist(),
+            "stable": region.stable.tolist(),
+            "marginal": region.marginal.tolist(),
         }
         write_atomic(json_out, lambda f: json.dump(record, f))
     if plot_out:

@@ -29,6 +29,11 @@ def test_region_command_writes_json(tmp_path, capsys):
     assert "stable fraction" in capsys.readouterr().out
     record = json.loads(out.read_text())
     assert record["family"] == "heavy_ball" and len(record["rho"]) == 41
+    # rho = 1 up to rounding at lr = 0 and on the edge lr h = 2 (1 + beta) = 3:
+    # marginal, not stable
+    marginal = [i for i, m in enumerate(record["marginal"]) if m]
+    assert marginal == [0, 30] and not any(record["stable"][i] for i in marginal)
+    assert record["stable"][1:30] == [True] * 29
 
 
 def test_region_command_values_on_a_2d_grid(tmp_path, capsys):
