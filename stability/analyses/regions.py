@@ -219,6 +219,12 @@ def _crossings(family, c1, c0, params):
 
     a = coeffs(0.0)
     b = coeffs(1.0) - a
+    curve = coeffs(2.0) - a - 2 * b  # zero when the coefficients are affine in x
+    if np.max(np.abs(curve)) > 1e-9 * (1 + np.max(np.abs(a)) + np.max(np.abs(b))):
+        raise NotImplementedError(
+            f"{family}: characteristic polynomial not affine in x = lr h; the "
+            "crossing search assumes it"
+        )
     resultant = np.polysub(np.polymul(a, b[::-1]), np.polymul(a[::-1], b))
     zs = [1.0, -1.0]
     if np.any(resultant):
