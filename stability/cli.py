@@ -1,4 +1,5 @@
-"""Command line: ``stability reproduce | region | meta-train | evaluate | bench``.
+"""Command line: ``stability reproduce | region | meta-train | evaluate | edge |
+bench``.
 
 Every command reports a failure in one line on stderr and exits with code 2: bad
 arguments, unreadable inputs (a missing or corrupt theta, a sidecar that is not
@@ -12,6 +13,7 @@ errors answer at once.
 
 import argparse
 import importlib
+import importlib.util
 import os
 import pathlib
 import sys
@@ -26,6 +28,7 @@ REGION_FAMILIES = {
     "heavy_ball": ("lr", "curvature", "beta"),
     "ema_momentum": ("lr", "curvature", "beta"),
     "aggmo": ("lr", "curvature"),
+    "nesterov": ("lr", "curvature", "beta"),
 }
 #: option -> the only family that takes it
 REGION_OPTIONS = {"betas": "aggmo", "precondition": "nominal"}
@@ -34,13 +37,19 @@ REGION_OPTIONS = {"betas": "aggmo", "precondition": "nominal"}
 #: allows a 10^7-point heavy-ball grid (about 1.5 GB) and a 2.5e6-point aggmo grid
 #: with three decays (about 3 GB)
 MAX_GRID_COST = 40_000_000
+#: largest certified grid (``--certified``: one small semidefinite program per cell,
+#: milliseconds each, so 10^4 cells take a minute or two)
+MAX_CERTIFIED_POINTS = 10_000
+#: flags that only ``--certified`` takes
+CERTIFIED_FLAGS = ("mu", "smoothness", "target", "multipliers")
+MULTIPLIERS = ("zames_falb", "sector")  # stability.analyses.certified.MULTIPLIERS
 AGGMO_BETAS = (0.9, 0.99, 0.999)
 PLOT_FORMATS = ("png", "pdf", "svg")
 
 _REGION_HELP = {
     "lr": "learning rate a (gd, heavy_ball, ema_momentum, aggmo)",
     "curvature": "curvature h of the mode (every family; >= 0 with --precondition)",
-    "beta": "momentum decay in (-1, 1) (heavy_ball, ema_momentum)",
+    "beta": "momentum decay in (-1, 1) (heavy_ball, ema_momentum, nesterov)",
     "alpha": "nominal step alpha >= 0 (nominal)",
     "p": "learned eigenvalue p of the nominal term (nominal)",
 }
@@ -52,8 +61,16 @@ every family needs all of its flags and refuses the others:
   heavy_ball    --lr --curvature --beta
   ema_momentum  --lr --curvature --beta
   aggmo         --lr --curvature [--betas, default 0.9,0.99,0.999]
+  nesterov      --lr --curvature --beta
+with --certified the curvature is replaced by the class F(mu, L) of every mu-strongly
+convex, L-smooth function (--mu, --smoothness; not --curvature, not --precondition):
+each cell is certified (rate --target on every function of the class, from a small
+semidefinite program; needs pip install -e '.[robust]'), in the band (converges on
+every quadratic of the class, not certified) or unstable (some quadratic diverges)
 example: stability region --family heavy_ball --lr 0:4:400 --beta 0:0.99:100 \\
-             --curvature 1 --plot region.png"""
+             --curvature 1 --plot region.png
+         stability region --family heavy_ball --lr 0.02:0.6:5 --beta 0:0.9:5 \\
+             --certified --mu 1 --smoothness 10"""
 
 #: name -> (module, function adding its parser, runner, help) of the commands
 #: implemented in other modules (a build without the module lists the command as
@@ -77,6 +94,12 @@ _COMMANDS = {
         "add_evaluate_parser",
         "run_evaluate",
         "evaluate a meta-trained optimizer against tuned baselines",
+    ),
+    "edge": (
+        "stability.lopt._cli_edge",
+        "add_parser",
+        "run",
+        "track the sharpness against the optimizer's threshold along training",
     ),
     "bench": (None, None, None, "run a benchmark script from a source checkout"),
 }
@@ -220,6 +243,28 @@ def _axis(text):
     return np.linspace(values[0], values[1], num)
 
 
+def _positive_number(text):
+    """``argparse`` type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _rate(text):
+    """``argparse`` type: a number in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
 def _decays(text):
     """``b1,b2,...`` -> a tuple of floats."""
     try:
@@ -263,12 +308,42 @@ def _add_region(sub):
         action="store_true",
         help="nominal only: idealise the output preconditioner as H^(-1/2)",
     )
+    c = p.add_argument_group(
+        "certified rates on F(mu, L) (--certified replaces --curvature)"
+    )
+    c.add_argument(
+        "--certified",
+        action="store_true",
+        help="certify a rate on every mu-strongly convex, L-smooth function, cell "
+        "by cell, beside the worst quadratic of the class",
+    )
+    c.add_argument(
+        "--mu", type=_positive_number, help="strong convexity mu > 0 (--certified)"
+    )
+    c.add_argument(
+        "--smoothness",
+        type=_positive_number,
+        metavar="L",
+        help="smoothness L > mu (--certified)",
+    )
+    c.add_argument(
+        "--target",
+        type=_rate,
+        help="rate certified in each cell, in (0, 1) (--certified; default "
+        "1 - 1e-6: convergence)",
+    )
+    c.add_argument(
+        "--multipliers",
+        choices=MULTIPLIERS,
+        help="zames_falb (default, the stronger) or sector (--certified)",
+    )
     p.add_argument(
         "--json",
         dest="json_out",
         metavar="FILE",
         help="write the region record (axes, fixed values, rho and the stable "
-        "and marginal grids) as JSON",
+        "and marginal grids; with --certified the class, the target and the "
+        "certified, band, quadratic_stable and solver_failed grids) as JSON",
     )
     p.add_argument(
         "--plot",
@@ -288,6 +363,25 @@ def _region_grid(args) -> dict:
         give.
     """
     family, takes = args.family, REGION_FAMILIES[args.family]
+    if args.certified:
+        for name in ("curvature", "precondition"):
+            if getattr(args, name) not in (None, False):
+                raise ValueError(
+                    f"--{name}: --certified replaces the curvature by the class "
+                    "F(--mu, --smoothness)"
+                )
+        takes = tuple(t for t in takes if t != "curvature")
+        missing = [f"--{n}" for n in ("mu", "smoothness") if getattr(args, n) is None]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: --certified needs a value")
+        if not args.smoothness > args.mu:
+            raise ValueError(
+                f"--smoothness: must be > --mu = {args.mu:g}, got {args.smoothness:g}"
+            )
+    else:
+        for name in CERTIFIED_FLAGS:
+            if getattr(args, name) is not None:
+                raise ValueError(f"--{name}: only --certified takes it")
     for name in _REGION_HELP:
         if getattr(args, name) is not None and name not in takes:
             flags = " ".join(f"--{t}" for t in takes)
@@ -308,11 +402,19 @@ def _region_grid(args) -> dict:
     betas = args.betas if args.betas is not None else AGGMO_BETAS
     size = {"gd": 1, "nominal": 1, "aggmo": 1 + len(betas)}.get(family, 2)
     limit = MAX_GRID_COST // size**2
+    if args.certified:
+        limit = MAX_CERTIFIED_POINTS
+        if len(axes) not in (1, 2):
+            raise ValueError(
+                f"--certified: takes a 1-D or 2-D grid, got {len(axes)} axes "
+                "(give one or two flags as START:STOP:NUM)"
+            )
     if points > limit:
         shape = " x ".join(f"--{k} {n}" for k, n in axes.items())
         raise ValueError(
             f"{', '.join('--' + k for k in axes)}: a grid of {points:,} points "
-            f"({shape}) is over the limit of {limit:,} for {family}; use fewer points"
+            f"({shape}) is over the limit of {limit:,} for {family}"
+            f"{' --certified' if args.certified else ''}; use fewer points"
         )
     if args.plot is not None:
         if len(axes) not in (1, 2):
@@ -354,12 +456,102 @@ def _plot_region(region, path) -> None:
             plt.close(fig)
 
 
+def _plot_certified(region, path) -> None:
+    """Draw a 1-D or 2-D certified region record into ``path``."""
+    import matplotlib.pyplot as plt
+
+    from stability import plotting
+
+    with plotting.style():
+        fig, axes = plotting.figure(1, 1, width=5.0, height=3.6)
+        ax = axes[0, 0]
+        if len(region.axes) == 2:
+            plotting.certified_region(region, ax)
+        else:
+            ((name, values),) = region.axes.items()
+            plotting.radius_trace(ax, values, region.rho, label="worst quadratic ρ")
+            plotting.shade(
+                ax,
+                values,
+                region.certified,
+                color=plotting.PALETTE["blue"],
+                label="certified on F(μ, L)",
+            )
+            ax.set_xlabel(plotting.axis_label(name))
+            ax.set_ylabel("spectral radius ρ")
+            ax.set_title(f"{region.family}: F({region.mu:g}, {region.L:g})")
+            ax.legend(loc="best")
+        fmt = pathlib.Path(path).suffix.lstrip(".").lower()
+        try:
+            write_atomic(path, lambda f: fig.savefig(f, format=fmt), mode="wb")
+        finally:
+            plt.close(fig)
+
+
+def _run_certified(args, grid, json_out, plot_out):
+    import json
+
+    import numpy as np
+
+    from stability import analyses
+
+    if args.family == "aggmo":
+        grid["betas"] = args.betas if args.betas is not None else AGGMO_BETAS
+    options = {
+        k: v
+        for k, v in (("target", args.target), ("multipliers", args.multipliers))
+        if v is not None
+    }
+    region = analyses.certified_region(
+        args.family, mu=args.mu, L=args.smoothness, **options, **grid
+    )
+    counts = {
+        "certified": int(np.sum(region.certified)),
+        "band": int(np.sum(region.band)),
+        "unstable": int(np.sum(~region.quadratic_stable)),
+        "solver_failed": int(np.sum(region.solver_failed)),
+    }
+    print(
+        f"{args.family} on F({region.mu:g}, {region.L:g}) ({region.multipliers}, "
+        f"rate {region.target:.8g}): grid {region.rho.shape}, "
+        f"certified {counts['certified']}, "
+        f"band (converges on every quadratic, rate not certified) {counts['band']}, "
+        f"unstable (some quadratic diverges) {counts['unstable']}, "
+        f"solver failures {counts['solver_failed']} ({region.num_solves} solves)"
+    )
+    if json_out:
+        record = {
+            "family": region.family,
+            "axes": {k: v.tolist() for k, v in region.axes.items()},
+            "fixed": region.fixed,
+            "mu": region.mu,
+            "L": region.L,
+            "target": region.target,
+            "multipliers": region.multipliers,
+            "rho": region.rho.tolist(),
+            "certified": region.certified.tolist(),
+            "band": region.band.tolist(),
+            "quadratic_stable": region.quadratic_stable.tolist(),
+            "solver_failed": region.solver_failed.tolist(),
+            "num_solves": region.num_solves,
+            "counts": counts,
+        }
+        write_atomic(json_out, lambda f: json.dump(record, f))
+    if plot_out:
+        _plot_certified(region, plot_out)
+    return 0
+
+
 def _run_region(args):
     grid = _region_grid(args)
     json_out, plot_out = (
         None if path is None else writable_file(flag, path)
         for flag, path in (("--json", args.json_out), ("--plot", args.plot))
     )
+    if args.certified and importlib.util.find_spec("cvxpy") is None:
+        raise ImportError(
+            "--certified: needs cvxpy and Clarabel: pip install -e '.[robust]'"
+        )
     import json
 
     import jax
@@ -367,6 +559,9 @@ def _run_region(args):
 
     jax.config.update("jax_enable_x64", True)
     from stability import analyses
+
+    if args.certified:
+        return _run_certified(args, grid, json_out, plot_out)
 
     region = analyses.stability_region(
         args.family, precondition=args.precondition, betas=args.betas, **grid

@@ -190,3 +190,141 @@ def test_help_and_argument_errors_import_no_heavy_module():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout + res.stderr
+
+
+# -- stability region --certified, nesterov, stability edge (issues 27 and 28) -------
+
+
+def test_region_certified_writes_the_analysis_record(tmp_path, capsys):
+    from stability import analyses
+
+    out = tmp_path / "c.json"
+    argv = "region --family heavy_ball --lr 0.1:0.3:3 --beta 0:0.8:3 --certified "
+    argv += f"--mu 1 --smoothness 10 --json {out}"
+    assert cli.main(argv.split()) == 0
+    printed = capsys.readouterr().out
+    record = json.loads(out.read_text())
+    direct = analyses.certified_region(
+        "heavy_ball",
+        mu=1.0,
+        L=10.0,
+        lr=np.linspace(0.1, 0.3, 3),
+        beta=np.linspace(0, 0.8, 3),
+    )
+    assert record["axes"] == {"lr": [0.1, 0.2, 0.3], "beta": [0.0, 0.4, 0.8]}
+    assert (record["mu"], record["L"]) == (1.0, 10.0)
+    assert record["multipliers"] == "zames_falb" and record["target"] == direct.target
+    np.testing.assert_array_equal(record["rho"], direct.rho)
+    np.testing.assert_array_equal(record["certified"], direct.certified)
+    np.testing.assert_array_equal(record["band"], direct.band)
+    counts = record["counts"]
+    # heavy ball has a band stable on every quadratic of F(1, 10), not certified
+    assert counts["band"] > 0 and counts["certified"] > 0
+    assert sum(counts[k] for k in ("certified", "band", "unstable")) == 9
+    assert f"certified {counts['certified']}," in printed
+    assert f"not certified) {counts['band']}," in printed
+    assert f"diverges) {counts['unstable']}," in printed
+    assert "solver failures 0" in printed and "grid (3, 3)" in printed
+
+
+def test_region_certified_gd_is_certified_exactly_where_quadratics_converge(
+    tmp_path, capsys
+):
+    out, png = tmp_path / "c.json", tmp_path / "c.png"
+    argv = "region --family gd --lr 0.1:0.6:6 --certified --mu 1 --smoothness 4 "
+    argv += f"--multipliers sector --target 0.999 --json {out} --plot {png}"
+    assert cli.main(argv.split()) == 0
+    record = json.loads(out.read_text())
+    # gd on F(1, 4) converges for lr < 2 / L = 0.5, at rate max|1 - lr h| < 0.999
+    assert record["certified"] == [True] * 4 + [False] * 2
+    assert record["quadratic_stable"] == record["certified"]
+    assert record["multipliers"] == "sector" and record["target"] == 0.999
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "command, flag",
+    [
+        (
+            "--family gd --lr 0:1:3 --curvature 1 --certified --mu 1 --smoothness 2",
+            "--curvature",
+        ),
+        (
+            "--family nominal --alpha 0:1:3 --p 0 --precondition --certified --mu 1 "
+            "--smoothness 2",
+            "--precondition",
+        ),
+        ("--family gd --lr 0:1:3 --certified --smoothness 2", "--mu"),
+        ("--family gd --lr 0:1:3 --certified --mu 1", "--smoothness"),
+        ("--family gd --lr 0:1:3 --certified --mu 2 --smoothness 2", "--smoothness"),
+        ("--family gd --lr 0:1:3 --curvature 1 --mu 1", "--mu"),
+        ("--family gd --lr 0:1:3 --curvature 1 --target 0.9", "--target"),
+        ("--family gd --lr 0:1:3 --curvature 1 --multipliers sector", "--multipliers"),
+        ("--family gd --lr 0.1 --certified --mu 1 --smoothness 2", "--certified"),
+        (
+            "--family heavy_ball --lr 0:1:101 --beta 0:0.9:100 --certified --mu 1 "
+            "--smoothness 2",
+            "--lr, --beta",
+        ),
+    ],
+)
+def test_region_certified_refuses_bad_flags_before_computing(
+    command, flag, monkeypatch, capsys
+):
+    from stability import analyses
+
+    def never(*args, **kwargs):
+        raise AssertionError("computed")
+
+    monkeypatch.setattr(analyses, "certified_region", never)
+    rc, err = _status(["region", *command.split()], capsys)
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and err.startswith(
+        f"stability region: error: {flag}"
+    ), err
+
+
+@pytest.mark.parametrize("value", ["0", "1", "x", "nan"])
+def test_region_certified_target_is_a_rate_below_one(value, capsys):
+    argv = "region --family gd --lr 0:1:3 --certified --mu 1 --smoothness 2 --target"
+    rc, err = _status([*argv.split(), value], capsys)
+    assert rc == 2 and len(err.splitlines()) == 1 and "--target" in err
+
+
+def test_region_certified_without_cvxpy_names_the_extra(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "cvxpy" else real(name, *a),
+    )
+    argv = "region --family gd --lr 0:1:3 --certified --mu 1 --smoothness 2"
+    rc, err = _status(argv.split(), capsys)
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert "pip install -e '.[robust]'" in err
+
+
+def test_region_nesterov_is_the_closed_form_radius(tmp_path, capsys):
+    from stability.optimizers import modes
+
+    out = tmp_path / "n.json"
+    argv = "region --family nesterov --lr 0.25:2.75:4 --curvature 1 --beta 0.2:0.8:3"
+    assert cli.main([*argv.split(), "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    lr, beta = np.linspace(0.25, 2.75, 4)[:, None], np.linspace(0.2, 0.8, 3)
+    expected = np.asarray(modes.nesterov_radius(lr, beta, xp=np), float)
+    np.testing.assert_allclose(record["rho"], expected, rtol=1e-12)
+    # stable iff 0 < lr h < 2 (1 + beta) / (1 + 2 beta)
+    assert record["stable"] == (lr < 2 * (1 + beta) / (1 + 2 * beta)).tolist()
+
+
+def test_edge_is_a_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["edge", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "--task" in text and "--optimizer" in text
+    rc, err = _status(["edge", "--task", "nope", "--optimizer", "gd"], capsys)
+    assert rc == 2 and len(err.splitlines()) == 1 and "--steps" in err

@@ -21,6 +21,13 @@ region --json /sys/x.json, under a file, ""     2: --json: cannot write, not com
 region --json a folder                          2: --json: a folder, not a file
 region --json an existing file, bad --beta      2, the existing file kept as it was
 region --beta 2 (checked by the analysis)       2: beta: decays must lie in (-1, 1)
+region --certified with --curvature/--precond. 2: --certified replaces the curvature
+region --certified without --mu / --smoothness  2: --mu / --smoothness needs a value
+region --mu, --target, ... without --certified  2: --mu: only --certified takes it
+region --certified --smoothness <= --mu         2: --smoothness: must be > --mu
+region --certified --target 1, 0, x             2: argument --target: in (0, 1)
+region --certified, cvxpy missing               2: names pip install -e '.[robust]'
+edge --task nope, --steps 0, --out a file       2: --task / --steps / --out
 evaluate --out holding eval.json, no flag       2: --out: already holds results
 evaluate --resume, folder empty or missing      2: --resume: holds no eval.json
 evaluate --resume, other --seeds               2: --resume: evaluated with seeds 1
@@ -453,7 +460,8 @@ def test_reproduce_quick_renders_default_outside_the_committed_figures(monkeypat
 GENERIC = ["0", "1", "-1", "0.5", "2", "1e-3", "nan", "inf", "x", "", "0:1:3"]
 GENERIC += ["0:3:0", "1:2", "0.1,0.2", "a,b", "none", "all", "/sys/x"]
 VALUES = {
-    "--family": ["gd", "nominal", "heavy_ball", "ema_momentum", "aggmo", "sgd"],
+    "--family": ["gd", "nominal", "heavy_ball", "ema_momentum", "aggmo", "nesterov"]
+    + ["sgd"],
     "--lr": ["0:4:3", "1", "-1", "0:3:0"],
     "--curvature": ["1", "0:1:2", "-1"],
     "--beta": ["0.5", "0:0.9:2", "1", "-2"],
@@ -463,8 +471,16 @@ VALUES = {
     "--task": ["digits_mlp", "digits_mlp,digits_mlp_tanh", "nope", "all"],
     "--baselines": ["adam", "nominal", "none", "sgd", "adam,nominal"],
     "--only": ["fig01", "fig02_regions", "nope"],
-    "--optimizer": ["star", "small_fc_lopt", "adam"],
+    "--optimizer": ["star", "small_fc_lopt", "adam", "gd", "heavy_ball", "nominal"],
     "--estimator": ["es", "pes", "x"],
+    "--mu": ["1", "0", "4"],
+    "--smoothness": ["4", "1", "-1"],
+    "--target": ["0.9", "1", "0"],
+    "--multipliers": ["zames_falb", "sector", "x"],
+    "--steps": ["2", "0"],
+    "--every": ["1", "0"],
+    "--batch": ["8", "0"],
+    "--loss": ["ce", "mse", "x"],
 }
 BENCH_TOKENS = ["regions", "step", "meta_train", "nope", "--n", "--help", "-h"]
 GRIDS = {  # a valid region command line per family
@@ -473,13 +489,16 @@ GRIDS = {  # a valid region command line per family
     "heavy_ball": "--lr 0:4:3 --curvature 1 --beta 0:0.9:2",
     "ema_momentum": "--lr 1 --curvature 0:1:3 --beta 0.5",
     "aggmo": "--lr 0:4:3 --curvature 1",
+    "nesterov": "--lr 0:2:3 --curvature 1 --beta 0.5",
 }
+CERTIFIED = "--certified --mu 1 --smoothness 4"  # replaces --curvature in GRIDS
 BASE = {
     "region": ["--family", "gd", "--lr", "0:4:3", "--curvature", "1"],
     "evaluate": ["--task", "digits_mlp", "--horizons", "1", "--seeds", "1"],
     "reproduce": ["--only", "fig01"],
     "meta-train": ["--steps", "2"],
     "bench": ["regions"],
+    "edge": "--task digits_mlp --optimizer gd --steps 2 --every 1 --out e".split(),
 }
 
 
@@ -495,13 +514,47 @@ def _stubs(mp, thetas):
     import runpy
 
     from stability import analyses, reproduce
+    from stability.lopt import edge
     from stability.lopt import meta_train as mt
 
     real_region = analyses.stability_region
+    real_certified = analyses.certified_region
 
-    def small_region(family, **grid):  # the real analysis on at most 2 points per axis
-        grid = {k: v[:2] if np.ndim(v) else v for k, v in grid.items()}
-        return real_region(family, **grid)
+    def small(grid):  # at most 2 points per axis
+        return {k: v[:2] if np.ndim(v) else v for k, v in grid.items()}
+
+    def small_region(family, **grid):  # the real analysis on the small grid
+        return real_region(family, **small(grid))
+
+    def small_certified(family, **grid):
+        return real_certified(family, **small(grid))
+
+    def fake_track_task(
+        task,
+        optimizer="gd",
+        *,
+        lr=None,
+        beta=None,
+        theta=None,
+        loss="ce",
+        steps,
+        every,
+        batch_size=None,
+        callback=None,
+        **kwargs,
+    ):  # the real optimizer set-up, no training
+        setup = edge.edge_optimizer(optimizer, lr=lr, beta=beta, theta=theta)
+        points = [
+            edge.EdgeCheckpoint(
+                s, 1.0 / (1 + s), 2.0, None, setup.threshold, None, False
+            )
+            for s in sorted({0, steps})
+        ]
+        for point in points:
+            callback(point)
+        info = dict(setup.info, quantity="sharpness", threshold=setup.threshold)
+        info |= {"task": task.name, "loss": loss, "batch": batch_size or "full"}
+        return edge.EdgeRun(points, info)
 
     def fake_meta_train(config, out, **kwargs):
         return types.SimpleNamespace(
@@ -515,6 +568,8 @@ def _stubs(mp, thetas):
         )
 
     mp.setattr(analyses, "stability_region", small_region)
+    mp.setattr(analyses, "certified_region", small_certified)
+    mp.setattr(edge, "track_task", fake_track_task)
     mp.setattr(ev, "evaluate", _fake_evaluate([]))
     mp.setattr(reproduce, "run", lambda args: 0)
     mp.setattr(mt, "meta_train", fake_meta_train)
@@ -531,7 +586,7 @@ def _options(command):
 
 
 @pytest.mark.parametrize(
-    "command", ["region", "evaluate", "reproduce", "meta-train", "bench"]
+    "command", ["region", "evaluate", "reproduce", "meta-train", "bench", "edge"]
 )
 @settings(
     max_examples=40,
@@ -551,7 +606,10 @@ def test_fuzz_every_command_exits_0_or_2_without_traceback(
     argv = [command]
     if command == "region" and data.draw(st.booleans(), "valid grid"):
         family = data.draw(st.sampled_from(sorted(GRIDS)), "family")
-        argv += ["--family", family, *GRIDS[family].split()]
+        grid = GRIDS[family]
+        if data.draw(st.booleans(), "certified"):
+            grid = grid.replace("--curvature 1", CERTIFIED)
+        argv += ["--family", family, *grid.split()]
         for flag in ("--json", "--plot"):
             if data.draw(st.booleans(), flag):
                 argv += [flag, data.draw(st.sampled_from(outputs), f"{flag} file")]

@@ -28,6 +28,7 @@ FAMILY_ARGS = {
     "heavy_ball": ("lr", "curvature", "beta"),
     "ema_momentum": ("lr", "curvature", "beta"),
     "aggmo": ("lr", "curvature"),
+    "nesterov": ("lr", "curvature", "beta"),
 }
 
 
@@ -140,7 +141,8 @@ def stability_region(family: str, *, precondition=False, betas=None, **grid):
       family: ``"gd"`` (``lr``, ``curvature``), ``"nominal"`` (``alpha``, ``p``,
         ``curvature``; ``precondition=True`` idealises the output preconditioner as
         ``H^{-1/2}``), ``"heavy_ball"`` and ``"ema_momentum"`` (``lr``, ``curvature``,
-        ``beta``), ``"aggmo"`` (``lr``, ``curvature``; ``betas`` fixed).
+        ``beta``), ``"aggmo"`` (``lr``, ``curvature``; ``betas`` fixed), ``"nesterov"``
+        (``lr``, ``curvature``, ``beta``).
       **grid: each argument a scalar or a 1-D array (an axis).
 
     Returns:
