@@ -137,6 +137,8 @@ def _assert_theta_equal(a, b):
         ("final_weight", float("nan")),
         ("blackbox_penalty", -1.0),
         ("eval_horizon", 0),
+        ("blackbox_bound", 0.0),
+        ("blackbox_bound", -1.0),
     ],
 )
 def test_config_rejects_bad_fields(field, value):
@@ -246,14 +248,66 @@ def test_resume_is_bit_for_bit(tmp_path):
         mt.meta_train(dataclasses.replace(TINY, sigma=0.02), b, resume=True)
 
 
-def test_blackbox_penalty_needs_the_nominal_term():
+@pytest.mark.parametrize("split", [1, 2, 4])
+def test_resume_at_any_step_gives_the_one_shot_run(split, tmp_path):
+    """A run stopped after ``split`` steps (its closing evaluation included, when
+    ``split`` is no multiple of eval_every) and resumed to the end equals the run
+    made in one go: thetas, kept theta, logs, evaluations."""
+    straight = mt.meta_train(TINY, tmp_path / "a", progress=False)
+    b = tmp_path / "b"
+    mt.meta_train(dataclasses.replace(TINY, steps=split), b, progress=False)
+    resumed = mt.meta_train(TINY, b, resume=True, progress=False)
+    _assert_theta_equal(straight.theta, resumed.theta)
+    _assert_theta_equal(straight.best_theta, resumed.best_theta)
+    assert (straight.best_score, straight.best_step) == (
+        resumed.best_score,
+        resumed.best_step,
+    )
+    assert _log(tmp_path / "a" / "log.jsonl") == _log(b / "log.jsonl")
+    assert _log(tmp_path / "a" / "eval.jsonl") == _log(b / "eval.jsonl")
+    with pytest.raises(ValueError, match="^steps: the checkpoint .* at step 6"):
+        mt.meta_train(dataclasses.replace(TINY, steps=5), b, resume=True)
+
+
+def test_a_closing_evaluation_is_logged_but_never_kept(tmp_path):
+    config = dataclasses.replace(TINY, steps=4, eval_every=3, outer_lr=0.05)
+    result = mt.meta_train(config, tmp_path, progress=False)
+    rows = _log(tmp_path / "eval.jsonl")
+    assert [(r["step"], r["final"]) for r in rows] == [
+        (0, False),
+        (3, False),
+        (4, True),
+    ]
+    assert rows[-1]["best"] is False and result.best_step in (0, 3)
+
+
+def test_cli_refuses_resume_without_checkpoint_and_a_blank_out(tmp_path, capsys):
+    for argv in (
+        ["--out", str(tmp_path / "missing"), "--resume"],
+        ["--out", ""],
+        ["--out", str(tmp_path), "--steps", "0"],
+    ):
+        assert cli_main(["meta-train", *argv]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "error" in err, err
+    assert not (tmp_path / "missing").exists()
+
+
+def test_blackbox_penalty_and_bound_need_the_nominal_term():
     for changes in ({"nominal": False}, {"optimizer": "small_fc_lopt"}):
         with pytest.raises(ValueError, match="^blackbox_penalty:"):
             dataclasses.replace(TINY, blackbox_penalty=1.0, **changes)
+        with pytest.raises(ValueError, match="^blackbox_bound:"):
+            dataclasses.replace(TINY, blackbox_bound=1.0, **changes)
 
 
 LEVERS = dataclasses.replace(
-    TINY, horizon_min=3, final_weight=0.5, blackbox_penalty=0.5, eval_horizon=12
+    TINY,
+    horizon_min=3,
+    final_weight=0.5,
+    blackbox_penalty=0.5,
+    eval_horizon=12,
+    blackbox_bound=0.5,
 )
 
 
@@ -287,6 +341,7 @@ def test_each_lever_changes_the_meta_gradient():
         {"horizon_min": 2},
         {"final_weight": 1.0},
         {"blackbox_penalty": 1.0},
+        {"blackbox_bound": 0.1},
     ):
         other = mt.meta_gradient(dataclasses.replace(TINY, **changes))
         diff = [
@@ -615,6 +670,7 @@ def _cli_config(argv, tmp_path, monkeypatch):
         (["--final-weight", "0.5"], {"final_weight": 0.5}),
         (["--blackbox-penalty", "0.3"], {"blackbox_penalty": 0.3}),
         (["--eval-horizon", "5000"], {"eval_horizon": 5000}),
+        (["--blackbox-bound", "0.5"], {"blackbox_bound": 0.5}),
     ],
 )
 def test_cli_options_set_their_config_fields(argv, changes, tmp_path, monkeypatch):

@@ -53,12 +53,37 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
         "truncated unrolls); checkpoints and logs go to --out.",
     )
     p.error = _one_line_error(p)  # one line even under a plain ArgumentParser
-    p.add_argument("--task", default=d.task, help=f"task name (default {d.task})")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
-    p.add_argument("--estimator", choices=ESTIMATORS, default=d.estimator)
-    p.add_argument("--steps", type=int, default=d.steps, help="outer steps")
+    from stability.lopt.tasks import task_names
+
+    p.add_argument(
+        "--task",
+        default=d.task,
+        help=f"inner task, one of {', '.join(task_names())} (default {d.task})",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=d.optimizer,
+        help=f"learned optimizer (default {d.optimizer})",
+    )
+    p.add_argument(
+        "--estimator",
+        choices=ESTIMATORS,
+        default=d.estimator,
+        help=f"meta-gradient estimator (default {d.estimator})",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=d.steps,
+        help=f"outer steps in all, resumed ones included (default {d.steps})",
+    )
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--resume", action="store_true", help="continue from --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run whose checkpoint is in --out (bit for bit)",
+    )
     p.add_argument(
         "--horizon",
         type=int,
@@ -120,8 +145,18 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
         "(default: --horizon); e.g. 10x the horizon keeps the theta that trains "
         "best past it",
     )
-    p.add_argument("--outer-lr", type=float, default=d.outer_lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument(
+        "--outer-lr",
+        type=float,
+        default=d.outer_lr,
+        help=f"AdamW learning rate on theta (default {d.outer_lr})",
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=d.weight_decay,
+        help=f"AdamW decoupled weight decay on theta (default {d.weight_decay})",
+    )
     p.add_argument(
         "--nominal-stepsize",
         type=_stepsize,
@@ -133,12 +168,27 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--no-precondition", action="store_true", help="no output preconditioning"
     )
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help=f"root of every random number of the run (default {d.seed})",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=d.checkpoint_every,
+        help=f"outer steps between checkpoints (default {d.checkpoint_every})",
+    )
     p.add_argument(
         "--eval-every", type=int, default=d.eval_every, help="0: no evaluation"
     )
-    p.add_argument("--eval-seeds", type=int, default=d.eval_seeds)
+    p.add_argument(
+        "--eval-seeds",
+        type=int,
+        default=d.eval_seeds,
+        help=f"held-out inner episodes per evaluation (default {d.eval_seeds})",
+    )
     p.add_argument(
         "--select",
         choices=SELECTIONS,
@@ -193,10 +243,20 @@ def config_from_args(args: argparse.Namespace):
 def run_meta_train(args: argparse.Namespace) -> int:
     """Run the sub-command; returns the exit code (2 and one stderr line on bad
     arguments, 130 when interrupted: the last checkpoint stays valid)."""
+
+    from stability.cli import writable_dir
     from stability.lopt.meta_train import meta_train
 
     try:
         config = config_from_args(args)
+        out = writable_dir("--out", args.out)
+        if args.resume and not (out / "checkpoint.npz").exists():
+            raise ValueError(
+                f"--resume: no checkpoint in {out} (nothing to resume; leave out "
+                "--resume to start a run there)"
+            )
+        if config.steps < 1:
+            raise ValueError(f"--steps: expected a positive number, got {config.steps}")
         result = meta_train(
             config,
             args.out,

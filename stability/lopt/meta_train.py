@@ -38,6 +38,11 @@ the best theta so far is kept. ``select`` says what "best" means: ``"train_loss"
 the seeds, which is what an evaluation reports and which a single failed seed
 dominates; or ``"objective"``, the lowest mean meta-loss (the mean log loss along the
 episode), which rewards very small losses on some seeds and forgives a stalled one.
+The candidates are the evaluations at step 0 and at multiples of ``eval_every``; a
+run whose ``steps`` is no such multiple also evaluates its last step (logged with
+``"final": true``) without letting it compete, so that the kept theta does not
+depend on where a run was split into resumed pieces. ``eval_horizon`` longer than
+``horizon`` keeps the theta that trains best past the meta-training horizon.
 
 Files in ``out_dir``: ``checkpoint.npz`` (theta, outer optimizer state, estimator
 state with the inner runs and PES accumulators, the inner RNG keys, step, counters,
@@ -819,9 +824,10 @@ def meta_train(
     Args:
       config: the run's configuration.
       out_dir: directory for the checkpoint, logs and thetas (created).
-      resume: continue from ``out_dir/checkpoint.npz`` (bit for bit). Without a
-        checkpoint the run starts afresh. The configuration must equal the saved
-        one except for ``steps``.
+      resume: continue from ``out_dir/checkpoint.npz`` (bit for bit, whatever the
+        step it was written at). Without a checkpoint the run starts afresh. The
+        configuration must equal the saved one except for ``steps``, which may
+        not be below the checkpoint's step.
       progress: show a tqdm progress bar (meta-loss, steps/s) on stderr.
       fault_steps: testing hook: at these outer steps (0-based) the first member's
         meta-loss is made NaN at the first inner step, which must be skipped as a
@@ -872,11 +878,19 @@ def meta_train(
         program = _program(effective, devices)
         state, host, best_theta = _load_checkpoint(ckpt, program)
         start = int(host["step"])
+        if config.steps < start:
+            raise ValueError(
+                f"steps: the checkpoint in {out} is at step {start}; a resumed run "
+                f"needs steps >= {start}, got {config.steps}"
+            )
         fresh = False
         rows = _read_jsonl(log_path, start)
         _write_jsonl(log_path, rows)
         _write_csv(csv_path, rows)
-        _write_jsonl(eval_path, _read_jsonl(eval_path, start))
+        evals = _read_jsonl(eval_path, start)
+        if start < config.steps:  # the shorter run's closing evaluation goes
+            evals = [r for r in evals if not r.get("final")]
+        _write_jsonl(eval_path, evals)
     else:
         effective = _resolve(config)
         program = _program(effective, devices)
@@ -895,17 +909,19 @@ def meta_train(
     meta_dict = {"requested": config.to_dict(), "effective": c.to_dict()}
     t0 = time.perf_counter()
 
-    def run_eval(step: int) -> None:
+    def run_eval(step: int, final: bool = False) -> None:
         nonlocal best_theta
         result = {k: float(v) for k, v in program.evaluate(state.theta).items()}
         score = result[c.select]
         best = host["best_score"]
-        improved = math.isfinite(score) and (best is None or score < best)
+        improved = not final and math.isfinite(score) and (best is None or score < best)
         if improved:
             host["best_score"], host["best_step"] = score, step
             best_theta = jax.device_get(state.theta)
         row = {"step": step, **{k: _float(v) for k, v in result.items()}}
-        row.update(best=improved, wall_s=round(time.perf_counter() - t0, 3))
+        row.update(
+            best=improved, final=final, wall_s=round(time.perf_counter() - t0, 3)
+        )
         with eval_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -961,8 +977,10 @@ def meta_train(
                 writer.writerow(row)
                 csv_f.flush()
                 done = s + 1
-                if c.eval_every and (done % c.eval_every == 0 or done == c.steps):
+                if c.eval_every and done % c.eval_every == 0:
                     run_eval(done)
+                elif c.eval_every and done == c.steps:
+                    run_eval(done, final=True)
                 if done % c.checkpoint_every == 0 or done == c.steps:
                     checkpoint(done)
                 rate = bar.format_dict.get("rate") or 0.0
