@@ -121,3 +121,12 @@ def test_anatomy_sees_the_bounded_blackbox_term():
     bounded = _run(THETA, nominal_stepsize=0.01, blackbox_bound=0.1)
     assert np.all(bounded.ratio <= 0.1 * (1 + 1e-4))
     assert np.all(free.ratio[:, 1:] > 0.1)  # so the bound binds here
+
+
+def test_cosine_survives_tiny_vectors_and_is_zero_for_a_zero_one():
+    import jax.numpy as jnp
+
+    a = jnp.asarray([3e-30, -4e-30, 1e-38], jnp.float32)
+    b = jnp.asarray([3.0, -4.0, 0.0], jnp.float32)
+    assert abs(float(anatomy._cos(a, b)) - 1.0) < 1e-5
+    assert float(anatomy._cos(jnp.zeros(3), b)) == 0.0

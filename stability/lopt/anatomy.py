@@ -133,7 +133,15 @@ def _flat(tree) -> jax.Array:
 
 
 def _cos(a, b):
-    return jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b) + 1e-30)
+    """Cosine of two vectors, 0 if either is zero; each is scaled by its largest
+    entry first, so that float32 squares of tiny gradients do not underflow."""
+
+    def unit(x):
+        scale = jnp.max(jnp.abs(x))
+        x = x / jnp.where(scale > 0, scale, 1)
+        return x / jnp.where(scale > 0, jnp.linalg.norm(x), 1)
+
+    return jnp.vdot(unit(a), unit(b))
 
 
 def update_anatomy(
@@ -273,7 +281,11 @@ def to_json(rec: AnatomyRecord, digits: int = 6) -> dict:
 
 def from_json(d: dict) -> AnatomyRecord:
     """Inverse of :func:`to_json` (``None`` read back as NaN)."""
-    fields = {k: np.array(d[k], dtype=np.float64) for k in AnatomyRecord._fields}
+    fields = {
+        k: np.array(d[k], dtype=np.float64)
+        for k in AnatomyRecord._fields
+        if k not in ("decays", "config")
+    }
     fields["steps"] = np.asarray(d["steps"], np.int64)
     fields["diverged"] = np.asarray(d["diverged"], bool)
     fields["decays"] = {k: np.asarray(v, np.float64) for k, v in d["decays"].items()}
@@ -292,12 +304,15 @@ def main(argv=None) -> int:
     """``python -m stability.lopt.anatomy OUT.json NAME=THETA.npz ... [--steps N]``:
     the anatomy of each theta (configured by its sidecar; ``NAME=nominal:THETA.npz``
     is that theta's nominal term alone, its output layer zeroed) on ``digits_mlp``,
-    held-out seeds 0, 1, 2, written to one JSON record."""
+    held-out seeds 0, 1, 2, added to the JSON record ``OUT.json`` (created if
+    missing; rewritten atomically after each run, so an interrupted call keeps the
+    runs it finished)."""
     import argparse
     import json
     import pathlib
 
     from stability.lopt import io
+    from stability.lopt.io import atomic_write
     from stability.lopt.theta import zero_output_layer
 
     p = argparse.ArgumentParser(prog="python -m stability.lopt.anatomy")
@@ -306,7 +321,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--task", default="digits_mlp")
     args = p.parse_args(argv)
+    out = pathlib.Path(args.out)
     record = {"task": args.task, "steps": args.steps, "runs": {}}
+    if out.exists():  # add to (or replace runs of) an earlier record
+        record = json.loads(out.read_text())
+        if (record["task"], record["steps"]) != (args.task, args.steps):
+            p.error(f"{out} holds {record['steps']} steps on {record['task']}")
     for item in args.runs:
         name, _, path = item.partition("=")
         nominal_only = path.startswith("nominal:")
@@ -323,7 +343,7 @@ def main(argv=None) -> int:
             **to_json(rec),
         }
         print(name, "final loss", rec.loss[:, -1], flush=True)
-    pathlib.Path(args.out).write_text(json.dumps(record) + "\n")
+        atomic_write(out, lambda f: f.write(json.dumps(record) + "\n"), mode="w")
     return 0
 
 
