@@ -460,3 +460,18 @@ def test_cli_bad_settings_exit_2_before_evaluating(
     argv = ["evaluate", "--theta", str(path), "--task", "digits_mlp", *argv]
     rc, err = _cli_status(argv, capsys)
     assert rc == 2 and len(err.splitlines()) == 1 and names in err
+
+
+def test_a_bounded_star_is_labelled_and_built_bounded(tmp_path):
+    theta = init_theta(jax.random.key(1), heads=3)
+    path = tmp_path / "bounded.npz"
+    config = {"horizon": 6, "nominal_stepsize": 0.01, "blackbox_bound": 0.5}
+    save_theta(path, theta, {"config": config})
+    lo = ev.learned_optimizer(path)
+    assert lo.label == "star_bounded"
+    params = {"w": jnp.linspace(-1, 1, 6).reshape(2, 3)}
+    grads = {"w": jnp.cos(3 * params["w"])}
+    got = lo.optimizer.update(grads, lo.optimizer.init(params), params)[0]
+    want = star(theta, nominal_stepsize=0.01, blackbox_bound=0.5)
+    expected = want.update(grads, want.init(params), params)[0]
+    np.testing.assert_array_equal(got["w"], expected["w"])

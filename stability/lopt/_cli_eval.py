@@ -153,6 +153,12 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
         help="comma list of adam, nominal, or 'none' (default adam,nominal)",
     )
     p.add_argument(
+        "--tune-learned",
+        action="store_true",
+        help="also a row <label>_tuned per STAR: its nominal step tuned per task "
+        "and horizon exactly as Adam's learning rate (the fair comparison)",
+    )
+    p.add_argument(
         "--out",
         default="eval_out",
         metavar="DIR",
@@ -196,6 +202,7 @@ def _settings(args, learned, files) -> dict:
     """What the recorded cells depend on besides the task and the optimizer."""
     keys = ("profile", "horizons", "seeds", "tuning_seeds", "screen")
     keys += ("base_horizon", "nominal_stepsize", "keep", "grid", "record_every")
+    keys += ("tune_learned",)
     settings = {k: getattr(args, k) for k in keys}
     settings["thetas"] = {
         lo.label: _sha256(f) for lo, f in zip(learned, files, strict=True)
@@ -410,6 +417,7 @@ def _run(args) -> int:
             baselines=todo_baselines,
             record_every=args.record_every,
             log=say,
+            tune_learned=args.tune_learned,
         )
         tables[name] = _join(tables.get(name), table)
         _write(ev, out, tables, settings, spent + time.perf_counter() - t0)

@@ -517,20 +517,15 @@ _FAMILIES = {"adam": _make_adam, "nominal": _make_nominal}
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class _TunedStar:
-    """``make_opt`` of a meta-trained STAR whose ``nominal_stepsize`` is tuned
-    (the theta and the other options fixed); hashable by identity, as :class:`_Fixed`."""
+    """``make_opt`` of a meta-trained STAR whose ``nominal_stepsize`` is tuned, the
+    theta and its other options (``(name, value)`` pairs) fixed; hashable by
+    identity, as :class:`_Fixed`."""
 
     theta: Any
-    nominal: bool
-    precondition: bool
+    options: tuple
 
     def __call__(self, value):
-        return star(
-            self.theta,
-            nominal_stepsize=value,
-            nominal=self.nominal,
-            precondition=self.precondition,
-        )
+        return star(self.theta, **dict(self.options), nominal_stepsize=value)
 
 
 class TuneResult(NamedTuple):
@@ -694,7 +689,8 @@ def learned_optimizer(
     A theta with 3 heads is STAR, configured by its metadata (``config``:
     ``nominal_stepsize``, ``nominal``, ``precondition``, ``weight_decay``, as
     ``stability meta-train`` writes it); 2 heads is small_fc_lopt. The label says
-    which ablation it is (``star_no_nominal``, ``star_no_precond``, ``star_wd0``).
+    which ablation it is (``star_no_nominal``, ``star_no_precond``, ``star_wd0``,
+    ``star_bounded`` for a blackbox term bounded by the nominal term).
     The optimizer is built as :func:`stability.lopt.load_optimizer` builds it
     (:func:`stability.lopt.io.configured_optimizer`).
 
@@ -743,6 +739,8 @@ def learned_optimizer(
             label += "_no_precond"
         if config.get("weight_decay") == 0:
             label += "_wd0"
+        if options.get("blackbox_bound") is not None:
+            label += "_bounded"
     step = options.get("nominal_stepsize")
     step = float(step) if nominal and step is not None else None
     return LearnedOptimizer(label, opt, theta, metadata, base, step)
@@ -909,7 +907,7 @@ def evaluate(
     tuned_families = [(family, _FAMILIES[family]) for family in baselines]
     if tune_learned:
         tuned_families += [
-            (f"{lo.label}_tuned", _TunedStar(lo.theta, True, _precondition(lo)))
+            (f"{lo.label}_tuned", _TunedStar(lo.theta, _star_options(lo)))
             for lo in learned
             if lo.nominal_stepsize is not None
         ]
@@ -958,8 +956,12 @@ def evaluate(
     return EvaluationTable(rows, curves, tuning, costs, info)
 
 
-def _precondition(lo: LearnedOptimizer) -> bool:
-    return bool((lo.metadata.get("config") or {}).get("precondition", True))
+def _star_options(lo: LearnedOptimizer) -> tuple:
+    """The options a learned STAR was built with, but its nominal step."""
+    from stability.lopt import io
+
+    options = io._sidecar_options(lo.metadata, "star")
+    return tuple(sorted((k, v) for k, v in options.items() if k != "nominal_stepsize"))
 
 
 def merge(tables: Sequence[EvaluationTable]) -> EvaluationTable:
