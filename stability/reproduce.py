@@ -1062,6 +1062,8 @@ _LOPT_STYLE = {  # name -> (label, colour key, marker)
     "star_no_nominal": ("STAR, no nominal", "green", "^"),
     "star_no_precond": ("STAR, no precond.", "orange", "v"),
     "star_wd0": ("STAR, weight decay 0", "purple", "D"),
+    "star_bounded": ("STAR, blackbox bounded", "sky", "*"),
+    "star_bounded_tuned": ("STAR bounded, nominal tuned", "#2b8cbe", "p"),
     "adam": ("Adam (lr tuned)", "black", "P"),
     "nominal": ("nominal only (tuned)", "#7f7f7f", "X"),
 }
@@ -1196,12 +1198,44 @@ def _lopt_record(name, q: Quality, what):
     if q.lopt_runs is not None:
         return _records.load(name, rerun_lopt_records(q.lopt_runs))
     try:
-        return _records.load(name)
+        record = _records.load(name)
     except FileNotFoundError:
         raise NotAvailable(
             f"{what} needs stability/lopt/records/{name}.json (see "
             "python -m stability.lopt._records); it is not there"
         ) from None
+    if name == "evaluation":  # the bounded STAR was evaluated on its own, later
+        try:
+            record = _with_optimizers(record, _records.load("evaluation_bounded"))
+        except FileNotFoundError:
+            pass
+    return record
+
+
+def _with_optimizers(record: dict, extra: dict) -> dict:
+    """``record`` plus the rows and curves of ``extra``'s optimizers that ``record``
+    lacks (on the tasks both hold; the baselines of the two are the same runs)."""
+    have = {r["optimizer"] for r in record["rows"]}
+    tasks = set(record["tasks"]) & set(extra["tasks"])
+    rows = [
+        r for r in extra["rows"] if r["optimizer"] not in have and r["task"] in tasks
+    ]
+    names = {(r["task"], r["optimizer"]) for r in rows}
+    curves = {
+        k: v
+        for k, v in extra["curves"].items()
+        if (k.split("/", 1)[0], k.split("/", 1)[1].split("@")[0]) in names
+    }
+    out = dict(
+        record, rows=record["rows"] + rows, curves={**record["curves"], **curves}
+    )
+    out["tasks"] = {
+        t: {**v, "learned": {**v.get("learned", {}), **extra["tasks"][t]["learned"]}}
+        if t in tasks
+        else v
+        for t, v in record["tasks"].items()
+    }
+    return out
 
 
 def _records_note(q: Quality) -> str:
@@ -1368,7 +1402,7 @@ def _fig07(q: Quality) -> Drawn:
     proto = rec["tasks"][task]
     base = proto["base_horizon"]
     multiples = sorted({r["multiple"] for r in rows})
-    main = ("star", "small_fc_lopt", "adam", "nominal")
+    main = ("star", "star_bounded", "small_fc_lopt", "adam", "nominal")
     order = [n for n in _LOPT_STYLE if any(r["optimizer"] == n for r in rows)]
     numbers = {}
     with plotting.style():

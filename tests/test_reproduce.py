@@ -493,3 +493,29 @@ def test_fig06_reports_the_first_window_and_the_final_totals(tmp_path, monkeypat
         key = f"{name}: meta-loss, mean of first / last {window} steps"
         value = f"{reproduce._fmt(first)} / {reproduce._fmt(last)}"
         assert f"| {key} | {value} |" in fig06
+
+
+def test_an_extra_evaluation_adds_only_its_own_optimizers():
+    def rec(names, tasks):
+        return {
+            "rows": [{"task": t, "optimizer": n} for t in tasks for n in names],
+            "curves": {f"{t}/{n}@0.1": {"step": [1]} for t in tasks for n in names},
+            "tasks": {t: {"learned": {n: {} for n in names}} for t in tasks},
+        }
+
+    main = rec(["star", "adam"], ["a", "b"])
+    extra = rec(["star_bounded", "adam"], ["a", "c"])
+    out = reproduce._with_optimizers(main, extra)
+    assert sorted((r["task"], r["optimizer"]) for r in out["rows"]) == [
+        ("a", "adam"),
+        ("a", "star"),
+        ("a", "star_bounded"),
+        ("b", "adam"),
+        ("b", "star"),
+    ]
+    assert (
+        "a/star_bounded@0.1" in out["curves"]
+        and "c/star_bounded@0.1" not in out["curves"]
+    )
+    assert set(out["tasks"]["a"]["learned"]) == {"star", "adam", "star_bounded"}
+    assert main["rows"] != out["rows"]  # the shipped record itself is untouched
