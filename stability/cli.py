@@ -47,8 +47,9 @@ AGGMO_BETAS = (0.9, 0.99, 0.999)
 PLOT_FORMATS = ("png", "pdf", "svg")
 
 _REGION_HELP = {
-    "lr": "learning rate a (gd, heavy_ball, ema_momentum, aggmo)",
-    "curvature": "curvature h of the mode (every family; >= 0 with --precondition)",
+    "lr": "learning rate a (gd, heavy_ball, ema_momentum, aggmo, nesterov)",
+    "curvature": "curvature h of the mode (every family, not with --certified; "
+    ">= 0 with --precondition)",
     "beta": "momentum decay in (-1, 1) (heavy_ball, ema_momentum, nesterov)",
     "alpha": "nominal step alpha >= 0 (nominal)",
     "p": "learned eigenvalue p of the nominal term (nominal)",
@@ -280,7 +281,8 @@ def _add_region(sub):
         "region",
         help=_COMMANDS["region"][3],
         description="Spectral radius of a per-mode optimizer loop on a grid; prints\n"
-        "the grid shape, the stable fraction and the range of rho.",
+        "the grid shape, the stable fraction and the range of rho. With --certified,\n"
+        "the counts of certified, band and unstable cells on the class F(mu, L).",
         epilog=_REGION_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
