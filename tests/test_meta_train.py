@@ -139,6 +139,7 @@ def _assert_theta_equal(a, b):
         ("eval_horizon", 0),
         ("blackbox_bound", 0.0),
         ("blackbox_bound", -1.0),
+        ("blackbox_bound", "fast"),
     ],
 )
 def test_config_rejects_bad_fields(field, value):
@@ -156,6 +157,11 @@ def test_config_roundtrip_and_defaults():
     )
     assert (d.sigma, d.outer_lr, d.weight_decay) == (0.01, 3e-4, 0.1)
     assert d.nominal_stepsize == mt.DEFAULT_NOMINAL_STEPSIZE
+    # the blackbox bound applies to STAR with its nominal term, resolved at the start
+    assert d.blackbox_bound == "auto"
+    assert mt._resolve(d).blackbox_bound == mt.DEFAULT_BLACKBOX_BOUND == 1.0
+    for other in ({"optimizer": "small_fc_lopt"}, {"nominal": False}):
+        assert mt._resolve(dataclasses.replace(d, **other)).blackbox_bound is None
     c = dataclasses.replace(TINY, clip=float("inf"), nominal_stepsize=None)
     assert mt.MetaTrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
     with pytest.raises(ValueError, match="unknown field 'lr'"):
@@ -671,6 +677,7 @@ def _cli_config(argv, tmp_path, monkeypatch):
         (["--blackbox-penalty", "0.3"], {"blackbox_penalty": 0.3}),
         (["--eval-horizon", "5000"], {"eval_horizon": 5000}),
         (["--blackbox-bound", "0.5"], {"blackbox_bound": 0.5}),
+        (["--blackbox-bound", "none"], {"blackbox_bound": None}),
     ],
 )
 def test_cli_options_set_their_config_fields(argv, changes, tmp_path, monkeypatch):

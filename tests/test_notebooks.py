@@ -15,7 +15,12 @@ NOTEBOOKS = sorted(
 
 def test_notebooks_exist():
     names = [p.stem for p in NOTEBOOKS]
-    assert names == ["01_stability_regions", "02_lemmas", "03_star_dynamics"]
+    assert names == [
+        "01_stability_regions",
+        "02_lemmas",
+        "03_star_dynamics",
+        "04_track_your_network",
+    ]
 
 
 @pytest.mark.parametrize("script", NOTEBOOKS, ids=lambda p: p.stem)

@@ -242,9 +242,10 @@ def _fake_cli(calls, tmp_path):
 
 
 def test_full_reruns_meta_training_and_evaluation(tmp_path, monkeypatch):
-    """--full's pipeline: five meta-training runs (resumed when interrupted), an
-    evaluation of their kept thetas on the cheap tasks and of STAR and small_fc_lopt
-    on the rest, records condensed; nothing redone after."""
+    """--full's pipeline: every meta-training run of LOPT_RUNS (resumed when
+    interrupted), an evaluation of their kept thetas on the cheap tasks and of the
+    _REST ones (STAR, the bounded STAR, small_fc_lopt) on the rest, records
+    condensed; nothing redone after."""
     from stability import cli
 
     calls = []
@@ -259,13 +260,16 @@ def test_full_reruns_meta_training_and_evaluation(tmp_path, monkeypatch):
     records = reproduce.rerun_lopt_records(folder)
     assert jax.config.jax_enable_x64
     names = [name for name, _ in reproduce.LOPT_RUNS]
-    assert [c[0] for c in calls] == ["meta-train"] * 5 + ["evaluate"] * 2
-    for call, (name, extra) in zip(calls[:5], reproduce.LOPT_RUNS, strict=True):
+    n = len(names)
+    assert [c[0] for c in calls] == ["meta-train"] * n + ["evaluate"] * 2
+    for call, (name, extra) in zip(calls[:n], reproduce.LOPT_RUNS, strict=True):
         assert call[1 : 1 + len(extra)] == extra
         assert call[call.index("--out") + 1] == str(folder / "meta_training" / name)
         assert ("--resume" in call) == (name == "star_wd0")
     kept = [str(folder / "meta_training" / n / "best_theta.npz") for n in names]
-    for evaluate, thetas in zip(calls[5:], (kept, kept[:2]), strict=True):
+    rest = [k for k, name in zip(kept, names, strict=True) if name in reproduce._REST]
+    assert len(rest) == 3
+    for evaluate, thetas in zip(calls[n:], (kept, rest), strict=True):
         assert evaluate[evaluate.index("--theta") + 1] == thetas[0]
         extra = [evaluate[i + 1] for i, a in enumerate(evaluate) if a == "--extra"]
         assert extra == thetas[1:]

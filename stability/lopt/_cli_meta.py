@@ -28,6 +28,18 @@ def _stepsize(text: str):
         ) from None
 
 
+def _bound(text: str):
+    """A positive float, or ``none`` (the paper's unbounded STAR)."""
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or 'none', got {text!r}"
+        ) from None
+
+
 def _one_line_error(parser: argparse.ArgumentParser):
     def error(message):
         print(f"{parser.prog}: error: {message}", file=sys.stderr)
@@ -39,6 +51,7 @@ def _one_line_error(parser: argparse.ArgumentParser):
 def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``meta-train`` sub-command to an ``add_subparsers()`` object."""
     from stability.lopt.meta_train import (
+        DEFAULT_BLACKBOX_BOUND,
         ESTIMATORS,
         OPTIMIZERS,
         SELECTIONS,
@@ -132,10 +145,11 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--blackbox-bound",
-        type=float,
-        default=d.blackbox_bound,
-        help="STAR with its blackbox term bounded per tensor to BOUND times the "
-        "nominal term's RMS (default: unbounded, the paper's STAR)",
+        type=_bound,
+        default="auto",
+        help="STAR's blackbox term bounded per tensor to BOUND times the nominal "
+        f"term's RMS, or 'none' for the paper's unbounded STAR (default "
+        f"{DEFAULT_BLACKBOX_BOUND} for STAR with its nominal term)",
     )
     p.add_argument(
         "--eval-horizon",
