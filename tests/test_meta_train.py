@@ -689,6 +689,7 @@ def test_cli_options_set_their_config_fields(argv, changes, tmp_path, monkeypatc
 
 
 def test_cli_resume_and_progress_flags(tmp_path, monkeypatch):
+    (tmp_path / "checkpoint.npz").write_bytes(b"")  # something to resume
     seen = _cli_config(["--resume", "--no-progress"], tmp_path, monkeypatch)
     assert seen["resume"] is True and seen["progress"] is False
     assert seen["config"] == mt.MetaTrainConfig()

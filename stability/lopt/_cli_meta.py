@@ -29,14 +29,14 @@ def _stepsize(text: str):
 
 
 def _bound(text: str):
-    """A positive float, or ``none`` (the paper's unbounded STAR)."""
-    if text.lower() == "none":
-        return None
+    """A positive float, ``none`` (the paper's unbounded STAR) or ``auto``."""
+    if text.lower() in ("none", "auto"):
+        return None if text.lower() == "none" else "auto"
     try:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a number or 'none', got {text!r}"
+            f"expected a number, 'none' or 'auto', got {text!r}"
         ) from None
 
 
