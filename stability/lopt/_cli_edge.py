@@ -24,17 +24,9 @@ import math
 import pathlib
 import sys
 
+from stability.cli import positive_int
+
 OPTIMIZERS = ("gd", "heavy_ball", "adam", "nominal", "star")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -82,11 +74,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--beta", type=_decay, help="heavy_ball momentum or adam b1")
     p.add_argument("--theta", help="STAR theta (.npz), star only")
     p.add_argument("--loss", choices=("ce", "mse"), default="ce")
-    p.add_argument("--steps", type=_positive_int, required=True)
-    p.add_argument("--every", type=_positive_int, required=True)
+    p.add_argument("--steps", type=positive_int, required=True)
+    p.add_argument("--every", type=positive_int, required=True)
     batch = p.add_mutually_exclusive_group()
     batch.add_argument("--full-batch", action="store_true", help="the whole split")
-    batch.add_argument("--batch", type=_positive_int, help="minibatch size")
+    batch.add_argument("--batch", type=positive_int, help="minibatch size")
     p.add_argument("--step-radius", action="store_true")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", required=True, help="output directory")

@@ -686,25 +686,17 @@ def gd_edge_of_stability(
       :class:`EdgeReproduction` with, per learning rate, the median sharpness over
       the second half of training divided by ``2 / lr``.
     """
-    runs = [
-        track_task(
-            task,
-            "gd",
-            lr=lr,
-            loss="mse",
-            steps=steps,
-            every=every,
-            subset=subset,
-            seed=seed,
-            log=log,
-        )
-        for lr in lrs
-    ]
-    return EdgeReproduction(
-        runs,
-        [_median_ratio(r) for r in runs],
+    return _full_batch_runs(
+        "gd",
+        lrs,
         "sharpness",
         f"full-batch GD, squared error, {task} ({subset} examples)",
+        task=task,
+        steps=steps,
+        every=every,
+        subset=subset,
+        seed=seed,
+        log=log,
     )
 
 
@@ -728,24 +720,23 @@ def adam_edge_of_stability(
       :class:`EdgeReproduction` with, per learning rate, the median preconditioned
       sharpness over the second half of training divided by the threshold.
     """
-    runs = [
-        track_task(
-            task,
-            "adam",
-            lr=lr,
-            beta=beta,
-            loss="mse",
-            steps=steps,
-            every=every,
-            subset=subset,
-            seed=seed,
-            log=log,
-        )
-        for lr in lrs
-    ]
-    return EdgeReproduction(
-        runs,
-        [_median_ratio(r) for r in runs],
+    return _full_batch_runs(
+        "adam",
+        lrs,
         "preconditioned_sharpness",
         f"full-batch Adam (b1 = {beta}), squared error, {task} ({subset} examples)",
+        task=task,
+        beta=beta,
+        steps=steps,
+        every=every,
+        subset=subset,
+        seed=seed,
+        log=log,
     )
+
+
+def _full_batch_runs(optimizer, lrs, quantity, label, *, task, **kwargs):
+    """One squared-error run of ``track_task`` per learning rate, with the median
+    of ``quantity`` over its second half divided by its threshold."""
+    runs = [track_task(task, optimizer, lr=lr, loss="mse", **kwargs) for lr in lrs]
+    return EdgeReproduction(runs, [_median_ratio(r) for r in runs], quantity, label)
