@@ -1864,7 +1864,7 @@ def _fig11(q: Quality) -> Drawn:
         a.set_title("(a) digits_mlp, 3 held-out seeds (band: min–max)")
         a.legend(loc="lower left", fontsize=6.5)
         b.set_ylabel("norm of the term (median)")
-        b.set_title("(b) blackbox term |f_b| (solid), nominal |f_g| (dashed)")
+        b.set_title("(b) blackbox |f_b| (solid), nominal |f_g| (dashed)")
         c.set_ylabel("cos(step, gradient)")
         c.axhline(0, color="0.5", linewidth=0.8)
         c.set_title("(c) alignment of the step with the gradient")
