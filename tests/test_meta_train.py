@@ -275,6 +275,41 @@ def test_resume_at_any_step_gives_the_one_shot_run(split, tmp_path):
         mt.meta_train(dataclasses.replace(TINY, steps=5), b, resume=True)
 
 
+@pytest.mark.parametrize("calls", [1, 9])
+def test_ctrl_c_checkpoints_where_it_is_and_resumes_bit_for_bit(
+    calls, tmp_path, monkeypatch
+):
+    """A SIGINT during the first held-out evaluation (``calls`` = 1) or during the
+    outer steps is taken at the next safe point: a checkpoint, KeyboardInterrupt,
+    and the resumed run equals the one made in one go."""
+    import signal
+
+    straight = mt.meta_train(TINY, tmp_path / "a", progress=False)
+    count = []
+    real = mt._float
+
+    def float_then_interrupt(x):
+        count.append(1)
+        if len(count) == calls:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(x)
+
+    monkeypatch.setattr(mt, "_float", float_then_interrupt)
+    b = tmp_path / "b"
+    with pytest.raises(KeyboardInterrupt):
+        mt.meta_train(TINY, b, progress=False)
+    monkeypatch.setattr(mt, "_float", real)
+    assert (b / "checkpoint.npz").exists()
+    with np.load(b / "checkpoint.npz") as f:
+        stopped = json.loads(str(f["host"]))["step"]
+    assert stopped < TINY.steps
+    resumed = mt.meta_train(TINY, b, resume=True, progress=False)
+    _assert_theta_equal(straight.theta, resumed.theta)
+    _assert_theta_equal(straight.best_theta, resumed.best_theta)
+    assert _log(tmp_path / "a" / "log.jsonl") == _log(b / "log.jsonl")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_a_closing_evaluation_is_logged_but_never_kept(tmp_path):
     config = dataclasses.replace(TINY, steps=4, eval_every=3, outer_lr=0.05)
     result = mt.meta_train(config, tmp_path, progress=False)

@@ -570,7 +570,7 @@ _RUNTIME_FIELDS = {
 def _program(config: MetaTrainConfig, devices=None) -> _Program:
     """A cached :class:`_Program`: runs that differ only in the fields above (a
     resumed run, a longer run, ES vs PES) share the compiled functions."""
-    key = dataclasses.replace(config, **_RUNTIME_FIELDS)
+    key = dataclasses.replace(_resolve_bound(config), **_RUNTIME_FIELDS)
     return _cached_program(key, None if devices is None else tuple(devices))
 
 
@@ -686,13 +686,19 @@ def tune_nominal_stepsize(
     return min(finite, key=finite.get), table
 
 
+def _resolve_bound(config: MetaTrainConfig) -> MetaTrainConfig:
+    """The configuration with ``blackbox_bound="auto"`` resolved."""
+    if config.blackbox_bound != "auto":
+        return config
+    star_with_nominal = config.optimizer == "star" and config.nominal
+    bound = DEFAULT_BLACKBOX_BOUND if star_with_nominal else None
+    return dataclasses.replace(config, blackbox_bound=bound)
+
+
 def _resolve(config: MetaTrainConfig) -> MetaTrainConfig:
     """The configuration with ``blackbox_bound="auto"`` resolved and
     ``nominal_stepsize=None`` replaced by a tuned value."""
-    if config.blackbox_bound == "auto":
-        star_with_nominal = config.optimizer == "star" and config.nominal
-        bound = DEFAULT_BLACKBOX_BOUND if star_with_nominal else None
-        config = dataclasses.replace(config, blackbox_bound=bound)
+    config = _resolve_bound(config)
     if config.nominal_stepsize is not None:
         return config
     if config.optimizer != "star":
@@ -834,6 +840,12 @@ def meta_train(
 ) -> MetaTrainResult:
     """Meta-train, checkpointing and logging to ``out_dir``; see the module doc.
 
+    Ctrl-C (SIGINT, in the main thread) is taken at the next safe point whatever the
+    moment it comes: after the compilation, evaluation or outer step under way, the
+    run writes a checkpoint of where it is and raises ``KeyboardInterrupt``; resumed,
+    it continues bit for bit. (Raised inside XLA's compilation it could crash the
+    process.)
+
     Args:
       config: the run's configuration.
       out_dir: directory for the checkpoint, logs and thetas (created).
@@ -853,7 +865,28 @@ def meta_train(
     Raises:
       ValueError: ``out_dir`` already holds a checkpoint and ``resume`` is false, or
         the checkpoint does not belong to this configuration.
+      KeyboardInterrupt: after a SIGINT, once the checkpoint is written.
     """
+    import signal
+    import threading
+
+    received: list = []
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+    try:
+        return _meta_train(
+            config, out_dir, resume, progress, fault_steps, devices, command, received
+        )
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _meta_train(
+    config, out_dir, resume, progress, fault_steps, devices, command, received
+) -> MetaTrainResult:
+    """:func:`meta_train`'s body; ``received`` turns non-empty on a SIGINT."""
     from tqdm import tqdm
 
     if not isinstance(config, MetaTrainConfig):
@@ -942,8 +975,22 @@ def meta_train(
         host_record = {**host, **meta_dict, "step": step, "format": _CHECKPOINT_FORMAT}
         _save_checkpoint(ckpt, state, host_record, best_theta)
 
+    def stop_if_asked(step: int) -> None:
+        if received:
+            checkpoint(step)
+            raise KeyboardInterrupt
+
+    if progress:
+        print(
+            f"meta-train {c.optimizer} on {c.task}: compiling the outer step"
+            + (" and evaluating the start" if fresh and c.eval_every else "")
+            + " (tens of seconds on a CPU)",
+            file=sys.stderr,
+            flush=True,
+        )
     if fresh and c.eval_every:
         run_eval(0)  # the starting point: STAR's tuned nominal term alone
+    stop_if_asked(start)
 
     bar = tqdm(
         total=c.steps,
@@ -996,13 +1043,14 @@ def meta_train(
                     run_eval(done, final=True)
                 if done % c.checkpoint_every == 0 or done == c.steps:
                     checkpoint(done)
+                stop_if_asked(done)
                 rate = bar.format_dict.get("rate") or 0.0
                 bar.set_postfix(
                     meta_loss=f"{row['meta_loss']:.4f}"
                     if row["meta_loss"] is not None
                     else "nan",
                     best=(
-                        f"{host['best_score']:.4f}"
+                        f"{host['best_score']:.3g}"
                         if host["best_score"] is not None
                         else "-"
                     ),
