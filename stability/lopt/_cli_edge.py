@@ -24,7 +24,7 @@ import math
 import pathlib
 import sys
 
-from stability.cli import positive_int
+from stability.cli import nonnegative_int, positive_int
 
 OPTIMIZERS = ("gd", "heavy_ball", "adam", "nominal", "star")
 
@@ -49,18 +49,6 @@ def _decay(text: str) -> float:
     return value
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a non-negative integer, got {text!r}"
-        )
-    return value
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``edge`` on an argparse sub-parser collection."""
     p = subparsers.add_parser(
@@ -80,7 +68,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     batch.add_argument("--full-batch", action="store_true", help="the whole split")
     batch.add_argument("--batch", type=positive_int, help="minibatch size")
     p.add_argument("--step-radius", action="store_true")
-    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(run=run)
     return p

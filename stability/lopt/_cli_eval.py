@@ -29,6 +29,8 @@ import pathlib
 import sys
 import time
 
+from stability.cli import positive_int
+
 SHIPPED = ("star.npz", "small_fc_lopt.npz")
 
 
@@ -54,16 +56,6 @@ def _floats(text: str) -> tuple[float, ...]:
             f"expected positive numbers separated by commas, got {text!r}"
         )
     return values
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
@@ -100,11 +92,11 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
         help="multiples of the base horizon (default: the profile's)",
     )
     p.add_argument(
-        "--seeds", type=_positive, default=3, help="held-out seeds (default 3)"
+        "--seeds", type=positive_int, default=3, help="held-out seeds (default 3)"
     )
     p.add_argument(
         "--tuning-seeds",
-        type=_positive,
+        type=positive_int,
         help="seeds for tuning the baselines (default: the profile's, 2 or 1)",
     )
     p.add_argument(
@@ -121,7 +113,7 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--base-horizon",
-        type=_positive,
+        type=positive_int,
         help="meta-training horizon in steps (default: from the theta's metadata)",
     )
     p.add_argument(
@@ -143,7 +135,7 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--record-every",
-        type=_positive,
+        type=positive_int,
         metavar="STEPS",
         help="steps between recorded losses (default: about the base horizon / 50)",
     )
