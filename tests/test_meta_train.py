@@ -376,6 +376,7 @@ def test_levers_resume_bit_for_bit_and_survive_a_nan(tmp_path):
     assert long["train_loss"] != short["train_loss"]
 
 
+@pytest.mark.slow  # five compiled programs: about 90 s on 2 busy cores
 def test_each_lever_changes_the_meta_gradient():
     base = mt.meta_gradient(TINY)
     for changes in (
