@@ -14,7 +14,6 @@ table for RESULTS.md. Needs the ``robust`` extra.
 import argparse
 import math
 import os
-import platform
 import time
 
 import jax
@@ -24,19 +23,9 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 
 from stability import analyses  # noqa: E402
+from stability._machine import cpu_name  # noqa: E402
 from stability.analyses import certified  # noqa: E402
 from stability.cli import ArgumentParser, positive_int  # noqa: E402
-
-
-def _cpu():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _cases(mu, L, jitter):
@@ -64,7 +53,7 @@ def main(argv=None):
     ap.add_argument("--smoothness", type=float, default=25.0, help="L (25)")
     args = ap.parse_args(argv)
     mu, L = args.mu, args.smoothness
-    print(f"CPU: {_cpu()}, {os.cpu_count()} cores visible; F({mu:g}, {L:g})\n")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores visible; F({mu:g}, {L:g})\n")
     print(
         "| optimizer | status | certified rate | quadratic rate | SDP solves "
         "| first call (s) | later calls, best (s) |"

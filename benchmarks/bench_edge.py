@@ -19,7 +19,6 @@ Prints a Markdown table for RESULTS.md.
 """
 
 import argparse
-import platform
 import time
 
 import jax
@@ -28,23 +27,13 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
+from stability._machine import cpu_name
 from stability.analyses import lanczos
 from stability.cli import ArgumentParser, positive_int
 from stability.lopt.edge import _train, track
 from stability.lopt.tasks import get_task, param_count
 from stability.operators import diagonal_preconditioner, hessian_operator
 from stability.operators.network import _hvp_flat
-
-
-def _cpu():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _per_call(fn, repeats):
@@ -186,7 +175,7 @@ def main(argv=None):
         return t, m, ok, len(rows)
 
     print(
-        f"CPU: {_cpu()}; JAX {jax.__version__}, {jax.device_count()} device(s); "
+        f"CPU: {cpu_name()}; JAX {jax.__version__}, {jax.device_count()} device(s); "
         f"task {args.task}, {n:,} parameters, batch {task.batch_size}, float32"
     )
     print()

@@ -7,8 +7,9 @@ to 1x, 3x, 10x and 30x T, recording the training-split loss, whether it rose abo
 its initial value, the blackbox / nominal ratio and the parameter norm. Losses
 are geometric means over the 3 seeds (a float32 loss of 0, logits so large that
 the softmax saturates, counts as 1e-12); ``worst_seed_30k`` is the largest;
-``param_growth`` the median of ``|p|`` at 30T over ``|p|`` at T. Runs are resumable: a finished run or anatomy is kept, a killed one
-resumes from its checkpoint::
+``param_growth`` the median of ``|p|`` at 30T over ``|p|`` at T. Runs are
+resumable: a finished run or anatomy is kept, a killed one resumes from its
+checkpoint::
 
     python benchmarks/bench_levers.py --runs-dir runs/levers            # all
     python benchmarks/bench_levers.py --runs-dir runs/levers --only s6_bound1

@@ -12,7 +12,6 @@ Prints a Markdown table (mode evaluations per second and ratios) for RESULTS.md.
 
 import argparse
 import os
-import platform
 import time
 
 import jax
@@ -23,19 +22,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from stability import analyses  # noqa: E402
+from stability._machine import cpu_name  # noqa: E402
 from stability.cli import ArgumentParser, positive_int  # noqa: E402
 from stability.optimizers import modes  # noqa: E402
-
-
-def _cpu():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _best(fn, repeats):
@@ -120,7 +109,7 @@ def main(argv=None):
 
     agree = np.max(np.abs(np.asarray(rho) - rho_np))
     print(
-        f"grid {n} x {n} = {count:,} modes; machine: {_cpu()}, "
+        f"grid {n} x {n} = {count:,} modes; machine: {cpu_name()}, "
         f"{os.cpu_count()} cores, jax {jax.__version__}, numpy {np.__version__}"
     )
     print(f"max |rho_ours - rho_numpy| = {agree:.2e}")

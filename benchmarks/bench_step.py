@@ -46,7 +46,6 @@ while other processes share the cores are not comparable.
 import argparse
 import importlib
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -56,6 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from stability._machine import cpu_name
 from stability.cli import ArgumentParser, positive_int
 from stability.lopt import _features, cpu_compiler_options, init_theta
 
@@ -252,15 +252,7 @@ def memory_bandwidth(mbytes: int = 256, repeats: int = 10) -> float:
 
 
 def machine() -> str:
-    model = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_name()
     device = jax.devices()[0]
     where = device.platform
     if where != "cpu":

@@ -93,6 +93,7 @@ from stability._validation import (
     check_lr,
     check_scalar,
 )
+from stability.analyses.regions import split_grid
 from stability.optimizers import modes
 
 MULTIPLIERS = ("zames_falb", "sector")
@@ -820,30 +821,16 @@ def certified_rate(
 def _grid(family, grid):
     """Split ``grid`` into axes and fixed values; ``betas`` may hold one 1-D axis,
     named ``betas[i]``."""
-    axes, fixed = {}, {}
+    flat = {}  # in the caller's order, each decay of ``betas`` under its own name
     for name, value in grid.items():
         if name == "betas":
-            entries = []
-            for i, b in enumerate(value):
-                arr = as_float_array(f"betas[{i}]", b)
-                if arr.ndim == 1:
-                    axes[f"betas[{i}]"] = arr
-                    entries.append(None)
-                elif arr.ndim == 0:
-                    entries.append(float(arr))
-                else:
-                    raise ValueError(f"betas[{i}]: expected a scalar or a 1-D axis")
-            fixed["betas"] = tuple(entries)
-            continue
-        arr = as_float_array(name, value)
-        if arr.ndim == 1:
-            axes[name] = arr
-        elif arr.ndim == 0:
-            fixed[name] = float(arr)
+            flat.update({f"betas[{i}]": b for i, b in enumerate(value)})
         else:
-            raise ValueError(
-                f"{name}: expected a scalar or a 1-D axis, got {arr.shape}"
-            )
+            flat[name] = value
+    axes, fixed = split_grid(flat)
+    if "betas" in grid:
+        decays = [f"betas[{i}]" for i in range(len(grid["betas"]))]
+        fixed["betas"] = tuple(fixed.pop(k, None) for k in decays)
     if not 1 <= len(axes) <= 2:
         raise ValueError(f"grid: expected one or two 1-D axes, got {list(axes)}")
     return axes, fixed

@@ -133,6 +133,23 @@ def _mode_classify(family: str, *, precondition=False, betas=None, **args):
     return _classify(family, arrays, precondition=precondition, betas=betas)
 
 
+def split_grid(grid: dict) -> tuple[dict, dict]:
+    """``{name: scalar or 1-D array}`` -> ``(axes, fixed)``: the 1-D float arrays and
+    the floats; anything else raises ValueError naming the argument."""
+    axes, fixed = {}, {}
+    for name, value in grid.items():
+        arr = as_float_array(name, value)
+        if arr.ndim == 1:
+            axes[name] = arr
+        elif arr.ndim == 0:
+            fixed[name] = float(arr)
+        else:
+            raise ValueError(
+                f"{name}: expected a scalar or a 1-D axis, got {arr.shape}"
+            )
+    return axes, fixed
+
+
 def stability_region(family: str, *, precondition=False, betas=None, **grid):
     """Spectral radius of ``family``'s per-mode loop on the grid spanned by the 1-D
     array arguments (in keyword order); scalar arguments are held fixed.
@@ -154,17 +171,7 @@ def stability_region(family: str, *, precondition=False, betas=None, **grid):
     ([False, True, True, False], [True, False, False, False])
     """
     _check_family(family)
-    axes, fixed = {}, {}
-    for name, value in grid.items():
-        arr = as_float_array(name, value)
-        if arr.ndim == 1:
-            axes[name] = arr
-        elif arr.ndim == 0:
-            fixed[name] = float(arr)
-        else:
-            raise ValueError(
-                f"{name}: expected a scalar or a 1-D axis, got {arr.shape}"
-            )
+    axes, fixed = split_grid(grid)
     # each axis along its own dimension; the kernel broadcasts them to the grid
     k = len(axes)
     args = {

@@ -366,25 +366,18 @@ def _measure(
 ):
     if not math.isfinite(loss):
         return EdgeCheckpoint(step, loss, None, None, thresh, None, True)
-    pairs = lanczos(
-        _hessian_operator(loss_fn, params, batch, None),
-        v0=vectors["h"],
-        tol=tol,
-        max_iter=max_iter,
-    )
-    vectors["h"] = pairs.eigenvectors
-    sharp, sharp_res = float(pairs.eigenvalues[0]), float(pairs.relative_residuals[0])
+
+    def top(key, diagonal):
+        """Top eigenvalue and its residual, warm-started from ``vectors[key]``."""
+        op = _hessian_operator(loss_fn, params, batch, diagonal)
+        pairs = lanczos(op, v0=vectors[key], tol=tol, max_iter=max_iter)
+        vectors[key] = pairs.eigenvectors
+        return float(pairs.eigenvalues[0]), float(pairs.relative_residuals[0])
+
+    sharp, sharp_res = top("h", None)
     psharp = pres = None
     if precondition is not None:
-        d = precondition(state)
-        pairs = lanczos(
-            _hessian_operator(loss_fn, params, batch, d),
-            v0=vectors["p"],
-            tol=tol,
-            max_iter=max_iter,
-        )
-        vectors["p"] = pairs.eigenvectors
-        psharp, pres = float(pairs.eigenvalues[0]), float(pairs.relative_residuals[0])
+        psharp, pres = top("p", precondition(state))
     radius = None
     if step_radius:
         jac, _ = step_jacobian(loss_fn, optimizer, params, state, batch)
