@@ -9,6 +9,7 @@ from stability.analyses.certified import certified_region as certified_region
 from stability.analyses.eigen import Eigenpairs as Eigenpairs
 from stability.analyses.eigen import arnoldi as arnoldi
 from stability.analyses.eigen import lanczos as lanczos
+from stability.analyses.growth import fit_growth as fit_growth
 from stability.analyses.regions import StabilityRegion as StabilityRegion
 from stability.analyses.regions import (
     max_stable_learning_rate as max_stable_learning_rate,

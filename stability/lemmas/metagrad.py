@@ -93,6 +93,8 @@ from stability._validation import (
     check_spd,
     check_square,
 )
+from stability.analyses.growth import fit_growth
+from stability.analyses.growth import horizons_array as _horizons
 from stability.lemmas import _exact
 from stability.lemmas._claim import FAILS, HOLDS, UNDECIDED, check_search
 from stability.lemmas.nominal import random_hessian, sample_size, spd_power
@@ -355,13 +357,6 @@ def meta_gradients(problem: NoisyQuadratic, P, alpha, horizons) -> np.ndarray:
     return np.asarray(grads)
 
 
-def _horizons(horizons):
-    taus = np.asarray(horizons)
-    if taus.ndim != 1 or taus.size == 0 or np.any(taus < 1) or np.any(taus % 1):
-        raise ValueError("horizons: expected a 1-D array of positive integers")
-    return taus.astype(int)
-
-
 def _check_term(problem, P, alpha):
     return check_square("P", P, n=problem.dim), check_lr("alpha", alpha)
 
@@ -450,24 +445,6 @@ class GrowthRecord(NamedTuple):
     degree: float
     variance_rate: float
     predicted_rate: float
-
-
-def _slope(x, y):
-    ok = np.isfinite(y) & (y > 0)
-    if ok.sum() < 2:
-        return float("nan")
-    return float(np.polyfit(x[ok], np.log(y[ok]), 1)[0])
-
-
-def fit_growth(horizons, values):
-    """``(rate, degree)``: slopes of ``log values`` against ``T`` and against
-    ``log T`` over the upper half of the horizons (at least two points)."""
-    taus = _horizons(horizons).astype(float)
-    values = np.asarray(values, float)
-    if values.shape != taus.shape:
-        raise ValueError(f"values: expected shape {taus.shape}, got {values.shape}")
-    tail = slice(min(taus.size // 2, taus.size - 2), None)
-    return _slope(taus[tail], values[tail]), _slope(np.log(taus[tail]), values[tail])
 
 
 def gradient_growth(
