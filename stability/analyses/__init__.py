@@ -24,10 +24,10 @@ from stability.analyses.robust import worst_case_curvature as worst_case_curvatu
 from stability.analyses.robust import (
     worst_case_multiplicative as worst_case_multiplicative,
 )
+from stability.analyses.schur import schur_stable as schur_stable
 from stability.analyses.spectral import convergence_rate as convergence_rate
 from stability.analyses.spectral import eigenvalues as eigenvalues
 from stability.analyses.spectral import is_marginal as is_marginal
 from stability.analyses.spectral import is_stable as is_stable
 from stability.analyses.spectral import spectral_radius as spectral_radius
-from stability.analyses.symbolic import schur_stable as schur_stable
 from stability.analyses.symbolic import stability_boundary as stability_boundary
