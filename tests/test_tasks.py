@@ -16,7 +16,8 @@ import numpy as np
 import optax
 import pytest
 
-from stability.lopt import _data, _nets, tasks
+from stability.lopt import tasks
+from stability.lopt.tasks import _build, _data, _nets
 
 # Reference parameter counts: they pin each architecture.
 PARAM_COUNTS = {
@@ -199,7 +200,7 @@ def test_stratified_split_holds_out_the_nearest_count_of_each_class():
 
 def test_uniform_indices_cover_the_range_evenly():
     n = 7
-    idx = np.asarray(tasks._uniform_indices(jax.random.key(0), 70_000, n))
+    idx = np.asarray(_build._uniform_indices(jax.random.key(0), 70_000, n))
     assert idx.dtype == np.int32 and idx.min() == 0 and idx.max() == n - 1
     counts = np.bincount(idx, minlength=n)
     # each count is Binomial(70000, 1/7): mean 10000, s.d. 92.6
