@@ -10,27 +10,19 @@ TOL = {
 }
 
 # name -> (factory of lr, per-mode family, family params): every linear optimizer whose
-# closed form is in stability.optimizers.modes.
+# closed form is in stability.optimizers.modes, built by the registry's factories.
+_CASES = {
+    "gd": ("gd", {}),
+    "heavy_ball": ("heavy_ball", {"beta": 0.7}),
+    "heavy_ball_neg": ("heavy_ball", {"beta": -0.4}),
+    "ema_momentum": ("ema_momentum", {"beta": 0.9}),
+    "aggmo": ("aggmo", {"betas": (0.5, 0.9, 0.99)}),
+}
 LINEAR_OPTIMIZERS = {
-    "gd": (lambda lr: optimizers.gd(lr), "gd", {}),
-    "heavy_ball": (
-        lambda lr: optimizers.heavy_ball(lr, 0.7),
-        "heavy_ball",
-        {"beta": 0.7},
-    ),
-    "heavy_ball_neg": (
-        lambda lr: optimizers.heavy_ball(lr, -0.4),
-        "heavy_ball",
-        {"beta": -0.4},
-    ),
-    "ema_momentum": (
-        lambda lr: optimizers.ema_momentum(lr, 0.9),
-        "ema_momentum",
-        {"beta": 0.9},
-    ),
-    "aggmo": (
-        lambda lr: optimizers.aggmo(lr, (0.5, 0.9, 0.99)),
-        "aggmo",
-        {"betas": (0.5, 0.9, 0.99)},
-    ),
+    name: (
+        lambda lr, f=family, kw=params: optimizers.FAMILIES[f].factory(lr, **kw),
+        family,
+        params,
+    )
+    for name, (family, params) in _CASES.items()
 }

@@ -273,3 +273,93 @@ def test_closed_loop_rejects_params_of_the_wrong_length():
             NoisyQuadratic.from_eigenvalues([1.0, 2.0, 3.0]),
             np.zeros(2),
         )
+
+
+# ------------------------------------------------------------------ the family registry
+
+# family -> hyperparameters, and the per-mode x = step * h they give at curvature h
+REGISTRY_CASES = {
+    "gd": ({"lr": 0.3}, 0.3),
+    "nominal": ({"alpha": 0.2, "p": 0.15, "preconditioner": 1.0}, 0.35),
+    "heavy_ball": ({"lr": 0.3, "beta": 0.6}, 0.3),
+    "ema_momentum": ({"lr": 0.3, "beta": 0.8}, 0.3),
+    "nesterov": ({"lr": 0.3, "beta": 0.5}, 0.3),
+    "aggmo": ({"lr": 0.3, "betas": (0.5, 0.9, 0.99)}, 0.3),
+}
+
+
+def test_registry_names_every_family_once():
+    assert tuple(optimizers.FAMILIES) == tuple(REGISTRY_CASES)
+    assert set(analyses.regions.FAMILY_ARGS) == set(optimizers.FAMILIES)
+    assert set(analyses.robust.ENDPOINT_FAMILIES) <= set(optimizers.FAMILIES)
+    for name, fam in optimizers.FAMILIES.items():
+        assert fam.name == name and fam.step in fam.hyperparameters
+    with pytest.raises(TypeError):
+        optimizers.FAMILIES["adam"] = None  # read-only
+
+
+@pytest.mark.parametrize("name", list(REGISTRY_CASES))
+def test_registry_state_space_is_the_block(name):
+    """On curvature h the loop A + h B C of the state-space triple is similar to the
+    per-mode block at x = step h (momenta scaled by the step), and the registry's
+    characteristic polynomial is that of both."""
+    fam = optimizers.FAMILIES[name]
+    hyper, step = REGISTRY_CASES[name]
+    A, B, C = fam.state_space(**fam.check(**hyper))
+    block_params = {k: hyper[k] for k in fam.block_params}
+    for h in (0.5, 2.0, 7.0):
+        block, _ = fam.block(step * h, **block_params)
+        k = A.shape[0]
+        scale = np.diag([1.0] + [step] * (k - 1))
+        np.testing.assert_allclose(
+            scale @ (A + h * B @ C) @ np.linalg.inv(scale), block, atol=1e-14
+        )
+        np.testing.assert_allclose(
+            fam.characteristic(step * h, **block_params),
+            np.poly(np.asarray(block)),
+            atol=1e-12,
+        )
+        if fam.radius is not None:
+            ref = np.max(np.abs(np.linalg.eigvals(np.asarray(block))))
+            got = fam.radius(step * h, **block_params, xp=np)
+            np.testing.assert_allclose(got, ref, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTRY_CASES if n != "nominal"])
+def test_registry_factory_is_the_block(name):
+    """The registry's optax factory has the registry's block as its closed loop."""
+    fam = optimizers.FAMILIES[name]
+    hyper, lr = REGISTRY_CASES[name]
+    h = 1.7
+    loop = operators.closed_loop(
+        fam.factory(**hyper), NoisyQuadratic.from_eigenvalues([h])
+    )
+    block, _ = fam.block(lr * h, **{k: hyper[k] for k in fam.block_params})
+    np.testing.assert_allclose(
+        np.sort_complex(np.linalg.eigvals(np.asarray(loop.transition))),
+        np.sort_complex(np.linalg.eigvals(np.asarray(block))),
+        rtol=1e-10,
+        atol=1e-12,
+    )
+
+
+def test_registry_checks_name_the_argument():
+    fam = optimizers.FAMILIES["heavy_ball"]
+    assert fam.check(lr=1, beta=0.5) == {"lr": 1.0, "beta": 0.5}
+    with pytest.raises(ValueError, match="beta"):
+        fam.check(lr=0.1, beta=1.0)
+    with pytest.raises(ValueError, match="lr"):
+        fam.check(lr=-0.1, beta=0.5)
+    with pytest.raises(ValueError, match=r"heavy_ball: takes .*missing \['beta'\]"):
+        fam.check(lr=0.1)
+    with pytest.raises(ValueError, match="preconditioner"):
+        optimizers.FAMILIES["nominal"].check(alpha=0.1, preconditioner=0.0)
+
+
+def test_modes_families_tuple_is_a_deprecated_alias():
+    with pytest.warns(DeprecationWarning, match="optimizers.FAMILIES"):
+        families = modes.FAMILIES
+    assert families is optimizers.FAMILIES
+    assert {"gd", "heavy_ball", "ema_momentum", "nesterov", "aggmo"} <= set(families)
+    with pytest.raises(AttributeError):
+        modes.NOT_A_NAME  # noqa: B018

@@ -30,7 +30,7 @@ def hand_block(family, x, beta=None, betas=None):
         return np.array([[1.0 - x]])
     if family == "heavy_ball":
         return np.array([[1 - x, -beta], [x, beta]])
-    if family == "ema":
+    if family == "ema_momentum":
         return np.array([[1 - (1 - beta) * x, -beta], [(1 - beta) * x, beta]])
     b = np.asarray(betas, dtype=float)
     k = b.size
@@ -46,7 +46,7 @@ def hand_coefficients(family, x, beta=None, betas=None):
     """Char. polynomial coefficients (highest first) from the issue's closed forms."""
     if family == "heavy_ball":
         return np.array([1.0, -(1 + beta - x), beta])
-    if family == "ema":
+    if family == "ema_momentum":
         return np.array([1.0, -(1 + beta - (1 - beta) * x), beta])
     b = list(betas)
     k = len(b)
@@ -107,7 +107,7 @@ CASES = [
     ("gd", {}),
     ("heavy_ball", {"beta": 0.7}),
     ("heavy_ball", {"beta": -0.4}),
-    ("ema", {"beta": 0.9}),
+    ("ema_momentum", {"beta": 0.9}),
     ("aggmo", {"betas": (0.5,)}),
     ("aggmo", {"betas": (0.3, 0.95)}),
     ("aggmo", {"betas": AGGMO_DEFAULT}),
@@ -138,7 +138,7 @@ def test_char_poly_is_det_zI_minus_M(family, params):
 def test_char_polys_equal_closed_forms():
     hb = S.characteristic_polynomial("heavy_ball").as_expr()
     assert sympy.expand(hb - (Z**2 - (1 + BETA - X) * Z + BETA)) == 0
-    ema = S.characteristic_polynomial("ema").as_expr()
+    ema = S.characteristic_polynomial("ema_momentum").as_expr()
     assert sympy.expand(ema - (Z**2 - (1 + BETA - (1 - BETA) * X) * Z + BETA)) == 0
     gd = S.characteristic_polynomial("gd").as_expr()
     assert sympy.expand(gd - (Z - (1 - X))) == 0
@@ -153,7 +153,7 @@ def test_char_polys_equal_closed_forms():
 
 
 def test_ema_is_aggmo_with_one_decay():
-    ema = S.characteristic_polynomial("ema", beta=0.8).as_expr()
+    ema = S.characteristic_polynomial("ema_momentum", beta=0.8).as_expr()
     aggmo = S.characteristic_polynomial("aggmo", betas=(0.8,)).as_expr()
     assert sympy.expand(ema - aggmo) == 0
 
@@ -175,7 +175,9 @@ def test_block_in_unscaled_coordinates_is_similar():
 def test_nominal_and_preconditioned_products():
     a, p, h = sympy.symbols("alpha p h", positive=True)
     nom = S.characteristic_polynomial("nominal", alpha=a, p=p, h=h).as_expr()
-    pre = S.characteristic_polynomial("preconditioned", alpha=a, p=p, h=h).as_expr()
+    pre = S.characteristic_polynomial(
+        "nominal", alpha=a, p=p, h=h, precondition=True
+    ).as_expr()
     assert sympy.expand(nom - (Z - 1 + (a + p) * h)) == 0
     assert sympy.expand(pre - (Z - 1 + (a + p) * sympy.sqrt(h))) == 0
 
@@ -203,7 +205,7 @@ def test_bad_arguments_are_not_silently_ignored():
     with pytest.raises(ValueError, match="alpha"):
         S.block_matrix("nominal", 0.5, alpha=1, p=0, h=1)
     with pytest.raises(ValueError, match="alpha"):
-        S.characteristic_polynomial("preconditioned", X, alpha=1, p=0, h=4)
+        S.characteristic_polynomial("nominal", X, alpha=1, p=0, h=4, precondition=True)
 
 
 # ---------------------------------------------------------------- Schur-Cohn and Jury
@@ -304,7 +306,7 @@ def test_heavy_ball_boundary_is_derived():
 
 
 def test_ema_boundary_is_derived():
-    b = S.stability_boundary("ema")
+    b = S.stability_boundary("ema_momentum")
     assert sympy.simplify(b.x_star - 2 * (1 + BETA) / (1 - BETA)) == 0
     assert b.lower == 0
     assert b.crossing == "z = -1"
@@ -318,7 +320,9 @@ def test_gd_and_theorem_one_ranges():
     nom = S.stability_boundary("nominal", alpha=a, p=p, h=h, variable=p)
     assert sympy.simplify(nom.lower + a) == 0
     assert sympy.simplify(nom.x_star - (2 / h - a)) == 0
-    pre = S.stability_boundary("preconditioned", alpha=a, p=p, h=h, variable=p)
+    pre = S.stability_boundary(
+        "nominal", alpha=a, p=p, h=h, precondition=True, variable=p
+    )
     assert sympy.simplify(pre.lower + a) == 0
     assert sympy.simplify(pre.x_star - (2 / sympy.sqrt(h) - a)) == 0
 
@@ -435,9 +439,9 @@ def test_heavy_ball_numeric_bisection(beta):
 
 @pytest.mark.parametrize("beta", [0.0, 0.5, 0.9])
 def test_ema_numeric_bisection(beta):
-    exact = S.stability_boundary("ema", beta=beta).x_star
+    exact = S.stability_boundary("ema_momentum", beta=beta).x_star
     grid = np.linspace(1e-2, 50.0, 500)
-    num = numeric_boundary(lambda x: hand_coefficients("ema", x, beta), grid)
+    num = numeric_boundary(lambda x: hand_coefficients("ema_momentum", x, beta), grid)
     assert abs(num - float(exact)) < 1e-9
 
 
@@ -584,7 +588,7 @@ decay = st.floats(0.0, 1.0, exclude_min=True, exclude_max=True)
 
 
 @given(
-    family=st.sampled_from(["heavy_ball", "ema", "aggmo"]),
+    family=st.sampled_from(["heavy_ball", "ema_momentum", "aggmo"]),
     log_x=st.floats(-6.0, 4.0),
     betas=st.lists(decay, min_size=1, max_size=4),
 )
@@ -606,3 +610,61 @@ def test_import_does_not_enable_x64():
         "import jax, stability.analyses.symbolic; assert not jax.config.jax_enable_x64"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------- family names and old spellings
+
+
+def test_symbolic_families_are_the_registry():
+    from stability import optimizers
+
+    assert tuple(S.FAMILIES) == tuple(optimizers.FAMILIES)
+    for family in S.FAMILIES:
+        params = {"betas": (0.5, 0.9)} if family == "aggmo" else {}
+        if family in ("heavy_ball", "ema_momentum", "nesterov"):
+            params = {"beta": 0.6}
+        m = np.array(S.block_matrix(family, 0.7, **params).evalf(), dtype=float)
+        ref = optimizers.modes.block(family, 0.7, **params)[0]
+        np.testing.assert_allclose(m, np.asarray(ref), atol=1e-15)
+
+
+def test_nesterov_boundary_is_derived():
+    b = S.stability_boundary("nesterov", beta=sympy.Rational(1, 2))
+    assert b.x_star == sympy.Rational(3, 2)  # 2 (1 + b) / (1 + 2 b)
+    assert b.crossing == "z = -1"
+    xs = np.array([0.5, 1.4, 1.6])
+    stable = S.schur_stable(S.characteristic_coefficients("nesterov", xs, beta=0.5))
+    assert stable.tolist() == [True, True, False]
+
+
+def test_precondition_only_for_nominal():
+    with pytest.raises(ValueError, match="precondition"):
+        S.block_matrix("heavy_ball", precondition=True)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "kw"),
+    [
+        ("ema", "ema_momentum", {}),
+        ("preconditioned", "nominal", {"precondition": True}),
+    ],
+)
+def test_old_family_spellings_warn_and_agree(old, new, kw):
+    a, p = sympy.symbols("alpha p", real=True)
+    h = sympy.Symbol("h", positive=True)
+    args = {"alpha": a, "p": p, "h": h, "variable": p} if new == "nominal" else {}
+    poly_args = {k: v for k, v in args.items() if k != "variable"}
+    with pytest.warns(DeprecationWarning, match=f"'{old}' is deprecated"):
+        got = S.stability_boundary(old, **args)
+    assert got == S.stability_boundary(new, **args, **kw)
+    with pytest.warns(DeprecationWarning, match=new):
+        m = S.block_matrix(old, **poly_args)
+    assert m == S.block_matrix(new, **poly_args, **kw)
+    with pytest.warns(DeprecationWarning):
+        poly = S.characteristic_polynomial(old, **poly_args)
+    assert poly == S.characteristic_polynomial(new, **poly_args, **kw)
+    beta = {"beta": 0.5} if new == "ema_momentum" else {}
+    xs = np.array([0.5, 3.5])
+    with pytest.warns(DeprecationWarning):
+        c = S.characteristic_coefficients(old, xs, **beta)
+    np.testing.assert_array_equal(c, S.characteristic_coefficients(new, xs, **beta))

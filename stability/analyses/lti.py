@@ -12,25 +12,11 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from stability._validation import (
-    as_float_array,
-    check_beta,
-    check_betas,
-    check_lr,
-    check_scalar,
-)
-from stability.optimizers import modes
+from stability._validation import as_float_array, check_scalar
+from stability.optimizers import FAMILIES
 
-# family -> its hyperparameters (defaults where it has one)
-FAMILY_PARAMS = {
-    "gd": ("lr",),
-    "nominal": ("alpha", "p", "preconditioner"),
-    "heavy_ball": ("lr", "beta"),
-    "ema_momentum": ("lr", "beta"),
-    "nesterov": ("lr", "beta"),
-    "aggmo": ("lr", "betas"),
-}
-_DEFAULTS = {"nominal": {"p": 0.0, "preconditioner": 1.0}}
+# family -> its hyperparameters (the registry's; kept as a plain dict for old callers)
+FAMILY_PARAMS = {name: tuple(f.hyperparameters) for name, f in FAMILIES.items()}
 # optimizers of the toolkit that are not linear time-invariant, and why
 _NOT_LTI = {
     "adam_aggmo": "its preconditioner 1/sqrt(v) depends on the gradients",
@@ -52,27 +38,7 @@ def _family_params(family, hyperparameters):
             f"family: expected one of {tuple(FAMILY_PARAMS)} or an (A, B, C) "
             f"triple, got {family!r}"
         )
-    params = _DEFAULTS.get(family, {}) | dict(hyperparameters)
-    names = FAMILY_PARAMS[family]
-    missing = [k for k in names if k not in params]
-    extra = [k for k in params if k not in names]
-    if missing or extra:
-        raise ValueError(
-            f"{family}: takes {names}; missing {missing}, unexpected {extra}"
-        )
-    out = {}
-    for name, value in params.items():
-        if name == "betas":
-            out[name] = check_betas(name, value)
-        elif name == "beta":
-            out[name] = check_beta(name, value)
-        elif name in ("lr", "alpha"):
-            out[name] = check_lr(name, value)
-        elif name == "preconditioner":
-            out[name] = check_scalar(name, value, low=0.0, low_open=True)
-        else:
-            out[name] = check_scalar(name, value)
-    return out
+    return FAMILIES[family].check(**hyperparameters)
 
 
 def state_space(family: str, **hyperparameters):
@@ -88,33 +54,7 @@ def state_space(family: str, **hyperparameters):
     >>> a.tolist(), b.ravel().tolist(), c.tolist()
     ([[1.0, -0.25], [0.0, 0.5]], [-0.5, 1.0], [[1.0, 0.0]])
     """
-    p = _family_params(family, hyperparameters)
-    if family in ("gd", "nominal"):
-        if family == "gd":
-            step = p["lr"]
-        else:
-            step = p["preconditioner"] * (p["alpha"] + p["p"])
-        return np.array([[1.0]]), np.array([[-step]]), np.array([[1.0]])
-    a = p["lr"]
-    if family == "aggmo":
-        betas = np.array(p["betas"])
-        k = betas.size
-        A = np.zeros((k + 1, k + 1))
-        A[0, 0] = 1.0
-        A[0, 1:] = -a * betas / k
-        A[1:, 1:] = np.diag(betas)
-        B = np.concatenate([[-a * np.mean(1 - betas)], 1 - betas])[:, None]
-    else:
-        b = p["beta"]
-        # m' = b m + w u ; phi' = phi - a (d m + e u)
-        w = 1 - b if family == "ema_momentum" else 1.0
-        d = b * b if family == "nesterov" else b
-        e = (1 + b) if family == "nesterov" else w
-        A = np.array([[1.0, -a * d], [0.0, b]])
-        B = np.array([[-a * e], [w]])
-    C = np.zeros((1, A.shape[0]))
-    C[0, 0] = 1.0
-    return A, B, C
+    return FAMILIES[family].state_space(**_family_params(family, hyperparameters))
 
 
 def _check_system(system):
@@ -179,30 +119,25 @@ def _worst_sampled(rho, mu, L, num=2049, refine=5):
 
 def _quadratic_rate(family, params, system, mu, L):
     """(worst radius over h in [mu, L], exact?)."""
-    ends = np.array([mu, L])
-    if family in ("gd", "nominal", "heavy_ball", "ema_momentum"):
-        # quasi-convex in h: the maximum is at an endpoint (see analyses.robust)
-        step = -float(system[1][0, 0]) if family in ("gd", "nominal") else params["lr"]
-        x = step * ends
-        if family in ("gd", "nominal"):
-            r = modes.gd_radius(x, xp=np)
-        elif family == "heavy_ball":
-            r = modes.heavy_ball_radius(x, params["beta"], xp=np)
-        else:
-            r = modes.ema_momentum_radius(x, params["beta"], xp=np)
-        return float(np.max(r)), True
-    if family == "nesterov":
+    fam = FAMILIES.get(family)
+    radius = None if fam is None else fam.radius
+    if radius is not None:
+        step = params[fam.step] if fam.step == "lr" else -float(system[1][0, 0])
+        block = {k: params[k] for k in fam.block_params}
 
         def rho(h):
-            return modes.nesterov_radius(params["lr"] * h, params["beta"], xp=np)
+            return radius(step * h, **block, xp=np)
 
-    else:
-        A, B, C = system
-        BC = B @ C  # the gradient h y on every channel
+        if fam.endpoint:
+            # quasi-convex in h: the maximum is at an endpoint (see analyses.robust)
+            return float(np.max(rho(np.array([mu, L])))), True
+        return _worst_sampled(rho, mu, L), False
+    A, B, C = system
+    BC = B @ C  # the gradient h y on every channel
 
-        def rho(h):
-            mats = A[None] + np.asarray(h)[:, None, None] * BC[None]
-            return np.max(np.abs(np.linalg.eigvals(mats)), axis=-1)
+    def rho(h):
+        mats = A[None] + np.asarray(h)[:, None, None] * BC[None]
+        return np.max(np.abs(np.linalg.eigvals(mats)), axis=-1)
 
     return _worst_sampled(rho, mu, L), False
 

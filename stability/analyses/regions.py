@@ -19,17 +19,10 @@ from stability._validation import (
     check_scalar,
 )
 from stability.analyses import spectral
-from stability.optimizers import modes
+from stability.optimizers import FAMILIES, modes
 
-# family -> the grid arguments it takes (besides static options)
-FAMILY_ARGS = {
-    "gd": ("lr", "curvature"),
-    "nominal": ("alpha", "p", "curvature"),
-    "heavy_ball": ("lr", "curvature", "beta"),
-    "ema_momentum": ("lr", "curvature", "beta"),
-    "aggmo": ("lr", "curvature"),
-    "nesterov": ("lr", "curvature", "beta"),
-}
+# family -> the grid arguments it takes (besides static options), from the registry
+FAMILY_ARGS = {name: f.grid for name, f in FAMILIES.items()}
 
 
 class _RegionFields(NamedTuple):
@@ -44,7 +37,7 @@ class StabilityRegion(_RegionFields):
     """A stability region on a grid.
 
     Attributes:
-      family: the optimizer family (a key of :data:`FAMILY_ARGS`).
+      family: the optimizer family (a key of :data:`stability.optimizers.FAMILIES`).
       axes: the grid axes in order, ``{name: 1-D array}``; ``rho`` has shape
         ``tuple(len(a) for a in axes.values())``.
       fixed: the arguments held fixed (scalars, ``betas``, ``precondition``).
@@ -195,7 +188,7 @@ def _ray(family, curvature, rtol, params):
     _check_family(family)
     curvature = check_scalar("curvature", curvature, low=0.0, low_open=True)
     rtol = check_scalar("rtol", rtol, low=0.0, high=1.0, low_open=True, high_open=True)
-    ray = "alpha" if family == "nominal" else "lr"
+    ray = FAMILIES[family].step
     if ray in params:
         raise ValueError(f"{ray}: is the ray searched along, not a parameter")
     params = {
@@ -220,11 +213,9 @@ def _crossings(family, c1, c0, params):
     others = {k: v for k, v in params.items() if k in ("beta", "betas")}
     if family == "aggmo":
         others["betas"] = others.get("betas") or (0.9, 0.99, 0.999)
-    kind = "gd" if family == "nominal" else family
 
     def coeffs(x):
-        m = np.asarray(modes.block(kind, x, **others)[0], dtype=float)
-        return np.poly(m) if m.shape[-1] > 2 else _poly_small(m)
+        return FAMILIES[family].characteristic(x, **others)
 
     a = coeffs(0.0)
     b = coeffs(1.0) - a
@@ -248,13 +239,6 @@ def _crossings(family, c1, c0, params):
             if abs(x - c0) > 64 * np.finfo(float).eps * (1 + abs(c0)):
                 ts.append((x - c0) / c1)
     return sorted({t for t in ts if np.isfinite(t) and t > 0})
-
-
-def _poly_small(m):
-    """Characteristic polynomial of a 1x1 or 2x2 block, highest degree first."""
-    if m.shape[-1] == 1:
-        return np.array([1.0, -m[0, 0]])
-    return np.array([1.0, -(m[0, 0] + m[1, 1]), m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]])
 
 
 def stable_learning_rates(
@@ -332,7 +316,7 @@ def max_stable_learning_rate(
     """
     intervals = stable_learning_rates(family, curvature, rtol=rtol, **params)
     if len(intervals) != 1 or intervals[0][0] != 0.0:
-        ray = "alpha" if family == "nominal" else "lr"
+        ray = FAMILIES[family].step
         raise ValueError(
             f"{family}: the stable set in {ray} is {intervals}, not one interval "
             f"(0, {ray}); see stable_learning_rates"

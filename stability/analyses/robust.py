@@ -67,9 +67,10 @@ from stability._validation import (
     check_square,
 )
 from stability.analyses.regions import FAMILY_ARGS, mode_radius
+from stability.optimizers import FAMILIES
 
 # families whose rho is quasi-convex in the curvature (see the module docstring)
-ENDPOINT_FAMILIES = ("gd", "nominal", "heavy_ball", "ema_momentum")
+ENDPOINT_FAMILIES = tuple(name for name, f in FAMILIES.items() if f.endpoint)
 
 
 class CurvatureWorstCase(NamedTuple):

@@ -20,17 +20,23 @@ Calling pattern::
     coeffs = characteristic_coefficients("aggmo", xs, betas=(0.9, 0.99, 0.999))
     schur_stable(coeffs)                               # batched, jittable, no eig
 
-Families (``x = lr * h``; ``u = lr * m`` are the scaled momenta):
+Families, named as in :data:`stability.optimizers.FAMILIES` (``x = lr * h``;
+``u = lr * m`` are the scaled momenta):
 
 ======================  =====================================================
 ``"gd"``                ``phi' = phi - x phi``
-``"nominal"``           gd with ``x = (alpha + p) h`` (learned term sharing H's basis)
-``"preconditioned"``    gd with ``x = (alpha + p) sqrt(h)`` (idealised ``H^{-1/2}``)
+``"nominal"``           gd with ``x = (alpha + p) h`` (learned term sharing H's
+                        basis); ``precondition=True``: ``x = (alpha + p) sqrt(h)``
+                        (idealised ``H^{-1/2}``)
 ``"heavy_ball"``        ``u' = beta u + x phi``, ``phi' = phi - u'``
-``"ema"``               ``u' = beta u + (1 - beta) x phi``, ``phi' = phi - u'``
+``"ema_momentum"``      ``u' = beta u + (1 - beta) x phi``, ``phi' = phi - u'``
+``"nesterov"``          ``u' = beta u + x phi``, ``phi' = phi - x phi - beta u'``
 ``"aggmo"``             ``u_i' = b_i u_i + (1 - b_i) x phi``,
                         ``phi' = phi - mean_i u_i'``
 ======================  =====================================================
+
+The old spellings ``"ema"`` (for ``"ema_momentum"``) and ``"preconditioned"`` (for
+``"nominal"`` with ``precondition=True``) still work and warn (DeprecationWarning).
 
 Numbers given as Python floats are read through their shortest decimal form, so
 ``0.9`` means ``9/10`` exactly.
@@ -49,6 +55,7 @@ from __future__ import annotations
 import fractions
 import functools
 import numbers
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -58,6 +65,7 @@ import numpy as np
 import sympy
 
 from stability.analyses.schur import schur_stable as schur_stable
+from stability.optimizers import FAMILIES as FAMILIES
 
 __all__ = [
     "BETA",
@@ -79,9 +87,11 @@ X = sympy.Symbol("x", real=True)
 Z = sympy.Symbol("z")
 """The variable of the characteristic polynomials."""
 BETA = sympy.Symbol("beta", real=True)
-"""The momentum decay of heavy ball and EMA momentum."""
+"""The momentum decay of heavy ball, EMA momentum and Nesterov."""
 
-FAMILIES = ("gd", "nominal", "preconditioned", "heavy_ball", "ema", "aggmo")
+# old spelling -> (family, precondition)
+_DEPRECATED = {"ema": ("ema_momentum", False), "preconditioned": ("nominal", True)}
+_ONE_DECAY = ("heavy_ball", "ema_momentum", "nesterov")
 
 _CROSSING_MINUS = "z = -1"
 _CROSSING_PLUS = "z = +1"
@@ -133,39 +143,56 @@ def _aggmo_betas(betas):
     return tuple(_exact(f"betas[{i}]", b) for i, b in enumerate(seq))
 
 
-def _per_mode_x(family, x, alpha, p, h):
+def _family(family, precondition):
+    """``(family, precondition)`` with the old spellings resolved (they warn)."""
+    if isinstance(family, str) and family in _DEPRECATED:
+        new, flag = _DEPRECATED[family]
+        warnings.warn(
+            f"family {family!r} is deprecated; use {new!r}"
+            + (" with precondition=True" if flag else ""),
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        family, precondition = new, precondition or flag
+    if family not in FAMILIES:
+        raise ValueError(f"family: expected one of {tuple(FAMILIES)}, got {family!r}")
+    if precondition and family != "nominal":
+        raise ValueError(f"precondition: only for 'nominal', not {family!r}")
+    return family, bool(precondition)
+
+
+def _per_mode_x(family, x, alpha, p, h, precondition):
     """The per-mode product for the gd-like families."""
     given = [v is not None for v in (alpha, p, h)]
     if any(given):
-        if family not in ("nominal", "preconditioned"):
-            raise ValueError(
-                f"alpha, p, h: only for 'nominal'/'preconditioned', not {family!r}"
-            )
+        if family != "nominal":
+            raise ValueError(f"alpha, p, h: only for 'nominal', not {family!r}")
         if not all(given) or x is not None:
             raise ValueError("alpha, p, h: give all three (and no x), or give x alone")
         gain = _exact("alpha", alpha) + _exact("p", p)
         h = _exact("h", h)
-        return gain * (h if family == "nominal" else sympy.sqrt(h))
+        return gain * (sympy.sqrt(h) if precondition else h)
     return X if x is None else _exact("x", x)
 
 
-def _one_step(family, x, beta, betas, alpha, p, h):
-    """The state and its image under one scaled step: (state, next_state)."""
-    if family not in FAMILIES:
-        raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}")
-    if beta is not None and family not in ("heavy_ball", "ema"):
-        raise ValueError(f"beta: only for 'heavy_ball'/'ema', not {family!r}")
+def _one_step(family, x, beta, betas, alpha, p, h, precondition):
+    """The state and its image under one scaled step: (state, next_state), for a
+    family already resolved by :func:`_family`."""
+    if beta is not None and family not in _ONE_DECAY:
+        raise ValueError(f"beta: only for {_ONE_DECAY}, not {family!r}")
     if betas is not None and family != "aggmo":
         raise ValueError(f"betas: only for 'aggmo', not {family!r}")
-    x = _per_mode_x(family, x, alpha, p, h)
+    x = _per_mode_x(family, x, alpha, p, h, precondition)
     phi = sympy.Symbol("phi")
     grad = x * phi  # lr * h * phi: the scaled gradient of the mode
-    if family in ("gd", "nominal", "preconditioned"):
+    if family in ("gd", "nominal"):
         return [phi], [phi - grad]
-    if family in ("heavy_ball", "ema"):
+    if family in _ONE_DECAY:
         b = BETA if beta is None else _exact("beta", beta)
         u = sympy.Symbol("u")
-        u_next = b * u + (grad if family == "heavy_ball" else (1 - b) * grad)
+        u_next = b * u + ((1 - b) * grad if family == "ema_momentum" else grad)
+        if family == "nesterov":  # phi' = phi - lr (g + beta m')
+            return [phi, u], [phi - grad - b * u_next, u_next]
         return [phi, u], [phi - u_next, u_next]
     bs = _aggmo_betas(betas)
     us = sympy.symbols(f"u_1:{len(bs) + 1}")
@@ -183,6 +210,7 @@ def block_matrix(
     alpha=None,
     p=None,
     h=None,
+    precondition=False,
 ) -> sympy.Matrix:
     r"""The per-mode block ``M`` of a linear optimizer, derived as a Jacobian.
 
@@ -195,12 +223,14 @@ def block_matrix(
       family: one of :data:`FAMILIES`.
       x: the per-mode product ``lr * h`` (number or sympy expression); default
         :data:`X`.
-      beta: decay of ``"heavy_ball"``/``"ema"``; default the symbol :data:`BETA`.
+      beta: decay of ``"heavy_ball"``, ``"ema_momentum"``, ``"nesterov"``; default
+        the symbol :data:`BETA`.
       betas: decays of ``"aggmo"``: a sequence (numbers or symbols), or a count ``k``
         for symbols ``beta_1..beta_k``.
-      alpha, p, h: for ``"nominal"``/``"preconditioned"``, instead of ``x``: nominal
-        step, learned-term eigenvalue and curvature (``x = (alpha + p) h`` or
-        ``(alpha + p) sqrt(h)``).
+      alpha, p, h: for ``"nominal"``, instead of ``x``: nominal step, learned-term
+        eigenvalue and curvature (``x = (alpha + p) h``).
+      precondition: ``"nominal"`` with the idealised output preconditioner
+        ``H^{-1/2}``, so ``x = (alpha + p) sqrt(h)``.
 
     Returns:
       A square sympy Matrix of size ``1``, ``2`` or ``k + 1``.
@@ -210,12 +240,21 @@ def block_matrix(
     [1 - x, -1/2],
     [    x,  1/2]])
     """
-    state, image = _one_step(family, x, beta, betas, alpha, p, h)
+    family, precondition = _family(family, precondition)
+    state, image = _one_step(family, x, beta, betas, alpha, p, h, precondition)
     return sympy.Matrix(image).jacobian(sympy.Matrix(state))
 
 
 def characteristic_polynomial(
-    family, x=None, *, beta=None, betas=None, alpha=None, p=None, h=None
+    family,
+    x=None,
+    *,
+    beta=None,
+    betas=None,
+    alpha=None,
+    p=None,
+    h=None,
+    precondition=False,
 ) -> sympy.Poly:
     r"""Characteristic polynomial :math:`\det(z I - M)` of a block, as a Poly in ``z``.
 
@@ -226,12 +265,13 @@ def characteristic_polynomial(
     - gd-like: :math:`z - (1 - x)`;
     - heavy ball: :math:`z^2 - (1 + \beta - x) z + \beta`;
     - EMA: :math:`z^2 - (1 + \beta - (1 - \beta) x) z + \beta`;
+    - Nesterov: :math:`z^2 - (1 + \beta)(1 - x) z + \beta (1 - x)`;
     - AggMo with ``k`` decays: :math:`(z - 1)\prod_j (z - b_j)
       + \frac{x z}{k}\sum_i (1 - b_i)\prod_{j\ne i}(z - b_j)`.
 
     Args:
       family: one of :data:`FAMILIES`, or a square sympy Matrix.
-      x, beta, betas, alpha, p, h: as in :func:`block_matrix`.
+      x, beta, betas, alpha, p, h, precondition: as in :func:`block_matrix`.
 
     Returns:
       ``sympy.Poly`` in :data:`Z`.
@@ -244,7 +284,17 @@ def characteristic_polynomial(
         if m.rows != m.cols:
             raise ValueError(f"family: matrix must be square, got {m.shape}")
     else:
-        m = block_matrix(family, x, beta=beta, betas=betas, alpha=alpha, p=p, h=h)
+        family, precondition = _family(family, precondition)
+        m = block_matrix(
+            family,
+            x,
+            beta=beta,
+            betas=betas,
+            alpha=alpha,
+            p=p,
+            h=h,
+            precondition=precondition,
+        )
     det = (Z * sympy.eye(m.rows) - m).det(method="berkowitz")
     return sympy.Poly(sympy.expand(det), Z)
 
@@ -670,6 +720,7 @@ def stability_boundary(
     alpha=None,
     p=None,
     h=None,
+    precondition=False,
     variable=None,
 ) -> StabilityBoundary:
     r"""The exact stable range of a block family, solved from its Jury conditions.
@@ -723,11 +774,16 @@ def stability_boundary(
         if variable is None:
             raise ValueError("variable: required when a polynomial is given")
     else:
-        poly, name = (
-            characteristic_polynomial(
-                family, x, beta=beta, betas=betas, alpha=alpha, p=p, h=h
-            ),
-            family,
+        name, precondition = _family(family, precondition)
+        poly = characteristic_polynomial(
+            name,
+            x,
+            beta=beta,
+            betas=betas,
+            alpha=alpha,
+            p=p,
+            h=h,
+            precondition=precondition,
         )
         if variable is None:
             variable = x if isinstance(x, sympy.Symbol) else X
@@ -773,7 +829,7 @@ def _coefficient_function(family: str, k: int) -> tuple[Callable, int]:
     if family == "aggmo":
         params = sympy.symbols(f"beta_1:{k + 1}", real=True)
         poly = characteristic_polynomial(family, betas=params)
-    elif family in ("heavy_ball", "ema"):
+    elif family in _ONE_DECAY:
         params = (BETA,)
         poly = characteristic_polynomial(family)
     else:
@@ -790,10 +846,10 @@ def characteristic_coefficients(family: str, x, *, beta=None, betas=None) -> jax
     per family (and number of decays) and evaluated with broadcasting.
 
     Args:
-      family: one of :data:`FAMILIES` (``"nominal"``/``"preconditioned"``: pass the
-        per-mode ``x``).
+      family: one of :data:`FAMILIES` (``"nominal"``: pass the per-mode ``x``).
       x: per-mode products ``lr * h``, any shape.
-      beta: decay(s) of ``"heavy_ball"``/``"ema"``, broadcast against ``x``.
+      beta: decay(s) of ``"heavy_ball"``, ``"ema_momentum"``, ``"nesterov"``,
+        broadcast against ``x``.
       betas: decays of ``"aggmo"``, shape ``(..., k)``, the leading axes broadcast
         against ``x``.
 
@@ -801,6 +857,7 @@ def characteristic_coefficients(family: str, x, *, beta=None, betas=None) -> jax
       Array of shape ``broadcast(...) + (n + 1,)``, highest degree first (the
       convention of ``numpy.roots`` and :func:`schur_stable`); float64 when x64 is on.
     """
+    family, _ = _family(family, False)
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
     x = jnp.asarray(x, dtype=dtype)
     if family == "aggmo":
@@ -811,16 +868,14 @@ def characteristic_coefficients(family: str, x, *, beta=None, betas=None) -> jax
             raise ValueError("betas: expected shape (..., k)")
         args = [betas[..., i] for i in range(betas.shape[-1])]
         fn, count = _coefficient_function(family, betas.shape[-1])
-    elif family in ("heavy_ball", "ema"):
+    elif family in _ONE_DECAY:
         if beta is None:
             raise ValueError(f"beta: the {family!r} family needs beta")
         args = [jnp.asarray(beta, dtype=dtype)]
         fn, count = _coefficient_function(family, 1)
-    elif family in FAMILIES:
+    else:
         args = []
         fn, count = _coefficient_function(family, 0)
-    else:
-        raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}")
     shape = jnp.broadcast_shapes(x.shape, *(a.shape for a in args))
     values = fn(x, *args)
     return jnp.stack(

@@ -1,6 +1,9 @@
-"""Hand-designed optimizers (optax) and their closed-form per-mode blocks."""
+"""Hand-designed optimizers (optax), their closed-form per-mode blocks, and the
+registry :data:`FAMILIES` of the linear families."""
 
 from stability.optimizers import modes as modes
+from stability.optimizers.families import FAMILIES as FAMILIES
+from stability.optimizers.families import Family as Family
 from stability.optimizers.linear import AdamAggMoState as AdamAggMoState
 from stability.optimizers.linear import MomentumState as MomentumState
 from stability.optimizers.linear import adam_aggmo as adam_aggmo

@@ -21,19 +21,32 @@ Every function broadcasts over its array arguments (``x`` and ``beta`` may be gr
 The eigenvalues of these blocks equal those of the Jacobian that
 :func:`stability.operators.closed_loop` takes of the real optax optimizer (the two
 are similar through ``diag(1, lr, ..., lr)``).
+
+The same optimizers as linear systems acting on the gradient, ``(A, B, C)`` with
+``xi' = A xi + B g`` and ``g`` taken at ``y = C xi`` (the form that
+:mod:`stability.analyses.certified` certifies), are the ``*_state_space`` functions;
+on a quadratic of curvature ``h`` the loop is ``A + h B C``, similar to the block.
+:data:`stability.optimizers.FAMILIES` names all of these per family.
 """
 
-import jax.numpy as jnp
+import warnings
 
-# family -> the parameters its block takes
-_PARAMS = {
-    "gd": (),
-    "heavy_ball": ("beta",),
-    "ema_momentum": ("beta",),
-    "nesterov": ("beta",),
-    "aggmo": ("betas",),
-}
-FAMILIES = tuple(_PARAMS)
+import jax.numpy as jnp
+import numpy as np
+
+
+def __getattr__(name):
+    if name == "FAMILIES":
+        warnings.warn(
+            "stability.optimizers.modes.FAMILIES is deprecated; use "
+            "stability.optimizers.FAMILIES (a mapping name -> Family)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from stability.optimizers.families import FAMILIES
+
+        return FAMILIES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _stack(rows):
@@ -92,21 +105,27 @@ def aggmo_block(x, betas):
 
 
 def block(family: str, x, **params):
-    """Dispatch on ``family`` in :data:`FAMILIES`; ``params`` holds ``beta`` or
-    ``betas``."""
-    if family not in _PARAMS:
-        raise ValueError(f"family: expected one of {FAMILIES}, got {family!r}")
-    if set(params) != set(_PARAMS[family]):
-        raise ValueError(f"{family}: takes {_PARAMS[family]}, got {tuple(params)}")
-    if family == "gd":
-        return gd_block(x)
-    if family == "heavy_ball":
-        return heavy_ball_block(x, params["beta"])
-    if family == "ema_momentum":
-        return ema_momentum_block(x, params["beta"])
-    if family == "nesterov":
-        return nesterov_block(x, params["beta"])
-    return aggmo_block(x, params["betas"])
+    """Dispatch on ``family``, a key of :data:`stability.optimizers.FAMILIES`;
+    ``params`` holds the family's ``block_params`` (``beta`` or ``betas``)."""
+    from stability.optimizers.families import FAMILIES  # it imports this module
+
+    if family not in FAMILIES:
+        raise ValueError(f"family: expected one of {tuple(FAMILIES)}, got {family!r}")
+    takes = FAMILIES[family].block_params
+    if set(params) != set(takes):
+        raise ValueError(f"{family}: takes {takes}, got {tuple(params)}")
+    return FAMILIES[family].block(x, **params)
+
+
+def characteristic(m) -> np.ndarray:
+    """Coefficients of ``det(z I - m)`` for one square block ``m``, highest degree
+    first (closed forms for 1x1 and 2x2, ``numpy.poly`` beyond)."""
+    m = np.asarray(m, dtype=float)
+    if m.shape[-1] > 2:
+        return np.poly(m)
+    if m.shape[-1] == 1:
+        return np.array([1.0, -m[0, 0]])
+    return np.array([1.0, -(m[0, 0] + m[1, 1]), m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]])
 
 
 def quadratic_radius(s, q, xp=jnp):
@@ -144,3 +163,60 @@ def nesterov_radius(x, beta, xp=jnp):
     ``z^2 - (1 + b)(1 - x) z + b (1 - x)`` (``xp`` as in :func:`quadratic_radius`).
     """
     return quadratic_radius((1 + beta) * (1 - x), beta * (1 - x), xp)
+
+
+# --------------------------------------------------------------------------------------
+# State-space triples (A, B, C) acting on the gradient, float64 NumPy
+# --------------------------------------------------------------------------------------
+
+
+def _output_first(A, B):
+    C = np.zeros((1, A.shape[0]))
+    C[0, 0] = 1.0  # the gradient is taken at phi
+    return A, B, C
+
+
+def gd_state_space(lr):
+    """``phi' = phi - lr g``: state ``(phi,)``."""
+    return np.array([[1.0]]), np.array([[-lr]]), np.array([[1.0]])
+
+
+def nominal_state_space(alpha, p, preconditioner):
+    """``phi' = phi - preconditioner (alpha + p) g``: the nominal step, a scalar
+    learned linear term ``p`` and an output preconditioner frozen as a gain."""
+    return gd_state_space(preconditioner * (alpha + p))
+
+
+def _momentum_state_space(lr, beta, w, d, e):
+    # m' = b m + w g ; phi' = phi - lr (d m + e g)
+    A = np.array([[1.0, -lr * d], [0.0, beta]])
+    B = np.array([[-lr * e], [w]])
+    return _output_first(A, B)
+
+
+def heavy_ball_state_space(lr, beta):
+    """State ``(phi, m)``, ``m' = beta m + g``, ``phi' = phi - lr m'``."""
+    return _momentum_state_space(lr, beta, 1.0, beta, 1.0)
+
+
+def ema_momentum_state_space(lr, beta):
+    """State ``(phi, m)``, ``m' = beta m + (1 - beta) g``, ``phi' = phi - lr m'``."""
+    return _momentum_state_space(lr, beta, 1 - beta, beta, 1 - beta)
+
+
+def nesterov_state_space(lr, beta):
+    """State ``(phi, m)``, ``m' = beta m + g``, ``phi' = phi - lr (g + beta m')``."""
+    return _momentum_state_space(lr, beta, 1.0, beta * beta, 1 + beta)
+
+
+def aggmo_state_space(lr, betas):
+    """State ``(phi, m_1, ..., m_k)``, ``m_i' = b_i m_i + (1 - b_i) g``,
+    ``phi' = phi - lr mean_i m_i'``."""
+    betas = np.array(betas)
+    k = betas.size
+    A = np.zeros((k + 1, k + 1))
+    A[0, 0] = 1.0
+    A[0, 1:] = -lr * betas / k
+    A[1:, 1:] = np.diag(betas)
+    B = np.concatenate([[-lr * np.mean(1 - betas)], 1 - betas])[:, None]
+    return _output_first(A, B)
