@@ -69,8 +69,28 @@ def test_resolve_names():
             reproduce.resolve([bad])
 
 
-def test_quick_end_to_end(tmp_path):
+def _keep_records(monkeypatch, *fids):
+    """Spy on the ``compute`` of figures ``fids``: their records land in the dict
+    returned, by figure id."""
+    from stability import figures
+
+    kept = {}
+    for fid in fids:
+        mod = figures.FIGURES[fid].load()
+
+        def spy(quality, fid=fid, compute=mod.compute):
+            kept[fid] = compute(quality)
+            return kept[fid]
+
+        monkeypatch.setattr(mod, "compute", spy)
+    return kept
+
+
+def test_quick_end_to_end(tmp_path, monkeypatch):
     """Every figure in quick mode through ``main``: images, numbers, skips, lemmas."""
+    from stability.figures import fig05
+
+    records = _keep_records(monkeypatch, "fig02", "fig05")
     rc = reproduce.main(["--quick", "--out", str(tmp_path)])
     assert rc == 0
     report = (tmp_path / "REPORT.md").read_text()
@@ -84,11 +104,13 @@ def test_quick_end_to_end(tmp_path):
     assert "## Skipped and failed" in report
     assert "Nothing was skipped." in report
     # the key numbers agree with the exact results they are checked against
-    assert "0 / 25921" in _section(report, "fig02_regions")
-    assert "15116438/146521" in _section(report, "fig02_regions")
-    fig05 = _section(report, "fig05_nqm_losses")
-    fractions = [float(v) for v in re.findall(r"within 3 s\.e\. \| ([\d.]+)", fig05)]
+    regions = records["fig02"]
+    assert (0, 25921) in regions.checks.values()
+    assert any("15116438/146521" in v for v in regions.exact.values())
+    fractions = [np.mean(case.scores < 3) for case in records["fig05"].cases]
     assert len(fractions) == 4 and min(fractions) > 0.9
+    shown = fig05.numbers(records["fig05"])
+    assert sum("within 3 s.e." in k for k in shown) == 4  # and the report has them
     assert "# Lemma report" in report or "## Lemma report" in report
 
 
@@ -432,40 +454,6 @@ def test_full_pipeline_for_real_on_a_tiny_budget(tmp_path, monkeypatch):
     assert "Records rerun by this --full run" in report
     for name in ("fig06_meta_training", "fig07_long_horizon", "fig08_generalization"):
         _check_image(tmp_path / f"{name}.png")
-
-
-def test_standard_scores_are_in_standard_errors_of_the_mean():
-    losses = np.array([[1.0, 4.0], [3.0, 8.0], [2.0, 6.0], [2.0, 6.0]])
-    se = np.array([np.sqrt(2 / 3), np.sqrt(8 / 3)]) / 2  # sample s.d. / sqrt(4)
-    np.testing.assert_allclose(
-        reproduce._standard_scores(losses, [1.0, 7.0]), [1 / se[0], 1 / se[1]]
-    )
-
-
-def test_first_spike_is_a_window_mean_100x_the_best_before_it():
-    def windows(*means):
-        return np.repeat(means, 50) + np.tile([-0.5, 0.5], 25 * len(means))
-
-    means, spike = reproduce._first_spike(windows(10, 1, 2, 50, 500, 1))
-    np.testing.assert_allclose(means, [10, 1, 2, 50, 500, 1])
-    assert spike == 200  # window 4: 500 > 100 x 1
-    assert reproduce._first_spike(windows(10, 1, 150))[1] == 100
-    assert reproduce._first_spike(windows(1000, 1, 99, 5))[1] is None
-    assert reproduce._first_spike(np.ones(120))[0].size == 2  # whole windows only
-
-
-def test_first_step_at_or_after_the_start():
-    at = np.array([50, 100, 150, 200, 250])
-    assert reproduce._first_step(at, [1, 0, 0, 1, 1], start=100) == 200
-    assert reproduce._first_step(at, [1, 1, 0, 0, 1], start=100) == 100
-    assert reproduce._first_step(at, [1, 0, 0, 0, 0], start=100) is None
-
-
-def test_disagreement_counts_cells_wrong_either_way():
-    numeric = np.array([[True, True], [False, False], [True, False]])
-    exact = np.array([[True, False], [True, False], [True, False]])
-    assert reproduce._disagreement(numeric, exact) == (2, 6)
-    assert reproduce._disagreement(exact, exact) == (0, 6)
 
 
 def test_fig06_reports_the_first_window_and_the_final_totals(tmp_path, monkeypatch):
