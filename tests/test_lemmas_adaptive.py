@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from stability import optimizers
 from stability.lemmas import adaptive
-from stability.lemmas.nominal import random_hessian, spd_power
+from stability.lemmas.samplers import random_hessian
+from stability.lemmas.structure import spd_power
 from stability.operators import ClosedLoop, closed_loop, nominal_closed_loop
 from stability.problems import (
     NoisyQuadratic,
@@ -19,6 +20,7 @@ from stability.problems import (
     noisy_quadratic,
     random_rotation,
     rotated,
+    schedules,
 )
 
 
@@ -137,7 +139,7 @@ def test_time_varying_moments_match_constant_schedule(rotate):
     P = 0.1 * rng.standard_normal((3, 3))
     T = 25
     loop = adaptive.schedule_loop(problem.hessian, P, np.full(T, 0.8))
-    got = adaptive.time_varying_expected_losses(problem, loop)
+    got = schedules.time_varying_expected_losses(problem, loop)
     ref = expected_losses(
         problem, nominal_closed_loop(problem.hessian, P, 0.8), T, method="dense"
     )
@@ -154,7 +156,7 @@ def test_time_varying_moments_on_a_joint_state():
         jnp.broadcast_to(loop.transition, (T, 4, 4)),
         jnp.broadcast_to(loop.noise_gain, (T, 4, 2)),
     )
-    got = adaptive.time_varying_expected_losses(problem, stack)
+    got = schedules.time_varying_expected_losses(problem, stack)
     ref = expected_losses(problem, loop, T, method="dense")
     np.testing.assert_allclose(got, ref, **TOL[np.dtype("float64")])
 
@@ -168,7 +170,7 @@ def test_time_varying_moments_are_differentiable():
         k = alphas[:, None, None] * jnp.eye(2)
         a = jnp.eye(2) - k @ H
         stack = ClosedLoop(a, jnp.eye(2) - a)
-        return jnp.mean(adaptive.time_varying_expected_losses(problem, stack))
+        return jnp.mean(schedules.time_varying_expected_losses(problem, stack))
 
     g = jax.grad(loss)(alphas)
     eps = 1e-6
@@ -229,9 +231,11 @@ def test_bad_inputs_raise():
         adaptive.stable_interval(np.diag([1.0, 2.0]), [[1.0, 1.0], [-1.0, 2.0]])
     problem = noisy_quadratic(H)
     with pytest.raises(ValueError, match="loop"):
-        adaptive.time_varying_expected_losses(problem, ClosedLoop(np.eye(2), np.eye(2)))
+        schedules.time_varying_expected_losses(
+            problem, ClosedLoop(np.eye(2), np.eye(2))
+        )
     with pytest.raises(ValueError, match="z0"):
-        adaptive.time_varying_expected_losses(
+        schedules.time_varying_expected_losses(
             problem, adaptive.schedule_loop(H, H, [0.5, 0.5]), z0=np.zeros(3)
         )
 
@@ -260,15 +264,15 @@ NAN = np.array([np.nan])
         (lambda: adaptive.sample(np.random.default_rng(0), n=0), "n: must be"),
         (lambda: adaptive.sample(np.random.default_rng(0), length=0), "length: "),
         (
-            lambda: adaptive.time_varying_expected_losses(ONE, LOOP, z0=NAN),
+            lambda: schedules.time_varying_expected_losses(ONE, LOOP, z0=NAN),
             "z0: contains non-finite",
         ),
         (
-            lambda: adaptive.time_varying_expected_losses(ONE._replace(x0=NAN), LOOP),
+            lambda: schedules.time_varying_expected_losses(ONE._replace(x0=NAN), LOOP),
             "problem.x0: contains non-finite",
         ),
         (
-            lambda: adaptive.time_varying_expected_losses(
+            lambda: schedules.time_varying_expected_losses(
                 ONE, LOOP._replace(transition=np.full((3, 1, 1), np.nan))
             ),
             "loop.transition: contains non-finite",

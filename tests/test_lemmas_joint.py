@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from stability.analyses import max_stable_learning_rate
 from stability.lemmas import joint
-from stability.optimizers import modes
+from stability.optimizers import learned, modes
 
 AGGMO_BETAS = (0.9, 0.99, 0.999)
 
@@ -235,7 +235,7 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="budget"):
         joint.counterexample("block_stable", budget=-1)
     with pytest.raises(ValueError, match="beta"):
-        joint.learned_momentum(0.1, 1.5, H)
+        learned.learned_momentum(0.1, 1.5, H)
 
 
 # ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stability.analyses import growth
 from stability.lemmas import metagrad
 from stability.problems import NoisyQuadratic
 
@@ -104,13 +105,13 @@ def test_forward_recursion_matches_jax_grad_through_expected_losses():
         inst = metagrad.sample(rng, n=3, kappa=100.0, stable=stable)
         problem = metagrad.problem_of(inst)
         taus = [1, 5, 12]
-        grads = metagrad.meta_gradients(problem, inst.P, inst.alpha, taus)
+        grads = growth.meta_gradients(problem, inst.P, inst.alpha, taus)
         ref = np.linalg.norm(grads.reshape(3, -1), axis=1)
         np.testing.assert_allclose(
             metagrad.gradient_norms(inst, taus), ref, rtol=1e-9, atol=1e-14
         )
         # and jax.grad of the scalar meta-loss at one horizon
-        g = jax.grad(metagrad.meta_loss)(jnp.asarray(inst.P), problem, inst.alpha, 12)
+        g = jax.grad(growth.meta_loss)(jnp.asarray(inst.P), problem, inst.alpha, 12)
         np.testing.assert_allclose(np.asarray(g), grads[-1], rtol=1e-9, atol=1e-14)
 
 
@@ -121,7 +122,7 @@ def test_meta_loss_is_a_polynomial_of_degree_2T_minus_2():
     T = 4
     ps = 0.1 * np.arange(2 * T)
     vals = np.array(
-        [float(metagrad.meta_loss(jnp.array([[p]]), problem, 0.2, T)) for p in ps]
+        [float(growth.meta_loss(jnp.array([[p]]), problem, 0.2, T)) for p in ps]
     )
     assert abs(np.diff(vals, 2 * T - 1)[0]) < 1e-10 * np.max(np.abs(vals))
     assert abs(np.diff(vals[:-1], 2 * T - 2)[0]) > 1e-6
@@ -129,7 +130,7 @@ def test_meta_loss_is_a_polynomial_of_degree_2T_minus_2():
 
 @pytest.fixture(scope="module")
 def rates():
-    return metagrad.rate_vs_rho([0.6, 1.1, 1.2, 1.3], HORIZONS, num_seeds=SEEDS)
+    return growth.rate_vs_rho([0.6, 1.1, 1.2, 1.3], HORIZONS, num_seeds=SEEDS)
 
 
 def test_growth_rate_is_two_log_rho(rates):
@@ -149,8 +150,8 @@ def test_growth_rate_is_two_log_rho(rates):
 
 def test_stable_meta_gradient_converges(rates):
     assert abs(rates.rates[0]) < 0.01
-    problem, P = metagrad.one_mode(0.6)
-    rec = metagrad.gradient_growth(problem, P, 0.5, HORIZONS, num_seeds=SEEDS)
+    problem, P = growth.one_mode(0.6)
+    rec = growth.gradient_growth(problem, P, 0.5, HORIZONS, num_seeds=SEEDS)
     assert rec.rho == pytest.approx(0.6)
     assert rec.grad_norms[-1] == pytest.approx(rec.grad_norms[-2], rel=0.05)
     # the variance of the sampled meta-gradient shrinks (averaging over more steps)
@@ -159,16 +160,16 @@ def test_stable_meta_gradient_converges(rates):
 
 @pytest.mark.parametrize("eigenvalue, degree", [(1.0, 1.0), (-1.0, 2.0)])
 def test_polynomial_growth_at_rho_one(eigenvalue, degree):
-    problem, P = metagrad.one_mode(eigenvalue)
-    rec = metagrad.gradient_growth(problem, P, 0.5, HORIZONS, num_seeds=SEEDS)
+    problem, P = growth.one_mode(eigenvalue)
+    rec = growth.gradient_growth(problem, P, 0.5, HORIZONS, num_seeds=SEEDS)
     assert rec.rho == pytest.approx(1.0)
     assert rec.degree == pytest.approx(degree, abs=0.1)
     assert abs(rec.rate) < 0.05
 
 
 def test_sampled_meta_gradients_are_unbiased():
-    problem, P = metagrad.one_mode(-1.1)
-    rec = metagrad.gradient_growth(problem, P, 0.5, HORIZONS, num_seeds=SEEDS)
+    problem, P = growth.one_mode(-1.1)
+    rec = growth.gradient_growth(problem, P, 0.5, HORIZONS, num_seeds=SEEDS)
     err = np.abs(rec.mc_grad_norms - rec.grad_norms)
     assert np.all(err <= 5 * np.sqrt(rec.mc_variances / SEEDS))
     assert np.all(np.diff(rec.mc_variances) > 0)
@@ -191,9 +192,9 @@ def test_bad_inputs_raise():
         metagrad.gradient_norms(inst, [0, 3])
     problem = metagrad.problem_of(inst)
     with pytest.raises(ValueError, match="num_seeds"):
-        metagrad.sampled_meta_gradients(problem, H, 0.1, [4], num_seeds=1)
+        growth.sampled_meta_gradients(problem, H, 0.1, [4], num_seeds=1)
     with pytest.raises(ValueError, match="sign"):
-        metagrad.rate_vs_rho([1.1], [4, 8], sign=2)
+        growth.rate_vs_rho([1.1], [4, 8], sign=2)
     with pytest.raises(ValueError, match="drop"):
         metagrad.counterexample("stable")
     with pytest.raises(ValueError, match="kind"):
@@ -209,17 +210,17 @@ PROBLEM = metagrad.problem_of(INST)
     [
         (lambda: metagrad.gradient_norms(INST, [2.5]), "horizons"),
         (lambda: metagrad.gradient_norms(INST, [np.nan]), "horizons"),
-        (lambda: metagrad.meta_loss(jnp.array([0.1, 0.2]), PROBLEM, 0.3, 3), "P: "),
-        (lambda: metagrad.meta_loss(jnp.zeros((2, 2)), PROBLEM, -1.0, 3), "alpha"),
-        (lambda: metagrad.meta_gradients(PROBLEM, INST.P, -0.5, [2]), "alpha"),
-        (lambda: metagrad.meta_gradients(PROBLEM, np.eye(3), 0.1, [2]), "P: "),
+        (lambda: growth.meta_loss(jnp.array([0.1, 0.2]), PROBLEM, 0.3, 3), "P: "),
+        (lambda: growth.meta_loss(jnp.zeros((2, 2)), PROBLEM, -1.0, 3), "alpha"),
+        (lambda: growth.meta_gradients(PROBLEM, INST.P, -0.5, [2]), "alpha"),
+        (lambda: growth.meta_gradients(PROBLEM, np.eye(3), 0.1, [2]), "P: "),
         (
-            lambda: metagrad.sampled_meta_gradients(PROBLEM, INST.P, -0.5, [2]),
+            lambda: growth.sampled_meta_gradients(PROBLEM, INST.P, -0.5, [2]),
             "alpha",
         ),
-        (lambda: metagrad.one_mode(np.nan), "eigenvalue: must be finite"),
-        (lambda: metagrad.one_mode(0.5, alpha=-1.0), "alpha"),
-        (lambda: metagrad.fit_growth([1, 2, 3, 4], [1.0, 2.0]), "values: expected"),
+        (lambda: growth.one_mode(np.nan), "eigenvalue: must be finite"),
+        (lambda: growth.one_mode(0.5, alpha=-1.0), "alpha"),
+        (lambda: growth.fit_growth([1, 2, 3, 4], [1.0, 2.0]), "values: expected"),
         (lambda: metagrad.sample(np.random.default_rng(0), kappa=0.5), "kappa: "),
         (lambda: metagrad.sample(np.random.default_rng(0), n=2.7), "n: expected"),
         (lambda: metagrad.sample(np.random.default_rng(0), n=0), "n: must be"),
@@ -290,5 +291,5 @@ def test_jordan_block_growth_degree_is_3m_minus_2(m, eigenvalue):
         H=np.eye(m), P=np.eye(m) - A, alpha=0.0, horizon=8, noise_cov=0.0
     )
     taus = np.array([512, 1024, 2048])
-    _, degree = metagrad.fit_growth(taus, metagrad.gradient_norms(inst, taus))
+    _, degree = growth.fit_growth(taus, metagrad.gradient_norms(inst, taus))
     assert degree == pytest.approx(metagrad.jordan_growth_degree(m), abs=0.03)

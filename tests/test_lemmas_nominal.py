@@ -11,8 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stability.analyses import spectral_radius
-from stability.lemmas import _exact, nominal
+from stability.lemmas import _exact, nominal, samplers, seed_wording
 from stability.operators import nominal_closed_loop
+from stability.problems import random_rotation
 
 
 @st.composite
@@ -79,12 +80,12 @@ def test_per_direction_condition_is_exact(seed):
     and rho <= 1 iff every pair is inside or on them."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 6))
-    H, h, q = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 4), repeated=True)
+    H, h, q = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 4), repeated=True)
     alpha = rng.uniform(0, 3)
     p = rng.uniform(-alpha - 1, 2 / h - alpha + 1)
     if seed % 3 == 0:  # some pairs exactly on their bound
         p[0] = 2 / h[0] - alpha
-    P = nominal.commuting_matrix(rng, h, q, p)
+    P = samplers.commuting_matrix(rng, h, q, p)
     cond = nominal.per_direction_condition(H, P, alpha)
     rho = dense_radius(nominal.make_instance(H=H, P=P, alpha=alpha))
     assert cond.stable == (rho < 1 - 1e-9) or abs(rho - 1) < 1e-9
@@ -162,7 +163,7 @@ def test_odd_count_below_lower_bound_is_unstable_for_any_P():
     rng = np.random.default_rng(5)
     for _ in range(200):
         n = int(rng.integers(1, 6))
-        H, _, _ = nominal.random_hessian(rng, n, 100.0)
+        H, _, _ = samplers.random_hessian(rng, n, 100.0)
         alpha = rng.uniform(0, 1)
         p = rng.uniform(-alpha + 0.01, 1, n)
         p[0] = -alpha - rng.uniform(0.01, 1)
@@ -191,26 +192,30 @@ def test_bounds_are_the_iff_over_all_curvatures(inst):
 
 def test_literal_seed_wording_is_false():
     for seed in range(3):
-        inst = nominal.seed_counterexample("literal", seed=seed)
+        inst = seed_wording.seed_counterexample("literal", seed=seed)
         assert inst is not None
-        assert nominal.seed_premise(inst, "literal")
-        assert not nominal.seed_wording_holds(inst, "literal")
+        assert seed_wording.seed_premise(inst, "literal")
+        assert not seed_wording.seed_wording_holds(inst, "literal")
         assert dense_radius(inst) > 1 + 1e-6
 
 
 def test_reparametrised_seed_wording_is_theorem_1():
-    assert nominal.seed_counterexample("reparametrised", seed=0, budget=500) is None
+    assert (
+        seed_wording.seed_counterexample("reparametrised", seed=0, budget=500) is None
+    )
     rng = np.random.default_rng(11)
     for _ in range(300):
         inst = nominal.sample(rng, kind="symmetric")
         L = float(np.linalg.eigvalsh(inst.H)[-1])
         # nominal step 1/L, i.e. the seed's alpha_s = L
-        re = nominal.make_instance(H=inst.H, P=inst.P, alpha=nominal.from_seed_alpha(L))
-        assert nominal.to_seed_alpha(re.alpha) == pytest.approx(L, rel=1e-15)
+        re = nominal.make_instance(
+            H=inst.H, P=inst.P, alpha=seed_wording.from_seed_alpha(L)
+        )
+        assert seed_wording.to_seed_alpha(re.alpha) == pytest.approx(L, rel=1e-15)
         hyp = nominal.hypotheses(re)
         theorem = hyp["lower_bound"] and hyp["upper_bound"]
-        assert nominal.seed_premise(re, "reparametrised") == theorem
-        assert nominal.seed_wording_holds(re, "reparametrised")
+        assert seed_wording.seed_premise(re, "reparametrised") == theorem
+        assert seed_wording.seed_wording_holds(re, "reparametrised")
         b = nominal.bounds(re)
         assert b["lower"] == pytest.approx(-1 / L) and b["upper"] == pytest.approx(
             1 / L
@@ -221,15 +226,15 @@ def test_seed_bounds_imply_theorem_1_iff_alpha_s_at_least_L():
     # with nominal step 1/a_s: [-1/a_s, 1/a_s] inside [-1/a_s, 2/L - 1/a_s] iff a_s >= L
     L = 2.0
     for a_s in (1.0, 1.9, 2.0, 2.1, 5.0):
-        alpha = nominal.from_seed_alpha(a_s)
+        alpha = seed_wording.from_seed_alpha(a_s)
         assert (1 / a_s <= 2 / L - alpha + 1e-15) == (a_s >= L)
 
 
 def test_seed_reading_argument():
     with pytest.raises(ValueError, match="reading"):
-        nominal.seed_counterexample("loose")
+        seed_wording.seed_counterexample("loose")
     with pytest.raises(ValueError, match="alpha_seed"):
-        nominal.from_seed_alpha(0.0)
+        seed_wording.from_seed_alpha(0.0)
 
 
 # ----- validation --------------------------------------------------------------------
@@ -410,11 +415,11 @@ def test_weyl_form_is_sufficient_for_symmetric_P(seed):
     2 - alpha L imply rho <= 1 (drawn with margins 1e-6 and on them)."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 6))
-    H, h, _ = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 4))
+    H, h, _ = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 4))
     alpha = rng.uniform(0, 2 / h[0])
     lo, hi = -alpha * h[-1], 2 - alpha * h[0]
-    m = nominal.draw_in_interval(rng, lo, hi, n, rng.random() < 0.5)
-    r = nominal.random_orthogonal(rng, n)
+    m = samplers.draw_in_interval(rng, lo, hi, n, rng.random() < 0.5)
+    r = random_rotation(n, rng)
     root_inv = nominal.spd_power(H, -0.5)
     P = root_inv @ ((r * m) @ r.T) @ root_inv
     inst = nominal.make_instance(H=H, P=0.5 * (P + P.T), alpha=alpha)
@@ -439,7 +444,7 @@ def test_contraction_norm_at_most_one_is_sufficient_for_any_P(seed):
     a random contraction C (norm 1 - 1e-6 or 1) via K = H^{-1/2} (I - C) H^{-1/2}."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 6))
-    H, h, _ = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 3))
+    H, h, _ = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 3))
     C = rng.standard_normal((n, n))
     C *= (1 - 1e-6 * (rng.random() < 0.5)) / np.linalg.norm(C, 2)
     alpha = rng.uniform(0, 1 / h[0])

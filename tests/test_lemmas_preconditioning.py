@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stability.analyses import spectral_radius
-from stability.lemmas import nominal
+from stability.lemmas import nominal, samplers
 from stability.lemmas import preconditioning as pre
 from stability.operators import nominal_closed_loop
 
@@ -106,7 +106,7 @@ def test_counterexample_is_deterministic():
 
 def _random_case(rng, symmetric_P):
     n = int(rng.integers(1, 6))
-    H, _, _ = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 4))
+    H, _, _ = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 4))
     P = rng.standard_normal((n, n))
     if symmetric_P:
         P = P + P.T

@@ -1,5 +1,6 @@
 """stability.lemmas.report and format_report, on a stand-in claim module."""
 
+import itertools
 import types
 
 import numpy as np
@@ -7,7 +8,13 @@ import pytest
 
 from stability import lemmas
 from stability.lemmas import ClaimResult
-from stability.lemmas._claim import check_search
+from stability.lemmas._claim import (
+    MARGIN,
+    Claim,
+    check_search,
+    counterexample,
+    radius_breaks,
+)
 
 
 def _claim(seen):
@@ -89,9 +96,93 @@ def test_format_report_says_which_counterexamples_were_found():
     assert "- drop `g` (necessity): counterexample NOT found: none found" in text
 
 
-def test_claims_skips_modules_that_do_not_exist(monkeypatch):
+def test_claims_are_the_claim_modules_each_with_its_claim():
+    modules = lemmas.claims()
+    assert [m.NAME for m in modules] == list(lemmas.CLAIM_MODULES)
+    for m in modules:
+        assert isinstance(m.CLAIM, Claim)
+        assert (m.CLAIM.name, m.CLAIM.title, m.CLAIM.statement) == (
+            m.NAME,
+            m.TITLE,
+            m.STATEMENT,
+        )
+        assert dict(m.CLAIM.drops) == m.DROPS and set(m.CLAIM.searches) == set(m.DROPS)
+        assert dict(m.CLAIM.families) == getattr(m, "HARD_FAMILIES", {})
+
+
+def test_claims_raises_on_a_module_that_does_not_exist(monkeypatch):
     monkeypatch.setattr(lemmas, "CLAIM_MODULES", ("nominal", "no_such_claim"))
-    assert [m.__name__ for m in lemmas.claims()] == ["stability.lemmas.nominal"]
+    with pytest.raises(ModuleNotFoundError, match="no_such_claim"):
+        lemmas.claims()
+
+
+def _stand_in_claim(values, status, breaks=lambda x, kind: x > 0.5, budget=50):
+    """A claim whose search draws ``values`` in turn (None: no candidate),
+    ``status(x)`` the three-valued hypotheses."""
+    draws = itertools.cycle(values)
+    return Claim(
+        "stand_in",
+        "Stand-in",
+        "x <= 1/2.",
+        hypotheses=status,
+        conclusion=lambda x: x <= 0.5,
+        bounds=lambda x: {},
+        sample=lambda rng: 0.0,
+        drops={"h": "sufficiency"},
+        searches={"h": lambda rng: next(draws)},
+        breaks=breaks,
+        budget=budget,
+    )
+
+
+def test_counterexample_driver_skips_undecided_and_missing_candidates():
+    seen = []
+
+    def status(x):
+        seen.append(x)
+        return {"h": "undecided" if x == 0.9 else "fails", "g": True}
+
+    claim = _stand_in_claim([None, 0.9, 0.2, 0.7], status)
+    assert counterexample(claim, "h", seed=0) == 0.7
+    assert None not in seen and 0.9 in seen  # no candidate is never checked
+    undecided = _stand_in_claim([0.9], status)
+    assert counterexample(undecided, "h", seed=0) is None
+    held = _stand_in_claim([0.7], lambda x: {"h": "fails", "g": "undecided"})
+    assert counterexample(held, "h", seed=0) is None
+
+
+def test_counterexample_driver_budget_and_seed():
+    calls = []
+
+    def breaks(x, kind):
+        calls.append(kind)
+        return False
+
+    claim = _stand_in_claim([0.7], lambda x: {"h": False}, breaks, budget=7)
+    assert counterexample(claim, "h") is None and calls == ["sufficiency"] * 7
+    assert counterexample(claim, "h", budget=3) is None and len(calls) == 10
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="budget"):
+            counterexample(claim, "h", budget=bad)
+    with pytest.raises(ValueError, match="kind"):
+        counterexample(claim, "h", kind="necessity")
+    with pytest.raises(ValueError, match="drop"):
+        counterexample(claim, "g")
+    drawn = Claim(*claim[:8], {"h": lambda rng: float(rng.random())}, *claim[9:])
+    drawn = drawn._replace(breaks=lambda x, kind: x > 0.5)
+    first = [counterexample(drawn, "h", seed=s) for s in range(5)]
+    assert first == [counterexample(drawn, "h", seed=s) for s in range(5)]
+    assert all(x > 0.5 for x in first) and len(set(first)) > 1
+
+
+def test_radius_breaks_by_the_margin():
+    breaks = radius_breaks(lambda rho: rho)
+    assert breaks(1 + 2 * MARGIN, "sufficiency") and not breaks(
+        1 + MARGIN / 2, "sufficiency"
+    )
+    assert breaks(1 - 2 * MARGIN, "necessity") and not breaks(
+        1 - MARGIN / 2, "necessity"
+    )
 
 
 def test_check_search_arguments():

@@ -7,8 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stability.analyses import spectral_radius
-from stability.lemmas import nominal, robust
+from stability.lemmas import nominal, robust, samplers
 from stability.operators import nominal_closed_loop
+from stability.problems import random_rotation
 
 
 @st.composite
@@ -56,7 +57,7 @@ def test_per_pair_condition_is_exact(seed):
     per-pair condition decides robust stability as the worst-case search finds it."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 5))
-    H, h, q = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 3))
+    H, h, q = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 3))
     alpha = 2 * rng.uniform(0, 1.2)
     d_max = 10 ** rng.uniform(-1, 1)
     p = rng.uniform(-alpha - 0.5, 2 / h - alpha + 0.5) / d_max
@@ -72,9 +73,9 @@ def test_diagonal_H_verdict_is_decided_at_d_max(seed):
     although the largest rho over the box is often elsewhere."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 5))
-    h = nominal.random_curvatures(rng, n, 10 ** rng.uniform(0, 3))
+    h = samplers.random_curvatures(rng, n, 10 ** rng.uniform(0, 3))
     alpha = rng.uniform(0, 2)
-    r = nominal.random_orthogonal(rng, n)
+    r = random_rotation(n, rng)
     P = (r * rng.uniform(-1.5 * alpha, 2 / h.min() - alpha, n)) @ r.T
     inst = robust.make_instance(
         H=np.diag(h), P_tilde=0.5 * (P + P.T), alpha=alpha, d_max=1.0
@@ -150,7 +151,7 @@ def test_counterexample_is_deterministic():
 def _hessian_and_step(rng):
     n = int(rng.integers(1, 9))
     top = 10 ** rng.uniform(-2, 2)
-    H, _, _ = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 6), top)
+    H, _, _ = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 6), top)
     return H, top
 
 
@@ -199,9 +200,9 @@ def test_tolerated_error_by_scanning_rho(aL):
 def test_error_interval_for_symmetric_and_nonsymmetric_P_star(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(2, 5))
-    H, h, q = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 2))
+    H, h, q = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 2))
     alpha = rng.uniform(0, 4)
-    m = nominal.random_orthogonal(rng, n)
+    m = random_rotation(n, rng)
     S = (m * rng.uniform(0.1, 1.9, n)) @ m.T  # 0 < S* < 2: stable at eps = 0
     r = nominal.spd_power(H, -0.5)
     P_sym = r @ S @ r
@@ -225,9 +226,9 @@ def test_error_interval_for_symmetric_and_nonsymmetric_P_star(seed):
 def test_margin_sensitivity_matches_finite_differences(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 6))
-    H, _, _ = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 3))
+    H, _, _ = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 3))
     alpha = rng.uniform(0, 3)
-    m = nominal.random_orthogonal(rng, n)
+    m = random_rotation(n, rng)
     S = (m * rng.uniform(-0.5, 2.5, n)) @ m.T
     r = nominal.spd_power(H, -0.5)
     P_star = r @ S @ r
@@ -248,9 +249,9 @@ def test_margin_lost_at_the_upper_edge(seed):
     stabilises iff alpha u^T H u < 2, and overshoot then destabilises."""
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 6))
-    H, _, _ = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 3))
+    H, _, _ = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 3))
     alpha = rng.uniform(0, 4)
-    m = nominal.random_orthogonal(rng, n)
+    m = random_rotation(n, rng)
     s = rng.uniform(0.1, 1.8, n)
     s[0] = 2.0  # simple eigenvalue at the upper edge
     r = nominal.spd_power(H, -0.5)

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stability.lemmas import weight_decay
-from stability.lemmas.nominal import random_hessian
+from stability.lemmas.samplers import random_hessian
+from stability.lopt import linear_term
 from stability.operators import ClosedLoop, nominal_closed_loop
 from stability.problems import NoisyQuadratic, expected_losses, noisy_quadratic
 
@@ -169,13 +170,13 @@ def test_dense_counterexample(seed):
 
 def test_meta_losses_match_expected_losses():
     rng = np.random.default_rng(3)
-    H, S, x0 = (a[0] for a in weight_decay._tasks(rng, 1, 3, 0.1, 1.0, 0.05))
+    H, S, x0 = (a[0] for a in linear_term._tasks(rng, 1, 3, 0.1, 1.0, 0.05))
     P = 0.2 * rng.standard_normal((3, 3))
     problem = noisy_quadratic(H, S, x0)
     for T in (2, 5):
         loop = nominal_closed_loop(H, P, 0.7)
         exact = float(jnp.mean(expected_losses(problem, loop, T, method="dense")))
-        unrolled = weight_decay._task_meta_loss(
+        unrolled = linear_term._task_meta_loss(
             jnp.asarray(P), jnp.asarray(H), jnp.asarray(S), jnp.asarray(x0), 0.7, T
         )
         assert float(unrolled) == pytest.approx(exact, rel=1e-12)
@@ -186,7 +187,7 @@ def test_meta_losses_match_expected_losses():
 
 @pytest.fixture(scope="module")
 def record():
-    return weight_decay.meta_train_stability()
+    return linear_term.meta_train_stability()
 
 
 def test_meta_training_stable_fraction_grows_with_decay(record):
@@ -251,11 +252,11 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="kind"):
         weight_decay.counterexample("per_mode", kind="necessity")
     with pytest.raises(ValueError, match="penalties"):
-        weight_decay.meta_train_stability([-0.1])
+        linear_term.meta_train_stability([-0.1])
     with pytest.raises(ValueError, match="num_runs"):
-        weight_decay.meta_train_stability(num_runs=0)
+        linear_term.meta_train_stability(num_runs=0)
     with pytest.raises(ValueError, match="curvature_range"):
-        weight_decay.meta_train_stability(curvature_range=(1.0, 0.1))
+        linear_term.meta_train_stability(curvature_range=(1.0, 0.1))
 
 
 @pytest.mark.parametrize(

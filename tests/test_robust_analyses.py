@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from stability.analyses import mode_radius, spectral_radius
 from stability.analyses import robust as ra
-from stability.lemmas import nominal
+from stability.lemmas import samplers
 from stability.operators import nominal_closed_loop
 
 DENSE = 20001
@@ -136,7 +136,7 @@ def test_curvature_bad_inputs(kwargs, match):
 
 
 def _system(rng, n, symmetric):
-    H, _, _ = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 3))
+    H, _, _ = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 3))
     P = rng.standard_normal((n, n))
     if symmetric:
         P = 0.5 * (P + P.T)

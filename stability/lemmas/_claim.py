@@ -1,10 +1,9 @@
-"""The common shape of a claim: every lemma module exposes the same names, so the
-report and the tests treat them alike.
+"""The common shape of a claim, and the one counterexample search every claim uses.
 
 A claim module defines
 
 - ``NAME`` (short id), ``TITLE`` and ``STATEMENT`` (the exact, corrected statement,
-  with its hypotheses; see ``shared/CLAIMS.md``);
+  with its hypotheses; the module docstring gives the proof and cites the paper);
 - ``Instance``: a NamedTuple of the claim's matrices and scalars;
 - ``make_instance(**fields) -> Instance``: validated construction (``ValueError``
   naming the argument on bad input);
@@ -23,13 +22,24 @@ A claim module defines
   failure its counterexample shows (``"sufficiency"``: bounds hold, conclusion
   fails; ``"necessity"``: conclusion holds, bounds fail);
 - ``counterexample(drop, *, kind, seed, budget) -> Instance | None``: a seeded search
-  for an instance satisfying every hypothesis but ``drop`` that breaks the claim.
+  for an instance satisfying every hypothesis but ``drop`` that breaks the claim,
+  which runs :func:`counterexample` on the module's :class:`Claim`;
+- last, ``CLAIM = claim_of(__name__, searches=..., breaks=...)``: the :class:`Claim`
+  gathering these names with the counterexample searches.
 """
 
-import numbers
+import sys
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
+import numpy as np
+
+from stability._validation import check_int
+
 KINDS = ("sufficiency", "necessity")
+SLACK = 1e-9  # stable means rho < 1 + SLACK: an allowance for rounding at rho = 1
+MARGIN = 1e-6  # a counterexample breaks the claim by this much, not by rounding
+DEFAULT_BUDGET = 2000  # candidates a counterexample search draws unless told otherwise
 
 # Three-valued outcomes of a test done in floating point. A hypothesis HOLDS only when
 # it holds with a margin that provably covers the rounding (a certified perturbation
@@ -113,6 +123,114 @@ def check_search(drops, drop, kind, budget):
             f"kind: dropping {drop!r} gives a {drops[drop]!r} counterexample, "
             f"not {kind!r}"
         )
-    if not isinstance(budget, numbers.Integral) or budget < 1:
-        raise ValueError(f"budget: must be a positive integer, got {budget!r}")
+    check_int("budget", budget, low=1)
     return kind
+
+
+def three_valued(value) -> str:
+    """A hypothesis's value as HOLDS / FAILS / UNDECIDED (booleans map to the first
+    two)."""
+    if value is True or value == HOLDS:
+        return HOLDS
+    if value is False or value == FAILS:
+        return FAILS
+    return value
+
+
+def radius_breaks(radius: Callable) -> Callable:
+    """The usual way a spectral claim breaks: ``radius(instance) > 1 + MARGIN`` for a
+    ``"sufficiency"`` counterexample (the loop diverges although the bounds hold),
+    ``< 1 - MARGIN`` for ``"necessity"`` (stable although a bound fails)."""
+
+    def breaks(instance, kind):
+        rho = radius(instance)
+        return rho > 1 + MARGIN if kind == "sufficiency" else rho < 1 - MARGIN
+
+    return breaks
+
+
+class Claim(NamedTuple):
+    """One claim of the paper as one object: what the report checks and what
+    :func:`counterexample` searches.
+
+    Attributes:
+      name, title, statement: as the module's ``NAME``, ``TITLE``, ``STATEMENT``.
+      hypotheses: ``instance -> {name: status}``, three-valued (booleans allowed).
+      conclusion: ``instance -> bool``, what the claim promises.
+      bounds: ``instance -> dict``, the numbers the claim gives.
+      sample: ``rng -> instance`` satisfying every hypothesis.
+      drops: ``{hypothesis: kind}`` for each hypothesis whose counterexample is
+        searched.
+      searches: ``{hypothesis: rng -> instance or None}``, the candidates drawn when
+        that hypothesis is dropped (None: no candidate this draw).
+      breaks: ``(instance, kind) -> bool``: the candidate breaks the claim clearly
+        (beyond rounding), in the way ``kind`` says.
+      budget: the default number of candidates a search draws.
+      families: the hard instance families beside ``sample`` (``HARD_FAMILIES``).
+    """
+
+    name: str
+    title: str
+    statement: str
+    hypotheses: Callable
+    conclusion: Callable
+    bounds: Callable
+    sample: Callable
+    drops: Mapping
+    searches: Mapping
+    breaks: Callable
+    budget: int = DEFAULT_BUDGET
+    families: Mapping = {}
+
+
+def claim_of(module: str, *, searches: Mapping, breaks: Callable) -> Claim:
+    """The :class:`Claim` of the claim module named ``module``, from the names it
+    defines (called at its end): ``NAME``, ``TITLE``, ``STATEMENT``,
+    ``hypothesis_status`` (else ``hypotheses``), ``conclusion``, ``bounds``,
+    ``sample``, ``DROPS``, and where it has them ``DEFAULT_BUDGET`` and
+    ``HARD_FAMILIES``; ``searches`` and ``breaks`` are its counterexample search."""
+    m = sys.modules[module]
+    return Claim(
+        m.NAME,
+        m.TITLE,
+        m.STATEMENT,
+        hypotheses=getattr(m, "hypothesis_status", None) or m.hypotheses,
+        conclusion=m.conclusion,
+        bounds=m.bounds,
+        sample=m.sample,
+        drops=m.DROPS,
+        searches=searches,
+        breaks=breaks,
+        budget=getattr(m, "DEFAULT_BUDGET", DEFAULT_BUDGET),
+        families=getattr(m, "HARD_FAMILIES", {}),
+    )
+
+
+def counterexample(claim: Claim, drop, *, kind=None, seed=0, budget=None):
+    """Seeded search for an instance satisfying every hypothesis of ``claim`` except
+    ``drop`` that breaks it: draw up to ``budget`` (default ``claim.budget``)
+    candidates from ``claim.searches[drop]`` with ``np.random.default_rng(seed)``
+    and return the first where ``drop`` fails, every other hypothesis holds and
+    ``claim.breaks`` (the kind given by ``claim.drops[drop]``; ``kind``, if given,
+    must agree). A hypothesis that is undecided within rounding is neither held nor
+    failed, so such a candidate is passed over. Same seed, same instance; None if
+    the budget runs out."""
+    budget = claim.budget if budget is None else budget
+    kind = check_search(claim.drops, drop, kind, budget)
+    draw = claim.searches[drop]
+    rng = np.random.default_rng(seed)
+    for _ in range(int(budget)):
+        inst = draw(rng)
+        if inst is None:
+            continue
+        if only_dropped(claim.hypotheses(inst), drop) and claim.breaks(inst, kind):
+            return inst
+    return None
+
+
+def only_dropped(hypotheses: Mapping, drop) -> bool:
+    """Whether hypothesis ``drop`` fails and every other one holds (values booleans
+    or three-valued; an undecided one is neither held nor failed)."""
+    status = {k: three_valued(v) for k, v in hypotheses.items()}
+    others = (v for k, v in status.items() if k != drop)
+    return status[drop] == FAILS and all(v == HOLDS for v in others)

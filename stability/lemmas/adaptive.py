@@ -44,8 +44,8 @@ measures what a decaying schedule buys on a noisy quadratic.
 Numerics: products are formed from the balanced factors :math:`H^{1/2} A_t H^{-1/2}`
 (one similarity for all, so every word keeps its spectrum; for symmetric ``P`` they are
 symmetric contractions and no conditioning of ``H`` leaks in). Stable means
-:math:`\rho < 1 + 10^{-9}` (rounding, as in ``CLAIMS.md``); counterexamples break it by
-at least ``1e-6``.
+:math:`\rho < 1 + 10^{-9}` (:data:`~stability.lemmas._claim.SLACK`, for rounding);
+counterexamples break it by at least ``1e-6`` (``MARGIN``).
 
 References:
   J. Harrison, L. Metz & J. Sohl-Dickstein, "A Closer Look at Learned Optimization:
@@ -60,31 +60,32 @@ References:
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from stability._validation import (
     as_float_array,
-    check_finite,
     check_int,
     check_lr,
     check_spd,
     check_square,
 )
-from stability.lemmas._claim import check_kind
-from stability.lemmas.nominal import (
+from stability.lemmas import _claim, _deprecated
+from stability.lemmas._claim import DEFAULT_BUDGET, MARGIN, SLACK, claim_of
+from stability.lemmas.samplers import commuting_matrix, random_hessian, sample_size
+from stability.lemmas.structure import (
     commutes,
-    commuting_matrix,
     is_symmetric,
-    random_hessian,
-    random_orthogonal,
-    sample_size,
     shared_eigenpairs,
     spd_power,
 )
 from stability.operators import ClosedLoop
-from stability.problems import NoisyQuadratic, expected_losses
+from stability.problems import (
+    NoisyQuadratic,
+    expected_losses,
+    random_rotation,
+    schedules,
+)
 
 NAME = "adaptive"
 TITLE = "Adaptive nominal terms: time-varying alpha_t"
@@ -101,13 +102,10 @@ disconnected so that a decay crosses an unstable window. The conclusion is check
 33 steps between the ends and on every product of up to 4 factors drawn from the
 schedule's values."""
 
-SLACK = 1e-9  # relative slack on rho < 1 for rounding (CLAIMS.md, "At rho = 1")
-_MARGIN = 1e-6  # counterexamples break the claim by this much
 _WINDOW_MARGIN = 1e-2  # a disconnected stable set, clearly: rho < 0.99 and > 1.01
 DEPTH = 4  # longest product the conclusion checks
 GRID = 33  # steps between the schedule's ends the conclusion checks
 MAX_WORDS = 2000  # cap on the number of products the conclusion forms
-DEFAULT_BUDGET = 2000
 SCHEDULE_KINDS = ("constant", "linear", "exponential", "inverse", "step")
 
 
@@ -341,7 +339,7 @@ def sample(rng, *, n=None, kappa=None, kind=None, length=None) -> Instance:
     if kind == "symmetric":
         H, _, _ = random_hessian(rng, n, kappa, top)
         r_inv = spd_power(H, -0.5)
-        u = random_orthogonal(rng, n)
+        u = random_rotation(n, rng)
         s = rng.uniform(0.02, 1.98, n)  # spec of H^{1/2} K H^{1/2} at alpha_c
         K = r_inv @ ((u * s) @ u.T) @ r_inv
         P = 0.5 * (K + K.T) - alpha_c * np.eye(n)
@@ -370,19 +368,17 @@ def _unstructured_pair(rng):
     H, _, _ = random_hessian(rng, n, 10 ** rng.uniform(0, 2), 1.0)
     P = rng.standard_normal((n, n)) * np.exp(rng.uniform(-2, 1))
     grid = np.linspace(0.0, 3.0, 31)
-    ok = np.flatnonzero(_radius(_transitions(H, P, grid)) < 1 - _MARGIN)
+    ok = np.flatnonzero(_radius(_transitions(H, P, grid)) < 1 - MARGIN)
     if ok.size < 2:
         return None
     i, j = np.sort(rng.choice(ok, 2, replace=False))
     return make_instance(H=H, P=P, alphas=[grid[j], grid[i]])
 
 
-def _breaks(instance, fails_at_depth=DEPTH):
-    hyp = hypotheses(instance)
-    if hyp["P_symmetric_or_commuting"] or not hyp["ends_stable"]:
-        return False
-    radii = product_radii(instance, fails_at_depth)
-    return max(float(np.max(r)) for r in radii) > 1 + _MARGIN
+def _product_diverges(instance, kind):
+    """A product of at most :data:`DEPTH` factors has ``rho > 1 + MARGIN``."""
+    radii = product_radii(instance, DEPTH)
+    return max(float(np.max(r)) for r in radii) > 1 + MARGIN
 
 
 def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
@@ -396,28 +392,7 @@ def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
     >>> hypotheses(inst)["ends_stable"], conclusion(inst)
     (True, False)
     """
-    _check_drop(drop, kind)
-    _check_budget(budget)
-    rng = np.random.default_rng(seed)
-    for _ in range(int(budget)):
-        inst = _unstructured_pair(rng)
-        if inst is not None and _breaks(inst):
-            return inst
-    return None
-
-
-def _check_drop(drop, kind):
-    if drop not in DROPS:
-        raise ValueError(f"drop: expected one of {tuple(DROPS)}, got {drop!r}")
-    if kind is not None and check_kind(kind) != DROPS[drop]:
-        raise ValueError(
-            f"kind: dropping {drop!r} gives a {DROPS[drop]!r} counterexample, "
-            f"not {kind!r}"
-        )
-
-
-def _check_budget(budget):
-    check_int("budget", budget, low=1)
+    return _claim.counterexample(CLAIM, drop, kind=kind, seed=seed, budget=budget)
 
 
 def disconnected_counterexample(*, seed=0, budget=5000):
@@ -431,7 +406,7 @@ def disconnected_counterexample(*, seed=0, budget=5000):
     >>> stable_alphas(inst.H, inst.P, inst.alphas).tolist()
     [True, False, True]
     """
-    _check_budget(budget)
+    check_int("budget", budget, low=1)
     rng = np.random.default_rng(seed)
     grid = np.linspace(0.0, 4.0, 81)
     for _ in range(int(budget)):
@@ -492,7 +467,8 @@ def decay_schedule(start, end, num_steps, kind: str = "exponential") -> np.ndarr
 def schedule_loop(H, P, alphas) -> ClosedLoop:
     """The time-varying loop of a schedule: ``transition`` of shape ``(T, n, n)``
     holding ``A(alpha_t)`` and ``noise_gain`` ``(T, n, n)`` holding ``I - A(alpha_t)``
-    (what :func:`time_varying_expected_losses` takes)."""
+    (what
+    :func:`stability.problems.schedules.time_varying_expected_losses` takes)."""
     inst = make_instance(H=H, P=P, alphas=alphas)
     a = _transitions(inst.H, inst.P, inst.alphas)
     return ClosedLoop(a, np.eye(inst.H.shape[0]) - a)
@@ -510,79 +486,6 @@ def transient(H, P, alphas) -> np.ndarray:
         phi = m @ phi
         out.append(float(np.linalg.norm(phi, 2)))
     return np.asarray(out)
-
-
-def _check_stack(problem, loop):
-    for field in ("hessian", "noise_cov", "x0"):
-        check_finite(f"problem.{field}", getattr(problem, field))
-    for field in ("transition", "noise_gain"):
-        check_finite(f"loop.{field}", getattr(loop, field))
-    n = problem.dim
-    m, g = jnp.asarray(loop.transition), jnp.asarray(loop.noise_gain)
-    if m.ndim != 3 or m.shape[1] != m.shape[2] or m.shape[1] < n:
-        raise ValueError(
-            f"loop: transition must be a stack (T, d, d) with d >= {n}, got {m.shape}"
-        )
-    if g.shape != (m.shape[0], m.shape[1], n):
-        raise ValueError(
-            f"loop: noise_gain must have shape {(m.shape[0], m.shape[1], n)}, "
-            f"got {g.shape}"
-        )
-    return m, g
-
-
-def time_varying_expected_losses(problem: NoisyQuadratic, loop, *, z0=None):
-    r"""Exact :math:`E l_t`, ``t = 0 .. T - 1``, of the time-varying linear loop
-    :math:`z_{t+1} = M_t z_t + N_t \xi_t`, shape ``(T,)``.
-
-    Moments: :math:`E z_{t+1} = M_t E z_t`,
-    :math:`C_{t+1} = M_t C_t M_t^T + N_t \Sigma_\xi N_t^T`, and with :math:`\phi` the
-    first ``n`` coordinates :math:`E l_t = \tfrac12[m_t^T H m_t + \mathrm{tr}(H C_t)
-    + \mathrm{tr}(H\Sigma_\xi)]`
-    (the step-t loss is taken before the step-t transition, as in
-    :func:`stability.problems.expected_losses`, so ``M_{T-1}`` does not enter).
-    Dense, ``lax.scan`` over the stack; differentiable with respect to the stack.
-
-    Args:
-      problem: the noisy quadratic.
-      loop: a :class:`~stability.operators.ClosedLoop` whose ``transition`` is a
-        stack ``(T, d, d)`` and ``noise_gain`` a stack ``(T, d, n)`` (e.g. from
-        :func:`schedule_loop`).
-      z0: initial joint state ``(d,)``; default ``(problem.x0, 0, ..., 0)``.
-
-    >>> p = NoisyQuadratic.from_eigenvalues([1.0], noise_var=0.0, x0=[1.0])
-    >>> loop = schedule_loop(np.eye(1), np.zeros((1, 1)), [0.5, 0.5, 0.5])
-    >>> np.asarray(time_varying_expected_losses(p, loop)).round(6).tolist()
-    [0.5, 0.125, 0.03125]
-    """
-    m, g = _check_stack(problem, loop)
-    n, d = problem.dim, m.shape[1]
-    if z0 is None:
-        z0 = jnp.concatenate([jnp.asarray(problem.x0), jnp.zeros(d - n)])
-    check_finite("z0", z0)
-    z0 = jnp.asarray(z0)
-    if z0.shape != (d,):
-        raise ValueError(f"z0: expected shape ({d},), got {z0.shape}")
-    dtype = jnp.result_type(z0.dtype, m.dtype)
-    h = jnp.asarray(problem.hessian, dtype)
-    s_xi = jnp.asarray(problem.noise_cov, dtype)
-    return _tv_losses(h, s_xi, m.astype(dtype), g.astype(dtype), z0.astype(dtype))
-
-
-@jax.jit
-def _tv_losses(h, s_xi, m, g, z0):
-    n, d = h.shape[0], z0.shape[0]
-    base = jnp.trace(h @ s_xi)
-
-    def step(carry, mats):
-        mean, cov = carry
-        mt, gt = mats
-        mp, cp = mean[:n], cov[:n, :n]
-        loss = 0.5 * (mp @ h @ mp + jnp.sum(h * cp) + base)
-        return (mt @ mean, mt @ cov @ mt.T + gt @ s_xi @ gt.T), loss
-
-    carry0 = (z0, jnp.zeros((d, d), z0.dtype))
-    return jax.lax.scan(step, carry0, (m, g))[1]
 
 
 class ScheduleComparison(NamedTuple):
@@ -642,7 +545,7 @@ def compare_schedules(problem: NoisyQuadratic, P, schedule) -> ScheduleCompariso
     h = problem.hessian
     inst = make_instance(H=h, P=P, alphas=schedule)
     T = int(inst.alphas.size)
-    scheduled = time_varying_expected_losses(
+    scheduled = schedules.time_varying_expected_losses(
         problem, schedule_loop(h, inst.P, inst.alphas)
     )
     ends = []
@@ -654,3 +557,14 @@ def compare_schedules(problem: NoisyQuadratic, P, schedule) -> ScheduleCompariso
     return ScheduleComparison(
         np.arange(T), inst.alphas, np.asarray(scheduled), ends[0], ends[1], radii
     )
+
+
+def __getattr__(name):
+    return _deprecated.moved(__name__, name)
+
+
+CLAIM = claim_of(
+    __name__,
+    searches={"P_symmetric_or_commuting": _unstructured_pair},
+    breaks=_product_diverges,
+)

@@ -68,7 +68,8 @@ joint limit is larger (block unstable, joint stable: momentum loosens the upper
 limit). **False with a negative decay** (learned decays are not clipped): the joint
 limit drops below the block's and a stable-looking block hides a divergent loop.
 **False for a linear learned term acting on the momentum**
-(``phi' = phi - lr g - P m'``, :func:`learned_momentum`): its parameter block is
+(``phi' = phi - lr g - P m'``,
+:func:`stability.optimizers.learned.learned_momentum`): its parameter block is
 Theorem 1's :math:`I - (\mathrm{lr}\, I + P) H`, yet a ``P`` cancelling a large
 nominal step makes the joint loop diverge even with :math:`b \in [0, 1)`.
 
@@ -89,7 +90,6 @@ References:
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -104,17 +104,19 @@ from stability._validation import (
     check_square,
 )
 from stability.analyses import max_stable_learning_rate
-from stability.lemmas._claim import check_search
-from stability.lemmas.nominal import random_hessian, spd_power
+from stability.lemmas import _claim, _deprecated
+from stability.lemmas._claim import DEFAULT_BUDGET, SLACK, claim_of, radius_breaks
+from stability.lemmas.samplers import random_hessian
+from stability.lemmas.structure import spd_power
 from stability.operators import ClosedLoop, closed_loop
 from stability.optimizers import (
     AdamAggMoState,
-    MomentumState,
     adam_aggmo,
     aggmo,
     ema_momentum,
     heavy_ball,
 )
+from stability.optimizers.learned import learned_momentum as _learned_momentum
 from stability.problems import noisy_quadratic
 
 NAME = "joint"
@@ -135,9 +137,6 @@ MOMENTUM_FAMILIES = FAMILIES[:4]  # the families the claim covers
 SINGLE_DECAY = ("heavy_ball", "ema_momentum", "learned_momentum")
 BETA2 = 0.999  # STAR's second-moment decay
 EPS = 1e-6  # STAR's epsilon inside the square root
-SLACK = 1e-9  # relative slack on rho < 1 (CLAIMS.md, "At rho = 1")
-_MARGIN = 1e-6  # counterexamples break the claim by this much
-DEFAULT_BUDGET = 2000
 
 
 class Instance(NamedTuple):
@@ -202,34 +201,6 @@ def make_instance(*, family, H, lr, betas, P=None, v=None) -> Instance:
 # optimizers and their joint loops
 
 
-def learned_momentum(lr: float, beta: float, P) -> optax.GradientTransformation:
-    r"""A nominal step plus a linear learned term acting on the momentum:
-    :math:`m' = \beta m + g`, :math:`\phi' = \phi - \mathrm{lr}\, g - P m'`.
-
-    Per-step closed loop on :math:`(\phi, m)`:
-    :math:`M = \begin{pmatrix} I - (\mathrm{lr}\,I + P) H & -\beta P \\ H & \beta I
-    \end{pmatrix}`, whose parameter block is Theorem 1's loop.
-
-    >>> import jax.numpy as jnp
-    >>> opt = learned_momentum(0.1, 0.5, jnp.eye(1))
-    >>> opt.update(jnp.ones(1), opt.init(jnp.zeros(1)))[0].tolist()
-    [-1.1]
-    """
-    lr = check_lr("lr", lr)
-    beta = check_beta("beta", beta)
-    p = check_square("P", P)
-
-    def init(params):
-        return MomentumState((jax.tree.map(jnp.zeros_like, params),))
-
-    def update(grads, state, params=None):
-        del params
-        m = beta * state.momenta[0] + grads
-        return -(lr * grads + jnp.asarray(p, grads.dtype) @ m), MomentumState((m,))
-
-    return optax.GradientTransformation(init, update)
-
-
 def optimizer(instance: Instance) -> optax.GradientTransformation:
     """The real optax optimizer of the instance."""
     fam, _, lr, betas, P, _ = instance
@@ -241,7 +212,7 @@ def optimizer(instance: Instance) -> optax.GradientTransformation:
         return aggmo(lr, betas)
     if fam == "adam_aggmo":
         return adam_aggmo(lr, betas, BETA2, EPS)
-    return learned_momentum(lr, betas[0], P)
+    return _learned_momentum(lr, betas[0], P)
 
 
 def joint_loop(instance: Instance) -> ClosedLoop:
@@ -541,12 +512,8 @@ SEARCHES = {
 }
 
 
-def _is_counterexample(instance, drop, kind):
-    hyp = hypotheses(instance)
-    if hyp[drop] or not all(v for k, v in hyp.items() if k != drop):
-        return False
-    joint = radii(instance)[1]
-    return joint > 1 + _MARGIN if kind == "sufficiency" else joint < 1 - _MARGIN
+def _joint_radius(instance):
+    return radii(instance)[1]
 
 
 def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
@@ -566,10 +533,11 @@ def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
     >>> radii(inst)[0] < 1 < radii(inst)[1]
     True
     """
-    kind = check_search(DROPS, drop, kind, budget)
-    rng = np.random.default_rng(seed)
-    for _ in range(int(budget)):
-        inst = SEARCHES[drop](rng)
-        if _is_counterexample(inst, drop, kind):
-            return inst
-    return None
+    return _claim.counterexample(CLAIM, drop, kind=kind, seed=seed, budget=budget)
+
+
+def __getattr__(name):
+    return _deprecated.moved(__name__, name)
+
+
+CLAIM = claim_of(__name__, searches=SEARCHES, breaks=radius_breaks(_joint_radius))

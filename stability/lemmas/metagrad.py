@@ -52,9 +52,10 @@ beyond the unit circle) the float64 recursion cannot show convergence and
 ``horizon_resolves`` is undecided. Whether
 :math:`\rho < 1` is decided exactly near 1 (rational Schur--Cohn on the float
 inputs), not by float ``eig``, which is off by :math:`\epsilon^{1/m}` on a Jordan
-block of size :math:`m`. :func:`gradient_growth` measures the growth with
-``jax.grad`` through :func:`stability.problems.expected_losses` and through sampled
-unrolls, and fits the rate.
+block of size :math:`m`. :func:`stability.analyses.growth.gradient_growth` (also
+importable from here, as the figures do) measures the growth with ``jax.grad`` through
+:func:`stability.problems.expected_losses` and through sampled unrolls, and fits the
+rate.
 
 At :math:`\rho = 1` with a Jordan block the growth is polynomial of higher degree: for
 a block of size :math:`m` at eigenvalue :math:`\pm 1`, :math:`\|A^t\|` grows like
@@ -76,30 +77,26 @@ References:
 """
 
 import functools
-from functools import partial
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import mpmath
 import numpy as np
 
 from stability._validation import (
-    as_float_array,
     check_flag,
     check_int,
     check_lr,
-    check_scalar,
     check_spd,
     check_square,
 )
-from stability.analyses.growth import fit_growth
+from stability.analyses.growth import gradient_growth as gradient_growth
 from stability.analyses.growth import horizons_array as _horizons
-from stability.lemmas import _exact
-from stability.lemmas._claim import FAILS, HOLDS, UNDECIDED, check_search
-from stability.lemmas.nominal import random_hessian, sample_size, spd_power
-from stability.operators import ClosedLoop
-from stability.problems import NoisyQuadratic, expected_losses, noisy_quadratic
+from stability.analyses.growth import rate_vs_rho as rate_vs_rho
+from stability.lemmas import _claim, _deprecated, _exact
+from stability.lemmas._claim import FAILS, HOLDS, UNDECIDED, claim_of
+from stability.lemmas.samplers import random_hessian, sample_size
+from stability.lemmas.structure import spd_power
+from stability.problems import NoisyQuadratic, noisy_quadratic
 
 NAME = "metagrad"
 TITLE = "Meta-gradient growth with the horizon"
@@ -118,7 +115,7 @@ the excitation the gradient can stay bounded although rho > 1."""
 GROWTH_FACTOR = 8.0  # bounded: ||g_4T|| <= 8 max(||g_T||, ||g_2T||)
 RESOLVE = 20.0  # horizon_resolves: T |log rho| >= log(RESOLVE * T)
 EXCITE_RTOL = 1e-8
-DEFAULT_BUDGET = 500
+DEFAULT_BUDGET = 500  # each draw runs the gradient recursion to 4 T_c
 HORIZONS = (8, 16, 32)  # the horizons sample() draws from
 MAX_HORIZON = 4096  # largest check horizon T_c (the recursion runs to 4 T_c)
 
@@ -300,244 +297,6 @@ def gradient_norms(instance: Instance, horizons) -> np.ndarray:
             if not np.all(np.isfinite(total)):
                 break
     return out
-
-
-def meta_loss(P, problem: NoisyQuadratic, alpha, num_steps: int):
-    r"""The exact meta-loss :math:`L_T(P) = \frac1T \sum_{t<T} E\, l_t` from
-    :func:`stability.problems.expected_losses` (dense, differentiable in ``P``).
-
-    >>> p = NoisyQuadratic.from_eigenvalues([1.0], noise_var=0.0, x0=[1.0])
-    >>> round(float(meta_loss(jnp.zeros((1, 1)), p, 0.5, 2)), 6)
-    0.3125
-    """
-    P = jnp.asarray(P)
-    n = problem.dim
-    if P.shape != (n, n):
-        raise ValueError(f"P: expected shape {(n, n)}, got {P.shape}")
-    if not isinstance(alpha, jax.Array):  # a traced alpha cannot be checked
-        check_lr("alpha", alpha)
-    K = alpha * jnp.eye(n, dtype=P.dtype) + P
-    G = K @ jnp.asarray(problem.hessian, P.dtype)
-    loop = ClosedLoop(jnp.eye(n, dtype=P.dtype) - G, G)
-    return jnp.mean(expected_losses(problem, loop, num_steps, method="dense"))
-
-
-def _cumulative_means(losses, horizons):
-    return (jnp.cumsum(losses) / jnp.arange(1, losses.size + 1))[horizons - 1]
-
-
-@partial(jax.jit, static_argnames=("num_steps",))
-def _exact_grads(P, problem, alpha, horizons, num_steps):
-    def losses_at(P):
-        n = P.shape[0]
-        G = (alpha * jnp.eye(n, dtype=P.dtype) + P) @ problem.hessian
-        loop = ClosedLoop(jnp.eye(n, dtype=P.dtype) - G, G)
-        return _cumulative_means(
-            expected_losses(problem, loop, num_steps, method="dense"), horizons
-        )
-
-    return jax.jacrev(losses_at)(P)
-
-
-def meta_gradients(problem: NoisyQuadratic, P, alpha, horizons) -> np.ndarray:
-    """``jax.grad`` (reverse mode, one pass for all horizons) of the exact meta-loss
-    through :func:`stability.problems.expected_losses`: ``dL_tau/dP`` for each
-    ``tau`` of ``horizons``, shape ``(len(horizons), n, n)``."""
-    taus = _horizons(horizons)
-    P, alpha = _check_term(problem, P, alpha)
-    dtype = jnp.zeros(()).dtype
-    prob = _as_jax(problem, dtype)
-    grads = _exact_grads(
-        jnp.asarray(P, dtype),
-        prob,
-        jnp.asarray(alpha, dtype),
-        jnp.asarray(taus),
-        int(taus.max()),
-    )
-    return np.asarray(grads)
-
-
-def _check_term(problem, P, alpha):
-    return check_square("P", P, n=problem.dim), check_lr("alpha", alpha)
-
-
-def _as_jax(problem, dtype):
-    return NoisyQuadratic(*(jnp.asarray(np.asarray(a), dtype) for a in problem))
-
-
-@partial(jax.jit, static_argnames=("num_steps",))
-def _sampled_grads(P, problem, factor, alpha, horizons, keys, num_steps):
-    n = P.shape[0]
-
-    def losses(P, key):
-        K = alpha * jnp.eye(n, dtype=P.dtype) + P
-        h = problem.hessian
-
-        def step(phi, key_t):
-            xi = factor @ jax.random.normal(key_t, (n,), P.dtype)
-            d = phi - xi
-            g = h @ d
-            return phi - K @ g, 0.5 * d @ g
-
-        return jax.lax.scan(step, problem.x0, jax.random.split(key, num_steps))[1]
-
-    def grads(key):
-        return jax.jacrev(lambda P: _cumulative_means(losses(P, key), horizons))(P)
-
-    return jax.vmap(grads)(keys)
-
-
-def sampled_meta_gradients(
-    problem: NoisyQuadratic, P, alpha, horizons, *, num_seeds: int = 256, seed=0
-) -> np.ndarray:
-    r"""Meta-gradients of sampled unrolls, :math:`\nabla_P \frac1\tau \sum_{t<\tau}
-    l_t(\phi_t)` with :math:`\phi_{t+1} = \phi_t - (\alpha I + P) H (\phi_t - \xi_t)`
-    (``lax.scan`` with ``P`` traced, ``jax.grad`` by reverse mode, ``vmap`` over
-    seeds): shape ``(num_seeds, len(horizons), n, n)``. Unbiased for
-    :func:`meta_gradients` (the noise does not depend on ``P``)."""
-    taus = _horizons(horizons)
-    P, alpha = _check_term(problem, P, alpha)
-    check_int("num_seeds", num_seeds, low=2)
-    dtype = jnp.zeros(()).dtype
-    keys = jax.random.split(jax.random.key(seed), int(num_seeds))
-    grads = _sampled_grads(
-        jnp.asarray(P, dtype),
-        _as_jax(problem, dtype),
-        jnp.asarray(problem.noise_factor(), dtype),
-        jnp.asarray(alpha, dtype),
-        jnp.asarray(taus),
-        keys,
-        int(taus.max()),
-    )
-    return np.asarray(grads)
-
-
-# ---------------------------------------------------------------------------------
-# growth records
-
-
-class GrowthRecord(NamedTuple):
-    """How the meta-gradient grows with the horizon (for plotting).
-
-    Attributes:
-      horizons: the horizons ``T``.
-      grad_norms: exact :math:`\\|\\nabla_P L_T\\|_F` (``jax.grad`` through
-        ``expected_losses``).
-      mc_variances: total variance :math:`\\sum_{ij} \\mathrm{Var}(\\hat g_{ij})` of
-        the sampled meta-gradient across seeds.
-      mc_grad_norms: norm of the seed-mean of the sampled meta-gradients.
-      rho: :math:`\\rho(A)`.
-      rate: fitted exponential rate, slope of :math:`\\log \\|\\nabla L_T\\|` in ``T``
-        over the upper half of the horizons (predicted ``2 log rho`` for rho > 1, 0
-        below).
-      degree: fitted polynomial degree, slope of :math:`\\log\\|\\nabla L_T\\|` in
-        :math:`\\log T` over the same horizons (1 at eigenvalue +1, 2 at -1).
-      variance_rate: slope of :math:`\\log` variance in ``T`` (``4 log rho``).
-      predicted_rate: :math:`2 \\log \\max(\\rho, 1)`.
-    """
-
-    horizons: np.ndarray
-    grad_norms: np.ndarray
-    mc_variances: np.ndarray
-    mc_grad_norms: np.ndarray
-    rho: float
-    rate: float
-    degree: float
-    variance_rate: float
-    predicted_rate: float
-
-
-def gradient_growth(
-    problem: NoisyQuadratic, P, alpha, horizons, *, num_seeds: int = 256, seed=0
-) -> GrowthRecord:
-    """Measure the meta-gradient at each horizon, exactly and from ``num_seeds``
-    sampled unrolls, and fit its growth (a :class:`GrowthRecord`).
-
-    Run under ``jax_enable_x64``: unstable loops overflow float32 quickly.
-
-    >>> p = NoisyQuadratic.from_eigenvalues([1.0], noise_var=1.0, x0=[1.0])
-    >>> rec = gradient_growth(p, [[2.2]], 0.0, [10, 20, 30, 40], num_seeds=16)
-    >>> round(rec.rho, 6), round(rec.rate / rec.predicted_rate, 1)
-    (1.2, 1.0)
-    """
-    taus = _horizons(horizons)
-    P = np.asarray(P, float)
-    n = problem.dim
-    A = np.eye(n) - (alpha * np.eye(n) + P) @ problem.hessian
-    rho = float(np.max(np.abs(np.linalg.eigvals(A))))
-    exact = meta_gradients(problem, P, alpha, taus)
-    sampled = sampled_meta_gradients(
-        problem, P, alpha, taus, num_seeds=num_seeds, seed=seed
-    )
-    norms = np.linalg.norm(exact.reshape(taus.size, -1), axis=1)
-    var = np.sum(np.var(sampled, axis=0, ddof=1).reshape(taus.size, -1), axis=1)
-    mc_norms = np.linalg.norm(sampled.mean(0).reshape(taus.size, -1), axis=1)
-    rate, degree = fit_growth(taus, norms)
-    var_rate, _ = fit_growth(taus, var)
-    return GrowthRecord(
-        taus,
-        norms,
-        var,
-        mc_norms,
-        rho,
-        rate,
-        degree,
-        var_rate,
-        2 * float(np.log(max(rho, 1.0))),
-    )
-
-
-def one_mode(eigenvalue, *, curvature=1.0, alpha=0.5, noise_var=1.0, x0=1.0):
-    """``(problem, P)`` of a one-dimensional loop with ``A = eigenvalue``: curvature
-    ``h``, ``P = (1 - eigenvalue)/h - alpha``.
-
-    >>> problem, P = one_mode(-1.0)
-    >>> float(1 - (0.5 + P[0, 0]) * problem.hessian[0, 0])
-    -1.0
-    """
-    eigenvalue = check_scalar("eigenvalue", eigenvalue)
-    alpha = check_lr("alpha", alpha)
-    problem = NoisyQuadratic.from_eigenvalues([curvature], noise_var, [x0])
-    return problem, np.array([[(1 - eigenvalue) / curvature - alpha]])
-
-
-class RateRecord(NamedTuple):
-    """Fitted growth rate against the spectral radius (for plotting).
-
-    Attributes:
-      rhos: spectral radii (one-mode loops with eigenvalue ``sign * rho``).
-      rates: fitted exponential rates of the exact meta-gradient norm.
-      degrees: fitted polynomial degrees.
-      variance_rates: fitted exponential rates of the Monte-Carlo variance.
-      predicted: :math:`2\\log\\max(\\rho, 1)`.
-    """
-
-    rhos: np.ndarray
-    rates: np.ndarray
-    degrees: np.ndarray
-    variance_rates: np.ndarray
-    predicted: np.ndarray
-
-
-def rate_vs_rho(rhos, horizons, *, sign=-1.0, num_seeds=64, seed=0) -> RateRecord:
-    """:func:`gradient_growth` of one-mode loops with eigenvalue ``sign * rho`` for
-    each ``rho`` of ``rhos``, collected into a :class:`RateRecord`."""
-    rhos = as_float_array("rhos", rhos, ndim=1)
-    if sign not in (-1.0, 1.0, -1, 1):
-        raise ValueError(f"sign: expected +1 or -1, got {sign!r}")
-    recs = []
-    for r in rhos:
-        problem, P = one_mode(sign * r)
-        recs.append(
-            gradient_growth(problem, P, 0.5, horizons, num_seeds=num_seeds, seed=seed)
-        )
-    return RateRecord(
-        rhos,
-        np.array([r.rate for r in recs]),
-        np.array([r.degree for r in recs]),
-        np.array([r.variance_rate for r in recs]),
-        np.array([r.predicted_rate for r in recs]),
-    )
 
 
 # ---------------------------------------------------------------------------------
@@ -728,13 +487,18 @@ def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
     >>> radius(inst) > 1, bounded(inst)
     (True, True)
     """
-    kind = check_search(DROPS, drop, kind, budget)
-    rng = np.random.default_rng(seed)
-    for _ in range(int(budget)):
-        inst = _unexcited(rng)
-        hyp = hypotheses(inst)
-        if hyp["excited"] or not hyp["horizon_resolves"]:
-            continue
-        if radius(inst) > 1 and not conclusion(inst):
-            return inst
-    return None
+    return _claim.counterexample(CLAIM, drop, kind=kind, seed=seed, budget=budget)
+
+
+def _bounded_although_unstable(instance, kind):
+    """The ``"excited"`` counterexample's break: ``rho > 1``, yet bounded."""
+    return radius(instance) > 1 and not conclusion(instance)
+
+
+def __getattr__(name):
+    return _deprecated.moved(__name__, name)
+
+
+CLAIM = claim_of(
+    __name__, searches={"excited": _unexcited}, breaks=_bounded_although_unstable
+)

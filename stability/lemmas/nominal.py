@@ -37,15 +37,8 @@ commute with :math:`H` the bounds are neither sufficient nor necessary: a non-no
 :math:`P`'s eigenvalues lie below :math:`-\alpha` then :math:`\det(KH) < 0` and
 :math:`A` has a real eigenvalue above 1, whatever :math:`P`.
 
-**The seed summary's wording.** "rho(A) <= 1 if lambda_min(P) >= -1/alpha and
-lambda_max(P) <= 1/alpha" is false if alpha is the nominal step (``reading="literal"``;
-:math:`P = 0` with :math:`\alpha L > 2` already breaks it). It is Theorem 1 when the
-symbol :math:`\alpha_s` of the summary stands for :math:`L` and the nominal step is
-:math:`1/\alpha_s` (``reading="reparametrised"``): Theorem 1 at :math:`\alpha = 1/L`
-reads :math:`-1/L \le \lambda_{\min}(P)`, :math:`\lambda_{\max}(P) \le 2/L - 1/L =
-1/L`. More generally, with nominal step :math:`1/\alpha_s` the summary's bounds imply
-Theorem 1's iff :math:`\alpha_s \ge L` and coincide with them iff :math:`\alpha_s = L`.
-:func:`to_seed_alpha` and :func:`from_seed_alpha` map between the parametrisations.
+**The seed summary's wording** of Theorem 1 is read two ways in
+:mod:`stability.lemmas.seed_wording`: false literally, Theorem 1 reparametrised.
 
 Numerics: the conclusion is :math:`\rho(A) \le 1 + 10^{-9}` (:data:`SLACK`). It is
 decided in float64 when the float radius is farther from :math:`1 + 10^{-9}` than its
@@ -92,21 +85,33 @@ import numpy as np
 
 from stability._validation import (
     check_flag,
-    check_int,
     check_scalar,
     check_spd,
     check_square,
 )
 from stability.analyses import spectral_radius
-from stability.lemmas import _exact
+from stability.lemmas import _claim, _deprecated, _exact, samplers
 from stability.lemmas._claim import (
+    DEFAULT_BUDGET,
     FAILS,
     HOLDS,
+    SLACK,
     UNDECIDED,
-    check_kind,
+    claim_of,
+    radius_breaks,
     verdict,
 )
+from stability.lemmas.structure import (
+    commutes,
+    is_symmetric,
+    real_spectrum,
+    shared_eigenpairs,
+    spd_power,
+    spd_status,
+    structure,
+)
 from stability.operators import nominal_closed_loop
+from stability.problems import random_rotation
 
 NAME = "nominal"
 TITLE = "Theorem 1: nominal terms shift the region of stability"
@@ -121,13 +126,7 @@ not commute with H the bounds are neither sufficient nor necessary. The seed's
 "-1/alpha <= lambda(P) <= 1/alpha" is Theorem 1 only when its alpha stands for L and the
 nominal step is 1/L."""
 
-SLACK = 1e-9  # relative slack on rho <= 1 (CLAIMS.md, "At rho = 1")
 BOUND_RTOL = 1e-12  # rounding tolerance on the eigenvalue bounds
-SYMMETRY_RTOL = 1e-10
-COMMUTE_RTOL = 1e-9
-REAL_RTOL = 1e-9
-MAX_EIGVEC_COND = 1e8  # beyond this, P is treated as not diagonalizable
-CLUSTER_RTOL = 1e-9  # curvatures this close (relative to L) share a block
 SAMPLE_KINDS = ("symmetric", "shared_basis", "commuting")
 
 
@@ -151,75 +150,6 @@ def make_instance(*, H, P, alpha) -> Instance:
     p = check_square("P", P, n=h.shape[0])
     a = check_scalar("alpha", alpha, low=0.0)
     return Instance(h, p, a)
-
-
-# ---------------------------------------------------------------------------------
-# linear algebra shared by Theorem 1, Lemma 2 and Lemma 3
-
-
-def spd_power(H, power):
-    """:math:`H^{\\text{power}}` of an SPD matrix through its eigendecomposition."""
-    power = check_scalar("power", power)
-    w, q = np.linalg.eigh(check_spd("H", H))
-    return (q * w**power) @ q.T
-
-
-def is_symmetric(P, rtol=SYMMETRY_RTOL):
-    P = check_square("P", P)
-    scale = max(float(np.max(np.abs(P))), 1e-300)
-    return bool(np.max(np.abs(P - P.T)) <= rtol * scale)
-
-
-def commutes(H, P, rtol=COMMUTE_RTOL):
-    """``||PH - HP||_F <= rtol ||P||_F ||H||_F``."""
-    H = check_square("H", H)
-    P = check_square("P", P, n=H.shape[0])
-    scale = np.linalg.norm(P) * np.linalg.norm(H)
-    return bool(np.linalg.norm(P @ H - H @ P) <= rtol * max(scale, 1e-300))
-
-
-def real_spectrum(P):
-    """``(ok, eigenvalues)``: whether ``P`` is (numerically) diagonalizable with real
-    eigenvalues, and its eigenvalues (real parts, ascending)."""
-    P = check_square("P", P)
-    if is_symmetric(P):
-        return True, np.linalg.eigvalsh(0.5 * (P + P.T))
-    w, v = np.linalg.eig(P)
-    scale = max(float(np.max(np.abs(w))), float(np.max(np.abs(P))), 1e-300)
-    real = bool(np.max(np.abs(w.imag)) <= REAL_RTOL * scale)
-    cond = np.linalg.cond(v)
-    ok = real and bool(np.isfinite(cond) and cond <= MAX_EIGVEC_COND)
-    return ok, np.sort(w.real)
-
-
-def symmetric_or_commuting(H, P):
-    """P symmetric, or P commutes with H and is diagonalizable with real
-    eigenvalues."""
-    return is_symmetric(P) or (commutes(H, P) and real_spectrum(P)[0])
-
-
-def shared_eigenpairs(H, P):
-    """``(h, p)``: the curvature and the eigenvalue of ``P`` on each shared eigenpair
-    of a ``P`` that commutes with ``H`` (diagonalizable, real eigenvalues).
-
-    In ``H``'s eigenbasis ``Q``, ``B = Q^T P Q`` is block diagonal over the eigenspaces
-    of ``H`` (``(h_i - h_j) B_ij = (Q^T (HP - PH) Q)_ij = 0``); the eigenvalues of each
-    block pair with that eigenspace's curvature.
-    """
-    if not commutes(H, P):
-        raise ValueError("P: must commute with H")
-    w, q = np.linalg.eigh(H)
-    b = q.T @ P @ q
-    edges = np.flatnonzero(np.diff(w) > 1e-9 * w[-1]) + 1
-    hs, ps = [], []
-    for idx in np.split(np.arange(w.size), edges):
-        block = b[np.ix_(idx, idx)]
-        ok, p = real_spectrum(block)
-        if not ok:
-            raise ValueError("P: must be diagonalizable with real eigenvalues")
-        hs.append(np.full(idx.size, w[idx].mean()))
-        ps.append(p)
-    return np.concatenate(hs), np.concatenate(ps)
 
 
 def closed_loop_radius(H, P, alpha):
@@ -307,149 +237,6 @@ def bounds(instance: Instance) -> dict:
     }
 
 
-class Structure(NamedTuple):
-    """The certificate of :func:`structure`.
-
-    Attributes:
-      status: of ``P_symmetric_or_commuting`` (``"holds"``, ``"fails"``,
-        ``"undecided"``).
-      beta: bound on the distance of every eigenvalue of the closed loop from the
-        structured model's (``inf`` when there is no model).
-      lam: the eigenvalues of ``P`` the bounds are checked on (real parts,
-        ascending): of the model where there is one.
-      lam_err: their error bar (it covers the exact eigenvalues of ``P`` and of the
-        model).
-      real: status of ``P_real_spectrum``.
-    """
-
-    status: str
-    beta: float
-    lam: np.ndarray
-    lam_err: float
-    real: str
-
-
-def spectrum_status(P):
-    """``(status, eigenvalues, err)``: whether ``P`` is diagonalizable with real
-    eigenvalues, three-valued, its eigenvalues (real parts, ascending) and their
-    error bar. Holds for an exactly symmetric ``P``, or when the eigenvalues'
-    Bauer--Fike discs (radius ``err``) meet the real axis and are pairwise disjoint
-    (distinct real eigenvalues); fails when one is farther than ``2 n err`` from the
-    real axis; undecided otherwise. Float64 ``eig`` where its bar is below ``1e-9
-    ||P||``, else 50-digit eigenvalues (:func:`stability.lemmas._exact.mp_spectrum`),
-    so the bounds are decided even for a defective ``P``."""
-    P = check_square("P", P)
-    n = P.shape[0]
-    rnd = _exact.rounding(n) * np.linalg.norm(P)
-    if np.array_equal(P, P.T):
-        return HOLDS, np.linalg.eigvalsh(P), rnd
-    w, v = np.linalg.eig(P)
-    err = np.linalg.cond(v) * rnd
-    if not err <= 1e-9 * max(np.linalg.norm(P), 1e-300):  # (nearly) defective
-        w, err = _exact.mp_spectrum(P)
-    lam = np.sort(w.real)
-    if np.max(np.abs(w.imag)) > 2 * n * err:
-        return FAILS, lam, 2 * n * err
-    gaps = np.abs(w[:, None] - w[None, :]) + np.diag(np.full(n, np.inf))
-    real = np.max(np.abs(w.imag)) <= err and np.min(gaps) > 2 * err
-    return (HOLDS if real else UNDECIDED), lam, 2 * n * err
-
-
-def _symmetric_model(H, P, alpha, h_err):
-    """Bauer--Fike around the symmetric part: ``(beta, lam, lam_err)``."""
-    n = P.shape[0]
-    L = float(np.linalg.eigvalsh(H)[-1])
-    rnd = _exact.rounding(n)
-    asym = np.linalg.norm(P - P.T) / 2
-    k_norm = np.linalg.norm(alpha * np.eye(n) + P)
-    sim = np.sqrt(np.linalg.cond(H))  # H^{1/2} K H^{1/2} <- K H
-    beta = L * asym + rnd * k_norm * L + sim * k_norm * h_err
-    lam = np.linalg.eigvalsh(0.5 * (P + P.T))
-    lam_err = 2 * n * asym + rnd * np.linalg.norm(P)
-    return beta, lam, lam_err
-
-
-def _commuting_model(H, P, alpha, h_err):
-    """Bauer--Fike around the ``P`` that commutes with the block-clustered ``H``:
-    ``(beta, lam, lam_err)``. In ``H``'s eigenbasis ``B = Q^T P Q``; the model keeps
-    ``B``'s diagonal blocks over clusters of curvatures (within ``CLUSTER_RTOL L``),
-    with each cluster's mean curvature, and is diagonalised by ``V = diag(V_j)``."""
-    n = P.shape[0]
-    rnd = _exact.rounding(n)
-    w, q = np.linalg.eigh(H)
-    L = float(w[-1])
-    b = q.T @ P @ q
-    edges = np.flatnonzero(np.diff(w) > CLUSTER_RTOL * L) + 1
-    hbar = np.empty(n)
-    p = np.empty(n, complex)
-    v = np.zeros((n, n), complex)
-    bc = np.zeros((n, n))
-    for idx in np.split(np.arange(n), edges):
-        blk = np.ix_(idx, idx)
-        hbar[idx] = w[idx].mean()
-        bc[blk] = b[blk]
-        p[idx], v[blk] = np.linalg.eig(b[blk])
-    kv = np.linalg.cond(v)
-    if not np.isfinite(kv):
-        return np.inf, np.sort(p.real), np.inf
-    k_norm = np.linalg.norm(alpha * np.eye(n) + P)
-    off = np.linalg.norm(b - bc)
-    delta = (
-        np.linalg.norm((alpha * np.eye(n) + bc) * (w - hbar)[None, :])
-        + np.linalg.norm((b - bc) * w[None, :])
-        + rnd * k_norm * L
-        + k_norm * h_err
-    )
-    beta = kv * delta + L * float(np.max(np.abs(p.imag)))
-    lam_err = 2 * n * kv * (off + rnd * np.linalg.norm(P))
-    return beta, np.sort(p.real), lam_err
-
-
-def structure(H, P, alpha, *, h_err=0.0) -> Structure:
-    r"""Certify "P symmetric, or commuting with H (diagonalizable, real
-    eigenvalues)" for the loop :math:`I - (\alpha I + P) H`, three-valued.
-
-    Holds when ``P`` is exactly symmetric, or when a model (the symmetric part of
-    ``P``, or the part of ``P`` commuting with ``H`` with close curvatures merged)
-    is close enough that every eigenvalue of the exact loop lies within
-    :math:`\beta \le` ``SLACK / 2`` of the model's (Bauer--Fike with the model's
-    eigenvector condition number, plus a rounding allowance). Fails when ``P`` is
-    farther than ``SYMMETRY_RTOL`` from symmetric and ``COMMUTE_RTOL`` from commuting
-    (relative), or its model has certified non-real eigenvalues; undecided
-    otherwise. ``h_err`` bounds the distance of ``H`` from the exact matrix the loop
-    is about (Lemma 2's float :math:`H^{1/2}`)."""
-    H = check_square("H", H)
-    P = check_square("P", P, n=H.shape[0])
-    real, lam, lam_err = spectrum_status(P)
-    if np.array_equal(P, P.T) and h_err == 0:
-        return Structure(HOLDS, 0.0, lam, lam_err, real)
-    p_norm = max(np.linalg.norm(P), 1e-300)
-    near_sym = np.linalg.norm(P - P.T) <= SYMMETRY_RTOL * p_norm
-    near_comm = commutes(H, P)
-    if not (near_sym or near_comm):
-        return Structure(FAILS, np.inf, lam, lam_err, real)
-    models = []
-    if near_sym:
-        models.append(_symmetric_model(H, P, alpha, h_err))
-    if near_comm:
-        models.append(_commuting_model(H, P, alpha, h_err))
-    beta, mlam, mlam_err = min(models, key=lambda m: m[0])
-    if beta <= SLACK / 2:
-        return Structure(HOLDS, beta, mlam, mlam_err, real)
-    if real == FAILS and not near_sym:
-        return Structure(FAILS, beta, lam, lam_err, real)
-    return Structure(UNDECIDED, beta, lam, lam_err, real)
-
-
-def _spd_status(H):
-    H = np.asarray(H, float)
-    w = np.linalg.eigvalsh(0.5 * (H + H.T))
-    tol = _exact.rounding(H.shape[0]) * max(abs(w[-1]), 1e-300)
-    if not np.array_equal(H, H.T):
-        return FAILS if not is_symmetric(H) else UNDECIDED
-    return verdict(w[0], tol)
-
-
 def status_on(H, P, alpha, *, h_err=0.0) -> dict:
     """Theorem 1's hypotheses on ``(H, P, alpha)``, three-valued (the bounds with
     tolerance ``SLACK / (4 L)`` beyond their error bars); Lemma 2 calls it on
@@ -460,7 +247,7 @@ def status_on(H, P, alpha, *, h_err=0.0) -> dict:
     lo, hi = -alpha, 2 / top - alpha
     err = s.lam_err + _exact.rounding(H.shape[0]) * (abs(lo) + abs(hi))
     return {
-        "H_spd": _spd_status(H),
+        "H_spd": spd_status(H),
         "P_real_spectrum": s.real,
         "P_symmetric_or_commuting": s.status,
         "lower_bound": verdict(s.lam[0] - lo, err, -t),
@@ -562,75 +349,6 @@ def conclusion(instance: Instance) -> bool:
 # sampling and searches
 
 
-def random_orthogonal(rng, n):
-    """A Haar-distributed orthogonal matrix."""
-    q, r = np.linalg.qr(rng.standard_normal((n, n)))
-    return q * np.sign(np.diag(r))
-
-
-def random_curvatures(rng, n, kappa, top=1.0, *, repeated=False):
-    """``n`` log-uniform eigenvalues on ``[top/kappa, top]`` with both ends attained
-    (when ``n >= 2``), descending; ``repeated`` draws fewer distinct values and repeats
-    them (eigenspaces of dimension > 1)."""
-    m = int(rng.integers(1, n + 1)) if repeated else n
-    u = rng.uniform(size=m)
-    if m >= 2:
-        u[0], u[1] = 0.0, 1.0
-    else:
-        u[0] = 0.0
-    values = top * np.exp(-u * np.log(kappa))
-    if repeated:
-        values = np.concatenate([values, rng.choice(values, n - m)])
-    return np.sort(values)[::-1]
-
-
-def sample_size(rng, n=None, kappa=None) -> tuple[int, float]:
-    """A sampler's dimension and condition number: each given one checked (``n >= 1``,
-    ``kappa >= 1``), each missing one drawn, ``n`` uniform on 1..8 then ``kappa``
-    log-uniform on ``[1, 1e6]``."""
-    n = int(rng.integers(1, 9)) if n is None else check_int("n", n, low=1)
-    if kappa is None:
-        return n, 10 ** rng.uniform(0, 6)
-    return n, check_scalar("kappa", kappa, low=1.0)
-
-
-def random_hessian(rng, n, kappa, top=1.0, *, repeated=False):
-    """``(H, h, Q)`` with ``H = Q diag(h) Q^T``, ``h`` from :func:`random_curvatures`
-    and ``Q`` Haar-orthogonal."""
-    h = random_curvatures(rng, n, kappa, top, repeated=repeated)
-    q = random_orthogonal(rng, n)
-    H = (q * h) @ q.T
-    return 0.5 * (H + H.T), h, q
-
-
-def _well_conditioned(rng, m, max_cond=50.0):
-    while True:
-        v = np.eye(m) + 0.5 * rng.standard_normal((m, m))
-        if np.linalg.cond(v) <= max_cond:
-            return v
-
-
-def commuting_matrix(rng, h, q, p):
-    """A generally non-symmetric ``P`` commuting with ``H = Q diag(h) Q^T`` with
-    eigenvalue ``p_i`` on direction ``i``: non-symmetric blocks on repeated ``h``."""
-    n = h.size
-    b = np.zeros((n, n))
-    for value in np.unique(h):
-        idx = np.flatnonzero(h == value)
-        v = _well_conditioned(rng, idx.size)
-        b[np.ix_(idx, idx)] = v @ np.diag(p[idx]) @ np.linalg.inv(v)
-    return q @ b @ q.T
-
-
-def draw_in_interval(rng, lo, hi, n, boundary):
-    p = rng.uniform(lo, hi, n)
-    if boundary:
-        hit = rng.random(n) < 0.5
-        hit[rng.integers(n)] = True
-        p = np.where(hit, np.where(rng.random(n) < 0.5, lo, hi), p)
-    return p
-
-
 def _scale_and_step(rng):
     top = 10 ** rng.uniform(-2, 2)
     alpha = 0.0 if rng.random() < 0.1 else (2 / top) * rng.uniform(0, 1.5)
@@ -647,7 +365,7 @@ def sample(rng, *, n=None, kappa=None, kind=None, boundary=None) -> Instance:
     ``"shared_basis"`` (symmetric, H's eigenbasis) or ``"commuting"`` (non-symmetric
     blocks on repeated eigenvalues of H).
     """
-    n, kappa = sample_size(rng, n, kappa)
+    n, kappa = samplers.sample_size(rng, n, kappa)
     kind = SAMPLE_KINDS[rng.integers(3)] if kind is None else kind
     if kind not in SAMPLE_KINDS:
         raise ValueError(f"kind: expected one of {SAMPLE_KINDS}, got {kind!r}")
@@ -657,15 +375,15 @@ def sample(rng, *, n=None, kappa=None, kind=None, boundary=None) -> Instance:
         else check_flag("boundary", boundary)
     )
     top, alpha = _scale_and_step(rng)
-    H, h, q = random_hessian(rng, n, kappa, top, repeated=kind == "commuting")
-    p = draw_in_interval(rng, -alpha, 2 / top - alpha, n, boundary)
+    H, h, q = samplers.random_hessian(rng, n, kappa, top, repeated=kind == "commuting")
+    p = samplers.draw_in_interval(rng, -alpha, 2 / top - alpha, n, boundary)
     if kind == "symmetric":
-        r = random_orthogonal(rng, n)
+        r = random_rotation(n, rng)
         P = (r * p) @ r.T
     elif kind == "shared_basis":
         P = (q * p) @ q.T
     else:
-        P = commuting_matrix(rng, h, q, p)
+        P = samplers.commuting_matrix(rng, h, q, p)
     if kind != "commuting":
         P = 0.5 * (P + P.T)
     return make_instance(H=H, P=P, alpha=alpha)
@@ -690,9 +408,10 @@ def sample_nearly_repeated(rng) -> Instance:
     n = int(rng.integers(2, 7))
     top = 10 ** rng.uniform(-2, 2)
     alpha = 0.0 if rng.random() < 0.3 else (2 / top) * rng.uniform(0, 1.5)
-    h = random_curvatures(rng, n, 10 ** rng.uniform(0, 4), top, repeated=True)
-    q = random_orthogonal(rng, n)
-    P = commuting_matrix(rng, h, q, _near_bound(rng, -alpha, 2 / top - alpha, n))
+    h = samplers.random_curvatures(rng, n, 10 ** rng.uniform(0, 4), top, repeated=True)
+    q = random_rotation(n, rng)
+    p = _near_bound(rng, -alpha, 2 / top - alpha, n)
+    P = samplers.commuting_matrix(rng, h, q, p)
     bumped = h * (1 - np.where(rng.random(n) < 0.5, 10 ** rng.uniform(-12, -6, n), 0))
     bumped[0] = top
     H = (q * bumped) @ q.T
@@ -715,13 +434,13 @@ def sample_nearly_defective(rng) -> Instance:
     p = edge - d * rng.uniform(0, 2) * (rng.random() < 0.5)
     v = np.array([[1.0, 1.0], [0.0, d / width]])
     block = v @ np.diag([p, p - d]) @ np.linalg.inv(v)
-    rest = random_curvatures(rng, n, 10 ** rng.uniform(0, 3), top)[: n - 2]
+    rest = samplers.random_curvatures(rng, n, 10 ** rng.uniform(0, 3), top)[: n - 2]
     gap = 0.0 if rng.random() < 0.3 else 10 ** rng.uniform(-12, -8)
     h = np.concatenate([[top, top * (1 - gap)], rest])
     B = np.zeros((n, n))
     B[:2, :2] = block
     B[2:, 2:] = np.diag(rng.uniform(lo, hi, n - 2))
-    q = np.eye(n) if rng.random() < 0.5 else random_orthogonal(rng, n)
+    q = np.eye(n) if rng.random() < 0.5 else random_rotation(n, rng)
     H = (q * h) @ q.T
     return make_instance(H=0.5 * (H + H.T), P=q @ B @ q.T, alpha=alpha)
 
@@ -738,14 +457,12 @@ DROPS = {
     "upper_bound": "necessity",
 }
 
-DEFAULT_BUDGET = 2000
-
 
 def _search_symmetric_drop(rng):
     """Non-normal 2x2 P with real eigenvalues strictly inside the bounds."""
     n = 2
     top = 10 ** rng.uniform(-1, 1)
-    H, _, _ = random_hessian(rng, n, 10 ** rng.uniform(0, 3), top)
+    H, _, _ = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 3), top)
     alpha = (2 / top) * rng.uniform(0, 1)
     lo, hi = -alpha, 2 / top - alpha
     margin = 0.01 * (hi - lo)
@@ -758,10 +475,10 @@ def _search_lower_drop(rng):
     """Symmetric P with eigenvalues up to one bound-width below ``-alpha``."""
     n = int(rng.integers(1, 4))
     top = 10 ** rng.uniform(-1, 1)
-    H, _, _ = random_hessian(rng, n, 10 ** rng.uniform(0, 3), top)
+    H, _, _ = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 3), top)
     alpha = (2 / top) * rng.uniform(0, 1)
     lo, hi = -alpha, 2 / top - alpha
-    r = random_orthogonal(rng, n)
+    r = random_rotation(n, rng)
     p = rng.uniform(lo - (hi - lo), hi, n)
     P = (r * p) @ r.T
     return make_instance(H=H, P=0.5 * (P + P.T), alpha=alpha)
@@ -772,10 +489,10 @@ def _search_upper_drop(rng):
     bound ``2/h_i - alpha`` (looser than ``2/L - alpha`` away from the top)."""
     n = int(rng.integers(2, 4))
     top = 10 ** rng.uniform(-1, 1)
-    H, h, q = random_hessian(rng, n, 10 ** rng.uniform(1, 4), top)
+    H, h, q = samplers.random_hessian(rng, n, 10 ** rng.uniform(1, 4), top)
     alpha = (2 / top) * rng.uniform(0, 1)
     p = rng.uniform(-alpha, 2 / h - alpha)
-    tilt = random_orthogonal(rng, n)
+    tilt = random_rotation(n, rng)
     mix = 10 ** rng.uniform(-4, 0)
     # a rotation between I and a random one (polar factor of I + mix * tilt)
     u, _, vt = np.linalg.svd(np.eye(n) + mix * tilt)
@@ -790,60 +507,6 @@ SEARCHES = {
     "upper_bound": _search_upper_drop,
 }
 
-_MARGIN = 1e-6  # counterexamples break the claim by this much, not by rounding
-
-
-def is_counterexample(hypotheses_fn, radius_fn, instance, drop, kind) -> bool:
-    """Every hypothesis but ``drop`` holds, ``drop`` fails, and the conclusion fails
-    clearly (``kind="sufficiency"``: ``rho > 1 + 1e-6``) or holds clearly
-    (``"necessity"``: ``rho < 1 - 1e-6``). ``hypotheses_fn`` may return booleans or
-    three-valued statuses; an undecided one is neither held nor failed."""
-    hyp = {
-        k: HOLDS
-        if v is True or v == HOLDS
-        else FAILS
-        if v is False or v == FAILS
-        else v
-        for k, v in hypotheses_fn(instance).items()
-    }
-    if hyp[drop] != FAILS or any(v != HOLDS for k, v in hyp.items() if k != drop):
-        return False
-    rho = radius_fn(instance)
-    if kind == "sufficiency":
-        return rho > 1 + _MARGIN
-    return rho < 1 - _MARGIN
-
-
-def run_search(claim, drop, kind, seed, budget):
-    """Draw ``budget`` candidates from ``claim.searches[drop]`` with
-    ``np.random.default_rng(seed)`` and return the first counterexample, or None.
-
-    ``claim`` is a :class:`Search` of the claim's functions."""
-    if drop not in claim.drops:
-        raise ValueError(f"drop: expected one of {tuple(claim.drops)}, got {drop!r}")
-    kind = claim.drops[drop] if kind is None else check_kind(kind)
-    if kind != claim.drops[drop]:
-        raise ValueError(
-            f"kind: dropping {drop!r} gives a {claim.drops[drop]!r} counterexample, "
-            f"not {kind!r}"
-        )
-    check_int("budget", budget, low=1)
-    rng = np.random.default_rng(seed)
-    for _ in range(int(budget)):
-        inst = claim.searches[drop](rng)
-        if is_counterexample(claim.hypotheses, claim.radius, inst, drop, kind):
-            return inst
-    return None
-
-
-class Search(NamedTuple):
-    """What :func:`run_search` needs from a claim."""
-
-    drops: dict
-    searches: dict
-    hypotheses: object
-    radius: object
-
 
 def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
     """Seeded random search for an instance satisfying every hypothesis except
@@ -857,8 +520,7 @@ def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
     >>> hypotheses(inst)["P_symmetric_or_commuting"], radius(inst) > 1
     (False, True)
     """
-    claim = Search(DROPS, SEARCHES, hypothesis_status, radius)
-    return run_search(claim, drop, kind, seed, budget)
+    return _claim.counterexample(CLAIM, drop, kind=kind, seed=seed, budget=budget)
 
 
 # ---------------------------------------------------------------------------------
@@ -958,82 +620,8 @@ def contraction_norm(H, P, alpha) -> float:
     return float(np.linalg.norm(np.eye(n) - r @ (alpha * np.eye(n) + p) @ r, 2))
 
 
-SEED_READINGS = ("literal", "reparametrised")
+def __getattr__(name):
+    return _deprecated.moved(__name__, name)
 
 
-def to_seed_alpha(alpha):
-    """The seed summary's :math:`\\alpha_s` for nominal step ``alpha`` in the
-    reparametrised reading (nominal step :math:`1/\\alpha_s`)."""
-    return 1 / check_scalar("alpha", alpha, low=0.0, low_open=True)
-
-
-def from_seed_alpha(alpha_seed):
-    """The nominal step :math:`1/\\alpha_s` for the summary's :math:`\\alpha_s`; with
-    :math:`\\alpha_s = L` the summary's bounds are Theorem 1's."""
-    return 1 / check_scalar("alpha_seed", alpha_seed, low=0.0, low_open=True)
-
-
-def seed_premise(instance: Instance, reading: str = "literal") -> bool:
-    """The summary's premise ``-1/a_s <= lambda(P) <= 1/a_s`` (real spectrum) with
-    ``a_s = alpha`` (``"literal"``) or ``a_s = 1/alpha = L`` (``"reparametrised"``:
-    the instance must have ``alpha = 1/L``)."""
-    if reading not in SEED_READINGS:
-        raise ValueError(f"reading: expected one of {SEED_READINGS}, got {reading!r}")
-    if instance.alpha <= 0:
-        return False
-    ok, lam = real_spectrum(instance.P)
-    top = float(np.linalg.eigvalsh(instance.H)[-1])
-    if reading == "literal":
-        a_s = instance.alpha
-    else:
-        a_s = to_seed_alpha(instance.alpha)
-        if abs(a_s - top) > 1e-12 * top:
-            return False
-    tol = BOUND_RTOL * max(1 / a_s, float(np.max(np.abs(lam))))
-    return ok and lam[0] >= -1 / a_s - tol and lam[-1] <= 1 / a_s + tol
-
-
-def seed_wording_holds(instance: Instance, reading: str = "literal") -> bool:
-    """Whether the summary's implication (premise => ``rho(A) <= 1``) holds on the
-    instance."""
-    return (not seed_premise(instance, reading)) or conclusion(instance)
-
-
-def _search_seed(rng, reading):
-    n = int(rng.integers(1, 4))
-    top = 10 ** rng.uniform(-1, 1)
-    H, _, _ = random_hessian(rng, n, 10 ** rng.uniform(0, 3), top)
-    if reading == "literal":
-        alpha = (2 / top) * 10 ** rng.uniform(-1, 1)
-    else:
-        alpha = from_seed_alpha(float(np.linalg.eigvalsh(H)[-1]))
-    bound = 1 / _seed_symbol(alpha, reading)
-    r = random_orthogonal(rng, n)
-    p = draw_in_interval(rng, -bound, bound, n, rng.random() < 0.3)
-    P = (r * p) @ r.T
-    return make_instance(H=H, P=0.5 * (P + P.T), alpha=alpha)
-
-
-def _seed_symbol(alpha, reading):
-    """The summary's alpha_s: the nominal step itself, or 1/step (= L)."""
-    return alpha if reading == "literal" else to_seed_alpha(alpha)
-
-
-def seed_counterexample(reading="literal", *, seed=0, budget=DEFAULT_BUDGET):
-    """Seeded search over symmetric ``P`` for an instance where the summary's premise
-    holds and ``rho(A) > 1 + 1e-6``. Finds one for ``"literal"``; for
-    ``"reparametrised"`` (Theorem 1 at ``alpha = 1/L``) there is none to find.
-
-    >>> seed_counterexample("literal") is not None
-    True
-    >>> seed_counterexample("reparametrised", budget=200) is None
-    True
-    """
-    if reading not in SEED_READINGS:
-        raise ValueError(f"reading: expected one of {SEED_READINGS}, got {reading!r}")
-    rng = np.random.default_rng(seed)
-    for _ in range(int(budget)):
-        inst = _search_seed(rng, reading)
-        if seed_premise(inst, reading) and radius(inst) > 1 + _MARGIN:
-            return inst
-    return None
+CLAIM = claim_of(__name__, searches=SEARCHES, breaks=radius_breaks(radius))

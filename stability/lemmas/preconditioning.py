@@ -58,8 +58,19 @@ import numpy as np
 
 from stability._validation import check_int, check_scalar, check_spd, check_square
 from stability.analyses import spectral_radius
-from stability.lemmas import _exact, nominal
-from stability.lemmas._claim import HOLDS, UNDECIDED, verdict
+from stability.lemmas import _claim, _exact, nominal, samplers
+from stability.lemmas._claim import (
+    DEFAULT_BUDGET,
+    HOLDS,
+    MARGIN,
+    SLACK,
+    UNDECIDED,
+    claim_of,
+    radius_breaks,
+    verdict,
+)
+from stability.lemmas.structure import spd_power
+from stability.problems import random_rotation
 
 NAME = "preconditioning"
 TITLE = "Lemma 2: output preconditioning idealised as H^{-1/2}"
@@ -75,14 +86,13 @@ on which side the error sits."""
 
 Instance = nominal.Instance
 make_instance = nominal.make_instance
-DEFAULT_BUDGET = nominal.DEFAULT_BUDGET
 WINNERS = ("output", "input")
 PRECONDITIONERS = ("diagonal", "left_error", "right_error")
 
 
 def ideal_preconditioner(H):
     """:math:`H^{-1/2}`."""
-    return nominal.spd_power(check_spd("H", H), -0.5)
+    return spd_power(check_spd("H", H), -0.5)
 
 
 def diagonal_preconditioner(H):
@@ -162,9 +172,7 @@ def _float_radius(instance):
     k = instance.alpha * np.eye(n) + instance.P
     root = _root(instance)
     if np.array_equal(instance.P, instance.P.T):
-        s = np.linalg.eigvalsh(
-            nominal.spd_power(root, 0.5) @ k @ nominal.spd_power(root, 0.5)
-        )
+        s = np.linalg.eigvalsh(spd_power(root, 0.5) @ k @ spd_power(root, 0.5))
         rho = float(np.max(np.abs(1 - s)))
         cond = np.sqrt(np.linalg.cond(root))
         # Ostrowski: the float fourth root is exact for a root perturbed by a
@@ -203,7 +211,7 @@ def conclusion_status(instance) -> str:
     """``rho(A) <= 1 + SLACK``: float64 when the float radius is farther from the
     threshold than its error bar, else at 50 digits (:func:`exact_status`)."""
     rho, err = _float_radius(instance)
-    v = verdict(1 + nominal.SLACK - rho, err)
+    v = verdict(1 + SLACK - rho, err)
     return v if v != UNDECIDED else exact_status(instance)
 
 
@@ -215,7 +223,7 @@ def exact_status(instance) -> str:
     otherwise those of ``I - K H^{1/2}`` with a Bauer--Fike bar
     (:func:`stability.lemmas._exact.radius_verdict`); ``"undecided"`` only within
     the bar."""
-    target = 1 + mpmath.mpf(nominal.SLACK)
+    target = 1 + mpmath.mpf(SLACK)
     if not np.array_equal(instance.P, instance.P.T):
         return _exact.radius_verdict(_mp_loop(instance), target)
     n = instance.H.shape[0]
@@ -255,7 +263,7 @@ def per_direction_condition(H, P, alpha) -> nominal.DirectionCondition:
 
 def _lift(instance):
     """A Theorem-1 instance on ``H'`` as a Lemma-2 instance on ``H = H'^2``."""
-    H = nominal.spd_power(instance.H, 2.0)
+    H = spd_power(instance.H, 2.0)
     return make_instance(H=0.5 * (H + H.T), P=instance.P, alpha=instance.alpha)
 
 
@@ -295,8 +303,7 @@ def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
     >>> hypotheses(inst)["lower_bound"], radius(inst) > 1
     (False, True)
     """
-    claim = nominal.Search(DROPS, SEARCHES, hypothesis_status, radius)
-    return nominal.run_search(claim, drop, kind, seed, budget)
+    return _claim.counterexample(CLAIM, drop, kind=kind, seed=seed, budget=budget)
 
 
 # ---------------------------------------------------------------------------------
@@ -355,7 +362,7 @@ class ComparisonInstance(NamedTuple):
 def _draw_comparison(rng, preconditioner):
     n = int(rng.integers(2, 4))
     top = 10 ** rng.uniform(-1, 1)
-    H, _, _ = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 2), top)
+    H, _, _ = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 2), top)
     alpha = (2 / np.sqrt(top)) * rng.uniform(0, 1)
     p = rng.uniform(-alpha, 2 / np.sqrt(top) - alpha, n)
     if preconditioner == "diagonal":
@@ -365,9 +372,9 @@ def _draw_comparison(rng, preconditioner):
         P = v @ np.diag(p) @ np.linalg.inv(v)
     else:
         e = np.eye(n) + 0.3 * rng.standard_normal((n, n))
-        root_inv = nominal.spd_power(H, -0.5)
+        root_inv = spd_power(H, -0.5)
         c = e @ root_inv if preconditioner == "left_error" else root_inv @ e
-        r = nominal.random_orthogonal(rng, n)
+        r = random_rotation(n, rng)
         P = (r * p) @ r.T
         P = 0.5 * (P + P.T)
     return ComparisonInstance(H, P, float(alpha), c)
@@ -407,7 +414,7 @@ def comparison_search(
             if winner == "output"
             else (cmp.rho_input, cmp.rho_output)
         )
-        if good < 1 - 1e-6 and bad > 1 + 1e-6:
+        if good < 1 - MARGIN and bad > 1 + MARGIN:
             return cand
     return None
 
@@ -417,3 +424,6 @@ def looser_than_theorem1(L) -> bool:
     ``2/L - alpha``: exactly when ``L > 1``."""
     L = check_scalar("L", L, low=0.0, low_open=True)
     return bool(2 / np.sqrt(L) > 2 / L)
+
+
+CLAIM = claim_of(__name__, searches=SEARCHES, breaks=radius_breaks(radius))

@@ -80,7 +80,9 @@ from stability._validation import (
 )
 from stability.analyses import spectral_radius
 from stability.analyses.robust import worst_case_multiplicative
-from stability.lemmas import nominal
+from stability.lemmas import _claim, nominal, samplers, structure
+from stability.lemmas._claim import SLACK, claim_of, radius_breaks
+from stability.problems import random_rotation
 
 NAME = "robust"
 TITLE = "Lemma 3: robust stability under multiplicative uncertainty"
@@ -95,7 +97,7 @@ with a non-diagonal H, and for non-symmetric P~. Cancelling the nominal term,
 P = (1 - eps)(P* - alpha I), leaves alpha eps I; for P* = H^{-1} the tolerated relative
 error is >= 1 while alpha L <= 2 and 1/(alpha L - 1) beyond."""
 
-DEFAULT_BUDGET = 1000
+DEFAULT_BUDGET = 1000  # this claim's searches succeed within fewer draws
 SAMPLE_KINDS = ("commuting", "diagonal")
 
 
@@ -136,7 +138,7 @@ def is_diagonal(H, rtol=1e-12):
 def bounds(instance: Instance) -> dict:
     """Lemma 3's bounds on P~, the extra ``alpha <= 2/L`` and P~'s extreme
     eigenvalues (real parts)."""
-    _, lam = nominal.real_spectrum(instance.P_tilde)
+    _, lam = structure.real_spectrum(instance.P_tilde)
     top = _top(instance.H)
     return {
         "lower": -instance.alpha / instance.d_max,
@@ -163,10 +165,10 @@ def hypotheses(instance: Instance) -> dict:
     scale = max(abs(v) for v in b.values())
     tol = nominal.BOUND_RTOL * max(scale, 1e-300)
     return {
-        "H_spd": bool(nominal.is_symmetric(h) and np.linalg.eigvalsh(h)[0] > 0),
+        "H_spd": bool(structure.is_symmetric(h) and np.linalg.eigvalsh(h)[0] > 0),
         "nominal_stable": instance.alpha <= b["alpha_max"] * (1 + nominal.BOUND_RTOL),
-        "P_symmetric": nominal.is_symmetric(p),
-        "commuting": nominal.commutes(h, p) or is_diagonal(h),
+        "P_symmetric": structure.is_symmetric(p),
+        "commuting": structure.commutes(h, p) or is_diagonal(h),
         "lower_bound": b["lambda_min_P_tilde"] >= b["lower"] - tol,
         "upper_bound": b["lambda_max_P_tilde"] <= b["upper"] + tol,
     }
@@ -192,7 +194,7 @@ def radius(instance: Instance) -> float:
 
 def conclusion(instance: Instance) -> bool:
     """No ``Delta`` in the box with ``rho > 1`` (relative slack 1e-9)."""
-    return radius(instance) <= 1 + nominal.SLACK
+    return radius(instance) <= 1 + SLACK
 
 
 class PairCondition(NamedTuple):
@@ -227,9 +229,9 @@ def per_pair_condition(H, P_tilde, alpha, d_max) -> PairCondition:
     ([1.75, 0.25], [True, True], True)
     """
     inst = make_instance(H=H, P_tilde=P_tilde, alpha=alpha, d_max=d_max)
-    if not nominal.is_symmetric(inst.P_tilde):
+    if not structure.is_symmetric(inst.P_tilde):
         raise ValueError("P_tilde: must be symmetric")
-    h, p = nominal.shared_eigenpairs(inst.H, inst.P_tilde)
+    h, p = structure.shared_eigenpairs(inst.H, inst.P_tilde)
     order = np.argsort(h, kind="stable")
     h, p = h[order], p[order]
     lower = np.full_like(h, -inst.alpha)
@@ -263,9 +265,9 @@ def exact_verdict(instance: Instance):
       attained elsewhere.
     """
     h, p = instance.H, instance.P_tilde
-    if not nominal.is_symmetric(p):
+    if not structure.is_symmetric(p):
         return None
-    if nominal.commutes(h, p):
+    if structure.commutes(h, p):
         return per_pair_condition(h, p, instance.alpha, instance.d_max).robust
     if not is_diagonal(h):
         return None
@@ -273,7 +275,7 @@ def exact_verdict(instance: Instance):
     if instance.alpha > (2 / top) * (1 + nominal.BOUND_RTOL):
         return False
     rho = nominal.closed_loop_radius(h, instance.d_max * p, instance.alpha)
-    return rho <= 1 + nominal.SLACK
+    return rho <= 1 + SLACK
 
 
 def sample(rng, *, n=None, kappa=None, kind=None, boundary=None) -> Instance:
@@ -283,7 +285,7 @@ def sample(rng, *, n=None, kappa=None, kind=None, boundary=None) -> Instance:
     ``d_max`` log-uniform on ``[0.1, 10]``. ``kind``: ``"commuting"`` (P~ symmetric in
     H's eigenbasis) or ``"diagonal"`` (H diagonal, P~ symmetric in a random basis).
     ``boundary`` puts some eigenvalues of P~ exactly on the bounds."""
-    n, kappa = nominal.sample_size(rng, n, kappa)
+    n, kappa = samplers.sample_size(rng, n, kappa)
     kind = SAMPLE_KINDS[rng.integers(2)] if kind is None else kind
     if kind not in SAMPLE_KINDS:
         raise ValueError(f"kind: expected one of {SAMPLE_KINDS}, got {kind!r}")
@@ -296,12 +298,12 @@ def sample(rng, *, n=None, kappa=None, kind=None, boundary=None) -> Instance:
     u = rng.random()
     alpha = (2 / top) * (0.0 if u < 0.1 else 1.0 if u < 0.2 else rng.uniform())
     d_max = 10 ** rng.uniform(-1, 1)
-    H, h, q = nominal.random_hessian(rng, n, kappa, top)
+    H, h, q = samplers.random_hessian(rng, n, kappa, top)
     lo, hi = -alpha / d_max, (2 / top - alpha) / d_max
-    p = nominal.draw_in_interval(rng, lo, hi, n, boundary)
+    p = samplers.draw_in_interval(rng, lo, hi, n, boundary)
     if kind == "diagonal":
         H = np.diag(h)
-        q = nominal.random_orthogonal(rng, n)
+        q = random_rotation(n, rng)
     P = (q * p) @ q.T
     return make_instance(H=H, P_tilde=0.5 * (P + P.T), alpha=alpha, d_max=d_max)
 
@@ -317,7 +319,7 @@ DROPS = {
 
 def _commuting_symmetric(rng, n, kappa, lo_of, hi_of, alpha_of):
     top = 10 ** rng.uniform(-1, 1)
-    H, h, q = nominal.random_hessian(rng, n, kappa, top)
+    H, h, q = samplers.random_hessian(rng, n, kappa, top)
     alpha = alpha_of(top)
     d_max = 10 ** rng.uniform(-1, 1)
     p = rng.uniform(lo_of(alpha, d_max, h, top), hi_of(alpha, d_max, h, top))
@@ -341,7 +343,7 @@ def _search_symmetric(rng):
     """H diagonal, non-normal P~ with real eigenvalues strictly inside the bounds."""
     n = 2
     top = 10 ** rng.uniform(-1, 1)
-    h = nominal.random_curvatures(rng, n, 10 ** rng.uniform(0, 3), top)
+    h = samplers.random_curvatures(rng, n, 10 ** rng.uniform(0, 3), top)
     alpha = (2 / top) * rng.uniform(0, 1)
     d_max = 10 ** rng.uniform(-1, 1)
     lo, hi = -alpha / d_max, (2 / top - alpha) / d_max
@@ -357,7 +359,7 @@ def _search_commuting(rng):
     the bounds, non-diagonal H: the diagonal Delta no longer commutes with H."""
     n = int(rng.integers(2, 5))
     top = 10 ** rng.uniform(-1, 1)
-    H, _, _ = nominal.random_hessian(rng, n, 10 ** rng.uniform(0, 3), top)
+    H, _, _ = samplers.random_hessian(rng, n, 10 ** rng.uniform(0, 3), top)
     alpha = (2 / top) * rng.uniform(0, 1) * rng.choice([1.0, 0.01])
     d_max = 10 ** rng.uniform(-1, 1)
     lo, hi = -alpha / d_max, (2 / top - alpha) / d_max
@@ -365,7 +367,7 @@ def _search_commuting(rng):
         p = np.where(rng.random(n) < 0.5, hi, 0.0)
     else:
         p = np.where(rng.random(n) < 0.5, hi, lo)
-    r = nominal.random_orthogonal(rng, n)
+    r = random_rotation(n, rng)
     P = (r * p) @ r.T
     return make_instance(H=H, P_tilde=0.5 * (P + P.T), alpha=alpha, d_max=d_max)
 
@@ -416,8 +418,7 @@ def counterexample(drop, *, kind=None, seed=0, budget=DEFAULT_BUDGET):
     >>> hypotheses(inst)["commuting"], worst_case(inst).rho > 1
     (False, True)
     """
-    claim = nominal.Search(DROPS, SEARCHES, hypotheses, radius)
-    return nominal.run_search(claim, drop, kind, seed, budget)
+    return _claim.counterexample(CLAIM, drop, kind=kind, seed=seed, budget=budget)
 
 
 # ---------------------------------------------------------------------------------
@@ -443,8 +444,8 @@ def fragility(H, P_star, alpha, eps):
     eps = as_float_array("eps", eps)
     n = h.shape[0]
     e = eps[..., None, None]
-    if nominal.is_symmetric(p):
-        r = nominal.spd_power(h, 0.5)
+    if structure.is_symmetric(p):
+        r = structure.spd_power(h, 0.5)
         s_star = r @ (0.5 * (p + p.T)) @ r
         s = np.linalg.eigvalsh((1 - e) * s_star + alpha * e * h)
         rho = np.max(np.abs(1 - s), axis=-1)
@@ -488,8 +489,8 @@ def error_interval(H, P_star, alpha, *, eps_max=1e6, num_grid=2000):
     num_grid = check_int("num_grid", num_grid, low=2)
     if fragility(h, p, alpha, 0.0) >= 1:
         return (0.0, 0.0)
-    if nominal.is_symmetric(p):
-        r = nominal.spd_power(h, 0.5)
+    if structure.is_symmetric(p):
+        r = structure.spd_power(h, 0.5)
         s_star = r @ (0.5 * (p + p.T)) @ r
         d = alpha * h - s_star
         roots = []
@@ -572,9 +573,9 @@ def margin_sensitivity(H, P_star, alpha, *, rtol=1e-9) -> MarginSensitivity:
     """
     h, p, alpha = _check_fragility(H, P_star, alpha)
     rtol = check_scalar("rtol", rtol, low=0.0)
-    if not nominal.is_symmetric(p):
+    if not structure.is_symmetric(p):
         raise ValueError("P_star: must be symmetric")
-    r = nominal.spd_power(h, 0.5)
+    r = structure.spd_power(h, 0.5)
     s, w = np.linalg.eigh(r @ (0.5 * (p + p.T)) @ r)
     dist = np.abs(1 - s)
     rho = float(np.max(dist))
@@ -594,3 +595,6 @@ def margin_sensitivity(H, P_star, alpha, *, rtol=1e-9) -> MarginSensitivity:
             plus += list(branch)
             minus += list(branch)
     return MarginSensitivity(rho, float(max(plus)), -float(min(minus)))
+
+
+CLAIM = claim_of(__name__, searches=SEARCHES, breaks=radius_breaks(radius))
