@@ -31,6 +31,15 @@ def _runs(record):
     return list(record.runs) if hasattr(record, "runs") else [record]
 
 
+def _label(run, i):
+    """``lr X`` when the run says its learning rate (``track_task`` does, a bare
+    ``track`` does not), else its optimizer's name or its place."""
+    lr = run.info.get("lr")
+    if lr is not None:
+        return f"lr {lr:.3g}"
+    return str(run.info.get("optimizer", f"run {i + 1}"))
+
+
 def _axes(ax):
     return plt.subplots()[1] if ax is None else ax
 
@@ -54,7 +63,7 @@ def edge(record, ax=None):
         color = CYCLE[i % len(CYCLE)]
         quantity = run.info["quantity"]
         steps = _series(run, "step")
-        label = f"lr {run.info['lr']:.3g}"
+        label = _label(run, i)
         if ratio is not None and np.isfinite(ratio):
             label += f" (late median / threshold {ratio:.3f})"
         ax.plot(steps, _series(run, quantity), color=color, label=label)
@@ -99,7 +108,7 @@ def edge_loss(record, ax=None):
     for i, run in enumerate(_runs(record)):
         color = CYCLE[i % len(CYCLE)]
         steps, loss = _series(run, "step"), _series(run, "loss")
-        ax.plot(steps, loss, color=color, label=f"lr {run.info['lr']:.3g}")
+        ax.plot(steps, loss, color=color, label=_label(run, i))
         if run.checkpoints and run.checkpoints[-1].diverged:
             last = np.flatnonzero(np.isfinite(loss))
             if last.size:
