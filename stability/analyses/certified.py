@@ -320,7 +320,7 @@ def certified_rate(
             0.0,
         )
     lmi = _lmi(*system, mu, L, multipliers)
-    solves, best, last, note = 0, None, "", ""
+    solves, best, last = 0, None, ""
     lo, hi = q_rate, 1.0 - tol  # infeasible below lo; hi to be tested
     try:
         for rho in (min(lo + tol, hi), hi):
@@ -350,6 +350,25 @@ def certified_rate(
             solves,
             math.nan,
         )
+    best, lo, hi, more, last, note = _refine(lmi, solver, best, lo, hi, tol, last)
+    solves += more
+    rate, cert = best
+    return record(
+        rate,
+        "certified",
+        last,
+        f"rate {rate:.6g} certified ({multipliers} multipliers); quadratic rate "
+        f"{q_rate:.6g}{note}",
+        cert,
+        solves,
+        hi - lo,
+    )
+
+
+def _refine(lmi, solver, best, lo, hi, tol, last):
+    """Bisect between an infeasible ``lo`` and the certified ``hi`` down to ``tol``;
+    returns ``(best, lo, hi, solves, last status, note)``."""
+    solves, note = 0, ""
     while hi - lo > tol:
         rho = 0.5 * (lo + hi)
         try:
@@ -363,17 +382,7 @@ def certified_rate(
             best, hi = (rho, cert), rho
         else:
             lo = rho
-    rate, cert = best
-    return record(
-        rate,
-        "certified",
-        last,
-        f"rate {rate:.6g} certified ({multipliers} multipliers); quadratic rate "
-        f"{q_rate:.6g}{note}",
-        cert,
-        solves,
-        hi - lo,
-    )
+    return best, lo, hi, solves, last, note
 
 
 def _grid(family, grid):
