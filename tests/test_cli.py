@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from stability import cli
+from stability.cli import region
 
 
 def test_region_command_writes_json(tmp_path, capsys):
@@ -130,7 +131,18 @@ def test_region_refuses_flags_its_family_does_not_take(command, flag, capsys):
 def test_region_flag_table_is_the_analyses_table():
     from stability.analyses.regions import FAMILY_ARGS
 
-    assert cli.REGION_FAMILIES == FAMILY_ARGS
+    assert region.REGION_FAMILIES == FAMILY_ARGS
+
+
+def test_region_names_moved_to_the_region_module_are_deprecated_aliases():
+    from stability.cli import bench
+
+    for name in ("REGION_FAMILIES", "MAX_GRID_COST", "PLOT_FORMATS"):
+        with pytest.warns(DeprecationWarning, match=f"stability.cli.region.{name}"):
+            assert getattr(cli, name) is getattr(region, name)
+    with pytest.warns(DeprecationWarning, match="stability.cli.bench.BENCHMARKS"):
+        assert cli.BENCHMARKS is bench.BENCHMARKS
+    assert not hasattr(cli, "NO_SUCH_NAME")
 
 
 def test_region_help_explains_every_flag_and_its_families(capsys):
@@ -140,7 +152,7 @@ def test_region_help_explains_every_flag_and_its_families(capsys):
     parser = cli._parser(("region",))._subparsers._group_actions[0].choices["region"]
     for action in parser._actions:
         assert action.help, action.option_strings
-    for family, flags in cli.REGION_FAMILIES.items():
+    for family, flags in region.REGION_FAMILIES.items():
         line = next(x for x in text.splitlines() if x.startswith(f"  {family} "))
         assert all(f"--{f}" in line for f in flags)
         assert ("--betas" in line) == (family == "aggmo")
@@ -190,6 +202,25 @@ def test_help_and_argument_errors_import_no_heavy_module():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("command", ["reproduce", "evaluate", "edge", "bench"])
+def test_command_help_imports_no_jax(command):
+    """``stability COMMAND --help`` builds its parser (the task list included)
+    without importing JAX."""
+    code = (
+        "import sys\n"
+        "from stability import cli\n"
+        "try:\n"
+        f"    cli.main([{command!r}, '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('jax' in sys.modules)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert res.stdout.strip().splitlines()[-1] == "False", res.stdout + res.stderr
 
 
 # -- stability region --certified, nesterov, stability edge (issues 27 and 28) -------

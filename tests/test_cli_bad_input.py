@@ -290,7 +290,7 @@ def test_evaluate_refuses_two_optimizers_with_one_label(
     ],
 )
 def test_bench_bad_arguments_are_one_line(argv, needle, capsys):
-    if not (pathlib.Path(cli.__file__).parent.parent / "benchmarks").is_dir():
+    if not (pathlib.Path(cli.__file__).parents[2] / "benchmarks").is_dir():
         pytest.skip("benchmarks live in a source checkout")
     rc, err = _status(["bench", *argv], capsys)
     _one_line_error(rc, err, needle)

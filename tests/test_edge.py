@@ -372,7 +372,7 @@ def test_bad_input_names_the_argument():
 
 def _main(argv):
     from stability.cli import ArgumentParser
-    from stability.lopt import _cli_edge
+    from stability.cli import edge as _cli_edge
 
     parser = ArgumentParser(prog="stability")
     sub = parser.add_subparsers(

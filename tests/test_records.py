@@ -76,6 +76,23 @@ def test_meta_training_round_trip(tmp_path):
         _records.compact_meta_training({"a": tmp_path / "a"}, every=0)
 
 
+def test_records_command_writes_the_compact_record(tmp_path, capsys):
+    from stability.cli import records
+
+    _fake_run(tmp_path / "a", best=(20, 60))
+    out = tmp_path / "mt.json"
+    argv = ["meta-training", f"a={tmp_path / 'a'}", "--every", "10", "--window", "5"]
+    assert records.main([*argv, "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {out} (")
+    want = _records.compact_meta_training({"a": tmp_path / "a"}, every=10, window=5)
+    _records._write_json(want, tmp_path / "want.json")
+    assert out.read_text() == (tmp_path / "want.json").read_text()
+    with pytest.raises(SystemExit) as exc:
+        records.main(["meta-training", "no-equals-sign"])
+    assert exc.value.code == 2
+    assert "expected NAME=RUN_DIR" in capsys.readouterr().err
+
+
 def test_evaluation_round_trip(tmp_path):
     d = tmp_path / "ev"
     d.mkdir()

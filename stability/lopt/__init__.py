@@ -4,39 +4,71 @@ Submodules: :mod:`~stability.lopt.theta` (meta-parameter layout, initialisation,
 validation, conversion from learned_optimization) and :mod:`~stability.lopt.star`
 (the optimizers as optax transformations). Tasks and meta-training live in their own
 submodules and are imported explicitly.
+
+The names below load on first use, so that importing a submodule that needs no JAX
+(the task registry, for the command line's help) loads none.
 """
 
-from stability.lopt.io import ThetaConfigWarning as ThetaConfigWarning
-from stability.lopt.io import load_metadata as load_metadata
-from stability.lopt.io import load_optimizer as load_optimizer
-from stability.lopt.io import load_theta as load_theta
-from stability.lopt.io import save_theta as save_theta
-from stability.lopt.star import NOMINAL_ESTIMATORS as NOMINAL_ESTIMATORS
-from stability.lopt.star import LOptState as LOptState
-from stability.lopt.star import cpu_compiler_options as cpu_compiler_options
-from stability.lopt.star import small_fc_lopt as small_fc_lopt
-from stability.lopt.star import star as star
-from stability.lopt.theta import from_learned_optimization as from_learned_optimization
-from stability.lopt.theta import init_theta as init_theta
-from stability.lopt.theta import num_params as num_params
-from stability.lopt.theta import theta_shapes as theta_shapes
-from stability.lopt.theta import validate_theta as validate_theta
-from stability.lopt.theta import zero_output_layer as zero_output_layer
+import importlib
+import sys
+import types
 
-# Meta-training and evaluation pull in the tasks' data; import them on first use.
-_LAZY = {
-    "MetaTrainConfig": "stability.lopt.meta_train",
-    "MetaTrainResult": "stability.lopt.meta_train",
-    "meta_train": "stability.lopt.meta_train",
-    "tune_nominal_stepsize": "stability.lopt.meta_train",
-    "get_task": "stability.lopt.tasks",
-    "task_names": "stability.lopt.tasks",
+#: submodule -> the public names it gives the package
+_EXPORTS = {
+    "io": (
+        "ThetaConfigWarning",
+        "load_metadata",
+        "load_optimizer",
+        "load_theta",
+        "save_theta",
+    ),
+    "star": (
+        "NOMINAL_ESTIMATORS",
+        "LOptState",
+        "cpu_compiler_options",
+        "small_fc_lopt",
+        "star",
+    ),
+    "theta": (
+        "from_learned_optimization",
+        "init_theta",
+        "num_params",
+        "theta_shapes",
+        "validate_theta",
+        "zero_output_layer",
+    ),
+    "meta_train": (
+        "MetaTrainConfig",
+        "MetaTrainResult",
+        "meta_train",
+        "tune_nominal_stepsize",
+    ),
+    "tasks": ("get_task", "task_names"),
 }
+_SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SOURCE:
+        module = importlib.import_module(f"{__name__}.{_SOURCE[name]}")
+        return getattr(module, name)
     raise AttributeError(f"module 'stability.lopt' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *_SOURCE})
+
+
+class _Package(types.ModuleType):
+    """The package's module type: ``stability.lopt.star`` stays the factory."""
+
+    def __setattr__(self, name, value):
+        # Importing the submodule ``stability.lopt.star`` binds it on the package;
+        # the package's name ``star`` is the factory :func:`star.star`, as it was
+        # when the package imported its names eagerly.
+        if name == "star" and isinstance(value, types.ModuleType):
+            value = value.star
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

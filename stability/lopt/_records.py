@@ -8,7 +8,7 @@ evaluate`` directory holds ``eval.json`` and a ``curves.npz`` of every held-out 
 optimizer figures without meta-training or evaluating anything. Non-finite numbers
 are written as ``null``.
 
-Regenerate the shipped records from fresh runs with::
+Regenerate the shipped records from fresh runs with (:mod:`stability.cli.records`)::
 
     python -m stability.lopt._records meta-training NAME=RUN_DIR ... --out FILE
     python -m stability.lopt._records evaluation EVAL_DIR --out FILE
@@ -16,7 +16,6 @@ Regenerate the shipped records from fresh runs with::
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import pathlib
@@ -228,33 +227,7 @@ def _compact_one_evaluation(eval_dir: pathlib.Path, points: int) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stability.lopt._records")
-    sub = parser.add_subparsers(dest="what", required=True)
-    mt = sub.add_parser("meta-training", help="condense meta-training run directories")
-    mt.add_argument("runs", nargs="+", metavar="NAME=RUN_DIR")
-    mt.add_argument("--every", type=int, default=10)
-    mt.add_argument("--window", type=int, default=50)
-    mt.add_argument("--out", default=str(RECORDS_DIR / META_TRAINING))
-    ev = sub.add_parser("evaluation", help="condense a stability evaluate --out dir")
-    ev.add_argument("eval_dirs", nargs="+", metavar="EVAL_DIR")
-    ev.add_argument("--points", type=int, default=100)
-    ev.add_argument("--out", default=str(RECORDS_DIR / EVALUATION))
-    args = parser.parse_args(argv)
-    if args.what == "meta-training":
-        runs = {}
-        for spec in args.runs:
-            name, sep, path = spec.partition("=")
-            if not sep or not name or not path:
-                parser.error(f"runs: expected NAME=RUN_DIR, got {spec!r}")
-            runs[name] = path
-        record = compact_meta_training(runs, every=args.every, window=args.window)
-    else:
-        record = compact_evaluation(args.eval_dirs, points=args.points)
-    _write_json(record, args.out)
-    print(f"wrote {args.out} ({pathlib.Path(args.out).stat().st_size:,} bytes)")
-    return 0
+if __name__ == "__main__":  # the command lives in stability.cli.records
+    from stability.cli.records import main
 
-
-if __name__ == "__main__":
     raise SystemExit(main())

@@ -29,7 +29,7 @@ import pathlib
 import sys
 import time
 
-from stability.cli import positive_int
+from stability.cli._args import positive_int, writable_dir
 
 SHIPPED = ("star.npz", "small_fc_lopt.npz")
 
@@ -58,7 +58,7 @@ def _floats(text: str) -> tuple[float, ...]:
     return values
 
 
-def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``evaluate`` on an argparse sub-parser collection."""
     from stability.lopt.tasks import task_names
 
@@ -167,7 +167,7 @@ def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
     again.add_argument(
         "--overwrite", action="store_true", help="replace the results in --out"
     )
-    p.set_defaults(run=run_evaluate)
+    p.set_defaults(run=run)
     return p
 
 
@@ -176,7 +176,7 @@ def _fail(message: str) -> int:
     return 2
 
 
-def run_evaluate(args) -> int:
+def run(args) -> int:
     """Run ``stability evaluate``; 0 on success, 2 (one line on stderr) on bad
     arguments."""
     try:
@@ -319,7 +319,6 @@ def _join(old, new):
 
 
 def _run(args) -> int:
-    from stability.cli import writable_dir
     from stability.lopt import evaluate as ev
     from stability.lopt.io import SHIPPED_THETAS
     from stability.lopt.tasks import task_names

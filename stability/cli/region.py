@@ -1,23 +1,15 @@
-"""Command line: ``stability reproduce | region | meta-train | evaluate | edge |
-bench``.
+"""``stability region``: the spectral radius of a per-mode optimizer loop on a grid,
+or with ``--certified`` the rates certified on a class of functions.
 
-Every command reports a failure in one line on stderr and exits with code 2: bad
-arguments, unreadable inputs (a missing or corrupt theta, a sidecar that is not
-JSON) and unwritable outputs (checked before any computation where the command
-can). An interrupted command exits with code 130.
-
-Start-up is kept light: the parser imports only the module of the command given,
-and JAX, NumPy and matplotlib load when a command runs, so ``--help`` and argument
-errors answer at once.
+The grid is checked (the flags its family takes, its size, a drawable ``--plot``)
+and the outputs probed before JAX is imported.
 """
 
 import argparse
-import importlib
 import importlib.util
-import os
 import pathlib
-import sys
-import tempfile
+
+from stability.cli._args import writable_file, write_atomic
 
 #: family -> the grid flags it needs (the same as
 #: ``stability.analyses.regions.FAMILY_ARGS``, kept here so that parsing does not
@@ -72,151 +64,6 @@ example: stability region --family heavy_ball --lr 0:4:400 --beta 0:0.99:100 \\
              --curvature 1 --plot region.png
          stability region --family heavy_ball --lr 0.02:0.6:5 --beta 0:0.9:5 \\
              --certified --mu 1 --smoothness 10"""
-
-#: name -> (module, function adding its parser, runner, help) of the commands
-#: implemented in other modules (a build without the module lists the command as
-#: not available)
-_COMMANDS = {
-    "reproduce": (
-        "stability.reproduce",
-        "add_parser",
-        "run",
-        "regenerate every figure and the lemma report",
-    ),
-    "region": (None, None, None, "stability region of a per-mode optimizer family"),
-    "meta-train": (
-        "stability.lopt._cli_meta",
-        "add_meta_train_parser",
-        "run_meta_train",
-        "meta-train STAR or small_fc_lopt",
-    ),
-    "evaluate": (
-        "stability.lopt._cli_eval",
-        "add_evaluate_parser",
-        "run_evaluate",
-        "evaluate a meta-trained optimizer against tuned baselines",
-    ),
-    "edge": (
-        "stability.lopt._cli_edge",
-        "add_parser",
-        "run",
-        "track the sharpness against the optimizer's threshold along training",
-    ),
-    "bench": (None, None, None, "run a benchmark script from a source checkout"),
-}
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """An ``argparse`` parser whose errors are one line on stderr, exit code 2."""
-
-    def error(self, message):
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
-# -- checks shared by the commands ---------------------------------------------------
-
-
-def positive_int(text: str) -> int:
-    """``argparse`` type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    """``argparse`` type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a non-negative integer, got {text!r}"
-        )
-    return value
-
-
-def _probe(flag: str, folder: pathlib.Path, target: pathlib.Path) -> None:
-    """Check that ``folder`` (which exists, or is to be created) can be written:
-    create and remove a file in its nearest existing folder.
-
-    Raises:
-      ValueError: naming ``flag`` and ``target`` (the file or folder to write).
-    """
-    base = folder
-    while not base.exists() and base != base.parent:
-        base = base.parent
-    if not base.is_dir():
-        raise ValueError(f"{flag}: {base} is a file, not a folder")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=base, prefix=".stability-probe-")
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as err:
-        raise ValueError(f"{flag}: cannot write {target} ({err.strerror})") from None
-
-
-def writable_dir(flag: str, path) -> pathlib.Path:
-    """Check, before any computation, that the folder ``path`` given as ``flag``
-    can be written (or created: nothing is created here); return it.
-
-    Raises:
-      ValueError: naming ``flag``: an empty name, an existing file, a place that
-        cannot be written.
-    """
-    if path is None or not str(path).strip():
-        raise ValueError(f"{flag}: expected a folder name, got {path!r}")
-    folder = pathlib.Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{flag}: {folder} is a file, not a folder")
-    _probe(flag, folder, folder)
-    return folder
-
-
-def writable_file(flag: str, path) -> pathlib.Path:
-    """Check, before any computation, that the file ``path`` given as ``flag`` can
-    be written (an existing file is kept until :func:`write_atomic` replaces it;
-    nothing is created here); return it.
-
-    Raises:
-      ValueError: naming ``flag``: an empty name, a folder, a place that cannot
-        be written.
-    """
-    if path is None or not str(path).strip():
-        raise ValueError(f"{flag}: expected a file name, got {path!r}")
-    file = pathlib.Path(path)
-    if file.is_dir():
-        raise ValueError(f"{flag}: {file} is a folder, not a file")
-    _probe(flag, file.parent, file)
-    return file
-
-
-def write_atomic(path, write, mode: str = "w") -> None:
-    """``write(f)`` into a temporary file beside ``path``, then put it in place: an
-    interrupted or failed write leaves the old file as it was. Creates the
-    missing folders."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            os.fchmod(f.fileno(), 0o644)
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-# -- region --------------------------------------------------------------------------
 
 
 def _axis(text):
@@ -276,10 +123,11 @@ def _decays(text):
         ) from None
 
 
-def _add_region(sub):
+def add_parser(sub):
+    """Register ``region`` on an argparse sub-parser collection."""
     p = sub.add_parser(
         "region",
-        help=_COMMANDS["region"][3],
+        help="stability region of a per-mode optimizer family",
         description="Spectral radius of a per-mode optimizer loop on a grid; prints\n"
         "the grid shape, the stable fraction and the range of rho. With --certified,\n"
         "the counts of certified, band and unstable cells on the class F(mu, L).",
@@ -353,7 +201,7 @@ def _add_region(sub):
         help="draw the region (a 1-D or 2-D grid) into FILE "
         f"({', '.join('.' + f for f in PLOT_FORMATS)})",
     )
-    p.set_defaults(run=_run_region)
+    p.set_defaults(run=run)
 
 
 def _region_grid(args) -> dict:
@@ -433,10 +281,19 @@ def _region_grid(args) -> dict:
     return grid
 
 
-def _plot_region(region, path) -> None:
-    """Draw a 1-D or 2-D region record into ``path`` (format from its suffix)."""
+def _save(fig, path) -> None:
+    """Write ``fig`` into ``path`` (format from its suffix), then close it."""
     import matplotlib.pyplot as plt
 
+    fmt = pathlib.Path(path).suffix.lstrip(".").lower()
+    try:
+        write_atomic(path, lambda f: fig.savefig(f, format=fmt), mode="wb")
+    finally:
+        plt.close(fig)
+
+
+def _plot_region(region, path) -> None:
+    """Draw a 1-D or 2-D region record into ``path`` (format from its suffix)."""
     from stability import plotting
 
     fixed = ", ".join(f"{k}={v}" for k, v in region.fixed.items())
@@ -451,17 +308,11 @@ def _plot_region(region, path) -> None:
             ax.set_xlabel(plotting.axis_label(name))
             ax.set_ylabel("spectral radius ρ")
         ax.set_title(f"{region.family}" + (f" ({fixed})" if fixed else ""))
-        fmt = pathlib.Path(path).suffix.lstrip(".").lower()
-        try:
-            write_atomic(path, lambda f: fig.savefig(f, format=fmt), mode="wb")
-        finally:
-            plt.close(fig)
+        _save(fig, path)
 
 
 def _plot_certified(region, path) -> None:
     """Draw a 1-D or 2-D certified region record into ``path``."""
-    import matplotlib.pyplot as plt
-
     from stability import plotting
 
     with plotting.style():
@@ -483,11 +334,7 @@ def _plot_certified(region, path) -> None:
             ax.set_ylabel("spectral radius ρ")
             ax.set_title(f"{region.family}: F({region.mu:g}, {region.L:g})")
             ax.legend(loc="best")
-        fmt = pathlib.Path(path).suffix.lstrip(".").lower()
-        try:
-            write_atomic(path, lambda f: fig.savefig(f, format=fmt), mode="wb")
-        finally:
-            plt.close(fig)
+        _save(fig, path)
 
 
 def _run_certified(args, grid, json_out, plot_out):
@@ -544,7 +391,8 @@ def _run_certified(args, grid, json_out, plot_out):
     return 0
 
 
-def _run_region(args):
+def run(args):
+    """Run ``stability region``; 0 on success (errors are raised to ``main``)."""
     grid = _region_grid(args)
     json_out, plot_out = (
         None if path is None else writable_file(flag, path)
@@ -588,123 +436,3 @@ def _run_region(args):
     if plot_out:
         _plot_region(region, plot_out)
     return 0
-
-
-# -- commands in other modules, bench -------------------------------------------------
-
-
-def _optional(sub, name):
-    """Register the sub-command ``name`` implemented in another module, if that
-    module exists."""
-    module, adder, runner, help_text = _COMMANDS[name]
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as err:
-        if not err.name or not module.startswith(err.name.split(".")[0]):
-            raise
-        mod = None
-    if mod is not None and hasattr(mod, adder):
-        getattr(mod, adder)(sub)
-        parser = sub.choices[name]
-        if parser.get_default("run") is None:
-            parser.set_defaults(run=getattr(mod, runner))
-        return
-    p = sub.add_parser(name, help=f"{help_text} (not available in this build)")
-    p.set_defaults(run=lambda args: _unavailable(name))
-
-
-def _unavailable(name):
-    print(f"stability {name}: not available in this build", file=sys.stderr)
-    return 2
-
-
-BENCHMARKS = ("regions", "step", "meta_train")
-
-
-def _add_bench(sub):
-    p = sub.add_parser(
-        "bench",
-        help=_COMMANDS["bench"][3],
-        description="Run benchmarks/bench_NAME.py with the arguments that follow "
-        "(stability bench NAME --help lists them); needs a source checkout.",
-    )
-    p.add_argument("name", choices=BENCHMARKS, help="which benchmark")
-    p.add_argument(
-        "rest", nargs=argparse.REMAINDER, help="arguments for the benchmark script"
-    )
-    p.set_defaults(run=_run_bench)
-
-
-def _run_bench(args):
-    import runpy
-
-    root = pathlib.Path(__file__).resolve().parent.parent
-    script = root / "benchmarks" / f"bench_{args.name}.py"
-    if not script.exists():
-        raise FileNotFoundError(f"{script} (benchmarks live in a source checkout)")
-    saved = sys.argv
-    sys.argv = [f"stability bench {args.name}", *args.rest]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    except SystemExit as exc:  # the script's own exit status
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    finally:
-        sys.argv = saved
-    return 0
-
-
-# -- the parser and main --------------------------------------------------------------
-
-
-def _command(argv) -> str | None:
-    """The sub-command named in ``argv`` (its first word that is not an option)."""
-    return next((a for a in argv if not a.startswith("-")), None)
-
-
-def _parser(commands=None) -> ArgumentParser:
-    """The ``stability`` parser; only the commands in ``commands`` (default: all)
-    get their full parsers (importing their modules), the others just a name."""
-    p = ArgumentParser(
-        prog="stability",
-        description="Optimizers as dynamical systems: the paper's figures, "
-        "stability regions, and meta-training and evaluation of learned optimizers.",
-        epilog="Run `stability COMMAND --help` for the options of a command.",
-    )
-    sub = p.add_subparsers(
-        dest="command", required=True, parser_class=ArgumentParser, metavar="COMMAND"
-    )
-    for name in _COMMANDS:
-        if commands is not None and name not in commands:
-            sub.add_parser(name, help=_COMMANDS[name][3], add_help=False)
-        elif name == "region":
-            _add_region(sub)
-        elif name == "bench":
-            _add_bench(sub)
-        else:
-            _optional(sub, name)
-    return p
-
-
-def _one_line(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.filename is not None and err.strerror:
-        return f"{err.filename}: {err.strerror}"
-    if isinstance(err, KeyError) and err.args:
-        text = str(err.args[0])
-    else:
-        text = str(err) or type(err).__name__
-    return " ".join(text.split())
-
-
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    command = _command(argv)
-    args = _parser((command,) if command in _COMMANDS else ()).parse_args(argv)
-    args.argv = argv  # what a command records as itself (``stability ARGV``)
-    try:
-        return int(args.run(args) or 0)
-    except (ValueError, OSError, ImportError, RuntimeError, MemoryError) as err:
-        print(f"stability {args.command}: error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"stability {args.command}: interrupted", file=sys.stderr)
-        return 130

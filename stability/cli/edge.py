@@ -24,7 +24,7 @@ import math
 import pathlib
 import sys
 
-from stability.cli import nonnegative_int, positive_int
+from stability.cli._args import nonnegative_int, positive_int
 
 OPTIMIZERS = ("gd", "heavy_ball", "adam", "nominal", "star")
 

@@ -13,7 +13,9 @@ import math
 import shlex
 import sys
 
-__all__ = ["add_meta_train_parser", "run_meta_train"]
+from stability.cli._args import writable_dir
+
+__all__ = ["add_parser", "run"]
 
 
 def _stepsize(text: str):
@@ -48,15 +50,10 @@ def _one_line_error(parser: argparse.ArgumentParser):
     return error
 
 
-def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``meta-train`` sub-command to an ``add_subparsers()`` object."""
-    from stability.lopt.meta_train import (
-        DEFAULT_BLACKBOX_BOUND,
-        ESTIMATORS,
-        OPTIMIZERS,
-        SELECTIONS,
-        MetaTrainConfig,
-    )
+    from stability.lopt.meta_train import ESTIMATORS, OPTIMIZERS, MetaTrainConfig
+    from stability.lopt.tasks import task_names
 
     d = MetaTrainConfig()
     p = subparsers.add_parser(
@@ -66,8 +63,6 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
         "truncated unrolls); checkpoints and logs go to --out.",
     )
     p.error = _one_line_error(p)  # one line even under a plain ArgumentParser
-    from stability.lopt.tasks import task_names
-
     p.add_argument(
         "--task",
         default=d.task,
@@ -97,6 +92,17 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="continue the run whose checkpoint is in --out (bit for bit)",
     )
+    _add_episode_arguments(p, d)
+    _add_outer_arguments(p, d)
+    p.set_defaults(run=run)
+    return p
+
+
+def _add_episode_arguments(p, d) -> None:
+    """The inner episodes, the population and the meta-objective (defaults from
+    the configuration ``d``)."""
+    from stability.lopt.meta_train import DEFAULT_BLACKBOX_BOUND
+
     p.add_argument(
         "--horizon",
         type=int,
@@ -159,6 +165,13 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
         "(default: --horizon); e.g. 10x the horizon keeps the theta that trains "
         "best past it",
     )
+
+
+def _add_outer_arguments(p, d) -> None:
+    """The outer optimizer, STAR's own options, checkpoints and the held-out
+    evaluations (defaults from the configuration ``d``)."""
+    from stability.lopt.meta_train import SELECTIONS
+
     p.add_argument(
         "--outer-lr",
         type=float,
@@ -217,8 +230,6 @@ def add_meta_train_parser(subparsers) -> argparse.ArgumentParser:
         help=f"meta-gradient global-norm clip, inf for none (default {d.clip})",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(run=run_meta_train)
-    return p
 
 
 def config_from_args(args: argparse.Namespace):
@@ -254,11 +265,9 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
-def run_meta_train(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run the sub-command; returns the exit code (2 and one stderr line on bad
     arguments, 130 when interrupted: the last checkpoint stays valid)."""
-
-    from stability.cli import writable_dir
     from stability.lopt.meta_train import meta_train
 
     try:
