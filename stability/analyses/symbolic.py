@@ -248,17 +248,7 @@ def block_matrix(
     return sympy.Matrix(image).jacobian(sympy.Matrix(state))
 
 
-def characteristic_polynomial(
-    family,
-    x=None,
-    *,
-    beta=None,
-    betas=None,
-    alpha=None,
-    p=None,
-    h=None,
-    precondition=False,
-) -> sympy.Poly:
+def characteristic_polynomial(family, x=None, **params) -> sympy.Poly:
     r"""Characteristic polynomial :math:`\det(z I - M)` of a block, as a Poly in ``z``.
 
     Derived, not tabulated: the block comes from :func:`block_matrix` (or is given as
@@ -274,7 +264,9 @@ def characteristic_polynomial(
 
     Args:
       family: one of :data:`FAMILIES`, or a square sympy Matrix.
-      x, beta, betas, alpha, p, h, precondition: as in :func:`block_matrix`.
+      x: as in :func:`block_matrix`.
+      **params: ``beta``, ``betas``, ``alpha``, ``p``, ``h``, ``precondition``, as in
+        :func:`block_matrix`.
 
     Returns:
       ``sympy.Poly`` in :data:`Z`.
@@ -287,8 +279,7 @@ def characteristic_polynomial(
         if m.rows != m.cols:
             raise ValueError(f"family: matrix must be square, got {m.shape}")
     else:
-        family, precondition = _family(family, precondition)
-        params = dict(beta=beta, betas=betas, alpha=alpha, p=p, h=h)
+        family, precondition = _family(family, params.pop("precondition", False))
         m = block_matrix(family, x, precondition=precondition, **params)
     det = (Z * sympy.eye(m.rows) - m).det(method="berkowitz")
     return sympy.Poly(sympy.expand(det), Z)
@@ -464,18 +455,7 @@ def _symbolic_boundary(family, poly, variable, conditions, signs, back):
     )
 
 
-def stability_boundary(
-    family,
-    x=None,
-    *,
-    beta=None,
-    betas=None,
-    alpha=None,
-    p=None,
-    h=None,
-    precondition=False,
-    variable=None,
-) -> StabilityBoundary:
+def stability_boundary(family, x=None, *, variable=None, **params) -> StabilityBoundary:
     r"""The exact stable range of a block family, solved from its Jury conditions.
 
     The conditions of :func:`jury_conditions` on ``det(z I - M)`` are solved for
@@ -503,7 +483,7 @@ def stability_boundary(
     Args:
       family: one of :data:`FAMILIES`, or a ``sympy.Poly`` in :data:`Z` (then
         ``variable`` must be given).
-      x, beta, betas, alpha, p, h: as in :func:`block_matrix`.
+      x, **params: as in :func:`characteristic_polynomial`.
       variable: the symbol to solve for; default ``x`` if it is a symbol, else
         :data:`X`. E.g. ``variable=p`` with ``alpha``, ``p``, ``h`` symbols
         (``h`` declared positive) gives Theorem 1's ``-alpha < p < 2/h - alpha``.
@@ -527,8 +507,7 @@ def stability_boundary(
         if variable is None:
             raise ValueError("variable: required when a polynomial is given")
     else:
-        name, precondition = _family(family, precondition)
-        params = dict(beta=beta, betas=betas, alpha=alpha, p=p, h=h)
+        name, precondition = _family(family, params.pop("precondition", False))
         poly = characteristic_polynomial(name, x, precondition=precondition, **params)
         if variable is None:
             variable = x if isinstance(x, sympy.Symbol) else X
