@@ -97,6 +97,12 @@ _GROWTH = (
     "RateRecord",
 )
 
+
+def _same_names(old: str, new: str, names) -> dict:
+    """Entries for ``names`` that moved unchanged from module ``old`` to ``new``."""
+    return {(old, name): (f"{new}.{name}", f"{new}.{name}") for name in names}
+
+
 # (module, old name) -> dotted name of the replacement (what the warning says) and
 # where the object lives
 MOVED = {
@@ -116,49 +122,25 @@ MOVED = {
         "stability.lemmas._claim.only_dropped and radius_breaks",
         f"{_HERE}.is_counterexample",
     ),
-    **{
-        ("stability.lemmas.weight_decay", name): (
-            f"stability.lopt.linear_term.{name}",
-            f"stability.lopt.linear_term.{name}",
-        )
-        for name in ("meta_train_stability", "MetaTrainingRecord")
-    },
-    **{
-        ("stability.lemmas.nominal", name): (
-            f"stability.lemmas.seed_wording.{name}",
-            f"stability.lemmas.seed_wording.{name}",
-        )
-        for name in _SEED
-    },
-    **{
-        ("stability.lemmas.metagrad", name): (
-            f"stability.analyses.growth.{name}",
-            f"stability.analyses.growth.{name}",
-        )
-        for name in _GROWTH
-    },
-    ("stability.lemmas.adaptive", "time_varying_expected_losses"): (
-        "stability.problems.schedules.time_varying_expected_losses",
-        "stability.problems.schedules.time_varying_expected_losses",
+    **_same_names("stability.lemmas.nominal", "stability.lemmas.samplers", _SAMPLERS),
+    **_same_names("stability.lemmas.nominal", "stability.lemmas.structure", _STRUCTURE),
+    **_same_names("stability.lemmas.nominal", "stability.lemmas.seed_wording", _SEED),
+    **_same_names("stability.lemmas.metagrad", "stability.analyses.growth", _GROWTH),
+    **_same_names(
+        "stability.lemmas.adaptive",
+        "stability.problems.schedules",
+        ("time_varying_expected_losses",),
     ),
-    ("stability.lemmas.joint", "learned_momentum"): (
-        "stability.optimizers.learned.learned_momentum",
-        "stability.optimizers.learned.learned_momentum",
+    **_same_names(
+        "stability.lemmas.joint",
+        "stability.optimizers.learned",
+        ("learned_momentum",),
     ),
-    **{
-        ("stability.lemmas.nominal", name): (
-            f"stability.lemmas.samplers.{name}",
-            f"stability.lemmas.samplers.{name}",
-        )
-        for name in _SAMPLERS
-    },
-    **{
-        ("stability.lemmas.nominal", name): (
-            f"stability.lemmas.structure.{name}",
-            f"stability.lemmas.structure.{name}",
-        )
-        for name in _STRUCTURE
-    },
+    **_same_names(
+        "stability.lemmas.weight_decay",
+        "stability.lopt.linear_term",
+        ("meta_train_stability", "MetaTrainingRecord"),
+    ),
 }
 
 

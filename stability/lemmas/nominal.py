@@ -84,7 +84,6 @@ import mpmath
 import numpy as np
 
 from stability._validation import (
-    check_flag,
     check_scalar,
     check_spd,
     check_square,
@@ -365,14 +364,8 @@ def sample(rng, *, n=None, kappa=None, kind=None, boundary=None) -> Instance:
     ``"shared_basis"`` (symmetric, H's eigenbasis) or ``"commuting"`` (non-symmetric
     blocks on repeated eigenvalues of H).
     """
-    n, kappa = samplers.sample_size(rng, n, kappa)
-    kind = SAMPLE_KINDS[rng.integers(3)] if kind is None else kind
-    if kind not in SAMPLE_KINDS:
-        raise ValueError(f"kind: expected one of {SAMPLE_KINDS}, got {kind!r}")
-    boundary = (
-        bool(rng.random() < 0.3)
-        if boundary is None
-        else check_flag("boundary", boundary)
+    n, kappa, kind, boundary = samplers.sample_options(
+        rng, n, kappa, kind, SAMPLE_KINDS, boundary
     )
     top, alpha = _scale_and_step(rng)
     H, h, q = samplers.random_hessian(rng, n, kappa, top, repeated=kind == "commuting")

@@ -72,7 +72,6 @@ import scipy.linalg
 
 from stability._validation import (
     as_float_array,
-    check_flag,
     check_int,
     check_scalar,
     check_spd,
@@ -285,14 +284,8 @@ def sample(rng, *, n=None, kappa=None, kind=None, boundary=None) -> Instance:
     ``d_max`` log-uniform on ``[0.1, 10]``. ``kind``: ``"commuting"`` (P~ symmetric in
     H's eigenbasis) or ``"diagonal"`` (H diagonal, P~ symmetric in a random basis).
     ``boundary`` puts some eigenvalues of P~ exactly on the bounds."""
-    n, kappa = samplers.sample_size(rng, n, kappa)
-    kind = SAMPLE_KINDS[rng.integers(2)] if kind is None else kind
-    if kind not in SAMPLE_KINDS:
-        raise ValueError(f"kind: expected one of {SAMPLE_KINDS}, got {kind!r}")
-    boundary = (
-        bool(rng.random() < 0.3)
-        if boundary is None
-        else check_flag("boundary", boundary)
+    n, kappa, kind, boundary = samplers.sample_options(
+        rng, n, kappa, kind, SAMPLE_KINDS, boundary
     )
     top = 10 ** rng.uniform(-2, 2)
     u = rng.random()

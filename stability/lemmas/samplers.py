@@ -4,7 +4,7 @@ NumPy ``Generator`` it is given, so the same seed gives the same instance."""
 
 import numpy as np
 
-from stability._validation import check_int, check_scalar
+from stability._validation import check_flag, check_int, check_scalar
 from stability.problems import random_rotation
 
 
@@ -71,3 +71,16 @@ def draw_in_interval(rng, lo, hi, n, boundary):
         hit[rng.integers(n)] = True
         p = np.where(hit, np.where(rng.random(n) < 0.5, lo, hi), p)
     return p
+
+
+def sample_options(rng, n, kappa, kind, kinds, boundary):
+    """``(n, kappa, kind, boundary)`` of a sampler: :func:`sample_size`, then ``kind``
+    checked against ``kinds`` or drawn uniformly from them, then ``boundary`` checked
+    or drawn true with probability 0.3."""
+    n, kappa = sample_size(rng, n, kappa)
+    kind = kinds[rng.integers(len(kinds))] if kind is None else kind
+    if kind not in kinds:
+        raise ValueError(f"kind: expected one of {kinds}, got {kind!r}")
+    if boundary is None:
+        return n, kappa, kind, bool(rng.random() < 0.3)
+    return n, kappa, kind, check_flag("boundary", boundary)
