@@ -40,6 +40,17 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+def positive_number(text: str) -> float:
+    """``argparse`` type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def _probe(flag: str, folder: pathlib.Path, target: pathlib.Path) -> None:
     """Check that ``folder`` (which exists, or is to be created) can be written:
     create and remove a file in its nearest existing folder.

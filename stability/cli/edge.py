@@ -24,19 +24,9 @@ import math
 import pathlib
 import sys
 
-from stability.cli._args import nonnegative_int, positive_int
+from stability.cli._args import nonnegative_int, positive_int, positive_number
 
 OPTIMIZERS = ("gd", "heavy_ball", "adam", "nominal", "star")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def _decay(text: str) -> float:
@@ -58,7 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--task", required=True, help="a registered task name")
     p.add_argument("--optimizer", required=True, choices=OPTIMIZERS)
-    p.add_argument("--lr", type=_positive_float, help="learning rate (star: nominal)")
+    p.add_argument("--lr", type=positive_number, help="learning rate (star: nominal)")
     p.add_argument("--beta", type=_decay, help="heavy_ball momentum or adam b1")
     p.add_argument("--theta", help="STAR theta (.npz), star only")
     p.add_argument("--loss", choices=("ce", "mse"), default="ce")

@@ -9,6 +9,7 @@ Bad arguments are reported in one line on stderr with exit code 2.
 """
 
 import argparse
+import functools
 import math
 import shlex
 import sys
@@ -50,12 +51,38 @@ def _one_line_error(parser: argparse.ArgumentParser):
     return error
 
 
+def _defaults():
+    """The :class:`~stability.lopt.meta_train.MetaTrainConfig` defaults, by field
+    (read from the class: nothing is validated or computed)."""
+    import dataclasses
+    import types
+
+    from stability.lopt.meta_train import MetaTrainConfig
+
+    fields = dataclasses.fields(MetaTrainConfig)
+    return types.SimpleNamespace(**{f.name: f.default for f in fields})
+
+
+def _option(p, d, flag: str, kind, text: str, **kwargs) -> None:
+    """``flag`` for the configuration field of the same name, its default from
+    ``d`` and named at the end of the help ``text``."""
+    value = getattr(d, flag[2:].replace("-", "_"))
+    p.add_argument(
+        flag, type=kind, default=value, help=f"{text} (default {value})", **kwargs
+    )
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``meta-train`` sub-command to an ``add_subparsers()`` object."""
-    from stability.lopt.meta_train import ESTIMATORS, OPTIMIZERS, MetaTrainConfig
+    from stability.lopt.meta_train import (
+        DEFAULT_BLACKBOX_BOUND,
+        ESTIMATORS,
+        OPTIMIZERS,
+        SELECTIONS,
+    )
     from stability.lopt.tasks import task_names
 
-    d = MetaTrainConfig()
+    d = _defaults()
     p = subparsers.add_parser(
         "meta-train",
         help="meta-train STAR or small_fc_lopt with ES or PES",
@@ -63,53 +90,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "truncated unrolls); checkpoints and logs go to --out.",
     )
     p.error = _one_line_error(p)  # one line even under a plain ArgumentParser
-    p.add_argument(
-        "--task",
-        default=d.task,
-        help=f"inner task, one of {', '.join(task_names())} (default {d.task})",
-    )
-    p.add_argument(
-        "--optimizer",
-        choices=OPTIMIZERS,
-        default=d.optimizer,
-        help=f"learned optimizer (default {d.optimizer})",
-    )
-    p.add_argument(
-        "--estimator",
-        choices=ESTIMATORS,
-        default=d.estimator,
-        help=f"meta-gradient estimator (default {d.estimator})",
-    )
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=d.steps,
-        help=f"outer steps in all, resumed ones included (default {d.steps})",
-    )
+    option = functools.partial(_option, p, d)  # a configuration field
+    option("--task", None, f"inner task, one of {', '.join(task_names())}")
+    option("--optimizer", None, "learned optimizer", choices=OPTIMIZERS)
+    option("--estimator", None, "meta-gradient estimator", choices=ESTIMATORS)
+    option("--steps", int, "outer steps in all, resumed ones included")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument(
         "--resume",
         action="store_true",
         help="continue the run whose checkpoint is in --out (bit for bit)",
     )
-    _add_episode_arguments(p, d)
-    _add_outer_arguments(p, d)
-    p.set_defaults(run=run)
-    return p
-
-
-def _add_episode_arguments(p, d) -> None:
-    """The inner episodes, the population and the meta-objective (defaults from
-    the configuration ``d``)."""
-    from stability.lopt.meta_train import DEFAULT_BLACKBOX_BOUND
-
-    p.add_argument(
-        "--horizon",
-        type=int,
-        default=d.horizon,
-        help=f"inner steps per episode, the longest with --horizon-min "
-        f"(default {d.horizon})",
-    )
+    # the inner episodes, the population and the meta-objective
+    option("--horizon", int, "inner steps per episode, the longest with --horizon-min")
     p.add_argument(
         "--horizon-min",
         type=int,
@@ -117,30 +110,13 @@ def _add_episode_arguments(p, d) -> None:
         help="randomised horizons: each episode's length drawn log-uniformly in "
         "[HORIZON_MIN, --horizon] (default: every episode --horizon steps)",
     )
-    p.add_argument(
-        "--truncation",
-        type=int,
-        default=d.truncation,
-        help=f"inner steps per outer step (default {d.truncation})",
-    )
-    p.add_argument(
-        "--population",
-        type=int,
-        default=d.population,
-        help=f"antithetic pairs (default {d.population})",
-    )
-    p.add_argument(
-        "--sigma",
-        type=float,
-        default=d.sigma,
-        help=f"std of the perturbations of theta (default {d.sigma})",
-    )
-    p.add_argument(
+    option("--truncation", int, "inner steps per outer step")
+    option("--population", int, "antithetic pairs")
+    option("--sigma", float, "std of the perturbations of theta")
+    option(
         "--final-weight",
-        type=float,
-        default=d.final_weight,
-        help="weight of an episode's final loss beside its mean loss in the "
-        f"meta-objective (default {d.final_weight})",
+        float,
+        "weight of an episode's final loss beside its mean loss in the meta-objective",
     )
     p.add_argument(
         "--blackbox-penalty",
@@ -165,57 +141,20 @@ def _add_episode_arguments(p, d) -> None:
         "(default: --horizon); e.g. 10x the horizon keeps the theta that trains "
         "best past it",
     )
-
-
-def _add_outer_arguments(p, d) -> None:
-    """The outer optimizer, STAR's own options, checkpoints and the held-out
-    evaluations (defaults from the configuration ``d``)."""
-    from stability.lopt.meta_train import SELECTIONS
-
-    p.add_argument(
-        "--outer-lr",
-        type=float,
-        default=d.outer_lr,
-        help=f"AdamW learning rate on theta (default {d.outer_lr})",
-    )
-    p.add_argument(
-        "--weight-decay",
-        type=float,
-        default=d.weight_decay,
-        help=f"AdamW decoupled weight decay on theta (default {d.weight_decay})",
-    )
-    p.add_argument(
-        "--nominal-stepsize",
-        type=_stepsize,
-        default=d.nominal_stepsize,
-        help=f"STAR's nominal step, or 'auto' to tune it (default "
-        f"{d.nominal_stepsize})",
-    )
+    # the outer optimizer, STAR's own options, checkpoints and held-out evaluations
+    option("--outer-lr", float, "AdamW learning rate on theta")
+    option("--weight-decay", float, "AdamW decoupled weight decay on theta")
+    option("--nominal-stepsize", _stepsize, "STAR's nominal step, or 'auto' to tune it")
     p.add_argument("--no-nominal", action="store_true", help="STAR without nominal")
     p.add_argument(
         "--no-precondition", action="store_true", help="no output preconditioning"
     )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=d.seed,
-        help=f"root of every random number of the run (default {d.seed})",
-    )
-    p.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=d.checkpoint_every,
-        help=f"outer steps between checkpoints (default {d.checkpoint_every})",
-    )
+    option("--seed", int, "root of every random number of the run")
+    option("--checkpoint-every", int, "outer steps between checkpoints")
     p.add_argument(
         "--eval-every", type=int, default=d.eval_every, help="0: no evaluation"
     )
-    p.add_argument(
-        "--eval-seeds",
-        type=int,
-        default=d.eval_seeds,
-        help=f"held-out inner episodes per evaluation (default {d.eval_seeds})",
-    )
+    option("--eval-seeds", int, "held-out inner episodes per evaluation")
     p.add_argument(
         "--select",
         choices=SELECTIONS,
@@ -223,13 +162,10 @@ def _add_outer_arguments(p, d) -> None:
         help="held-out score that picks best_theta.npz: training loss at the "
         "horizon (default) or mean meta-loss",
     )
-    p.add_argument(
-        "--clip",
-        type=float,
-        default=d.clip,
-        help=f"meta-gradient global-norm clip, inf for none (default {d.clip})",
-    )
+    option("--clip", float, "meta-gradient global-norm clip, inf for none")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+    return p
 
 
 def config_from_args(args: argparse.Namespace):

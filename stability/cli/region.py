@@ -9,7 +9,7 @@ import argparse
 import importlib.util
 import pathlib
 
-from stability.cli._args import writable_file, write_atomic
+from stability.cli._args import positive_number, writable_file, write_atomic
 
 #: family -> the grid flags it needs (the same as
 #: ``stability.analyses.regions.FAMILY_ARGS``, kept here so that parsing does not
@@ -91,17 +91,6 @@ def _axis(text):
     return np.linspace(values[0], values[1], num)
 
 
-def _positive_number(text):
-    """``argparse`` type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def _rate(text):
     """``argparse`` type: a number in (0, 1)."""
     try:
@@ -168,11 +157,11 @@ def add_parser(sub):
         "by cell, beside the worst quadratic of the class",
     )
     c.add_argument(
-        "--mu", type=_positive_number, help="strong convexity mu > 0 (--certified)"
+        "--mu", type=positive_number, help="strong convexity mu > 0 (--certified)"
     )
     c.add_argument(
         "--smoothness",
-        type=_positive_number,
+        type=positive_number,
         metavar="L",
         help="smoothness L > mu (--certified)",
     )
@@ -337,8 +326,24 @@ def _plot_certified(region, path) -> None:
         _save(fig, path)
 
 
-def _run_certified(args, grid, json_out, plot_out):
+def _write_record(path, region, names, **extra) -> None:
+    """Write ``region`` into ``path`` as JSON: its family, axes and fixed values,
+    then its attributes ``names`` (arrays as lists) and ``extra``."""
     import json
+
+    record = {
+        "family": region.family,
+        "axes": {k: v.tolist() for k, v in region.axes.items()},
+        "fixed": region.fixed,
+    }
+    for name in names:
+        value = getattr(region, name)
+        record[name] = value.tolist() if hasattr(value, "tolist") else value
+    record.update(extra)
+    write_atomic(path, lambda f: json.dump(record, f))
+
+
+def _run_certified(args, grid, json_out, plot_out):
 
     import numpy as np
 
@@ -369,23 +374,9 @@ def _run_certified(args, grid, json_out, plot_out):
         f"solver failures {counts['solver_failed']} ({region.num_solves} solves)"
     )
     if json_out:
-        record = {
-            "family": region.family,
-            "axes": {k: v.tolist() for k, v in region.axes.items()},
-            "fixed": region.fixed,
-            "mu": region.mu,
-            "L": region.L,
-            "target": region.target,
-            "multipliers": region.multipliers,
-            "rho": region.rho.tolist(),
-            "certified": region.certified.tolist(),
-            "band": region.band.tolist(),
-            "quadratic_stable": region.quadratic_stable.tolist(),
-            "solver_failed": region.solver_failed.tolist(),
-            "num_solves": region.num_solves,
-            "counts": counts,
-        }
-        write_atomic(json_out, lambda f: json.dump(record, f))
+        names = ("mu", "L", "target", "multipliers", "rho", "certified", "band")
+        names += ("quadratic_stable", "solver_failed", "num_solves")
+        _write_record(json_out, region, names, counts=counts)
     if plot_out:
         _plot_certified(region, plot_out)
     return 0
@@ -402,7 +393,6 @@ def run(args):
         raise ImportError(
             "--certified: needs cvxpy and Clarabel: pip install -e '.[robust]'"
         )
-    import json
 
     import jax
     import numpy as np
@@ -424,15 +414,7 @@ def run(args):
         f"rho in [{region.rho.min():.6g}, {region.rho.max():.6g}]"
     )
     if json_out:
-        record = {
-            "family": region.family,
-            "axes": {k: v.tolist() for k, v in region.axes.items()},
-            "fixed": region.fixed,
-            "rho": region.rho.tolist(),
-            "stable": region.stable.tolist(),
-            "marginal": region.marginal.tolist(),
-        }
-        write_atomic(json_out, lambda f: json.dump(record, f))
+        _write_record(json_out, region, ("rho", "stable", "marginal"))
     if plot_out:
         _plot_region(region, plot_out)
     return 0
