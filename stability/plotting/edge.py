@@ -117,3 +117,49 @@ def edge_loss(record, ax=None):
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     return ax
+
+
+def edge_horizon(record, ax=None):
+    """STAR and its nominal term past the meta-training horizon, one column per
+    task: the loss on the training split (top; a cross at each run's event), and
+    below, per run, the step radius (solid) and the preconditioned sharpness over
+    the nominal term's threshold (dashed), both against 1 (dotted black); grey
+    dotted verticals at the horizon ``T`` and ``10 T``.
+
+    Args:
+      record: a ``HorizonRecord`` of :mod:`stability.lopt.edge_horizon`.
+      ax: a ``(2, tasks)`` array of Axes (default: a new figure's).
+    Returns:
+      the array of Axes.
+    """
+    tasks = list(dict.fromkeys(r.task for r in record.runs))
+    if ax is None:
+        ax = plt.subplots(2, len(tasks), squeeze=False, layout="constrained")[1]
+    ax = np.asarray(ax).reshape(2, len(tasks))
+    labels = list(dict.fromkeys(r.label for r in record.runs))
+    for col, task in enumerate(tasks):
+        top, bottom = ax[0, col], ax[1, col]
+        for r in (r for r in record.runs if r.task == task):
+            color = CYCLE[labels.index(r.label) % len(CYCLE)]
+            steps, loss = _series(r.run, "step"), _series(r.run, "loss")
+            top.plot(steps, loss, color=color, label=r.label)
+            if r.event is not None:
+                at = np.flatnonzero((steps == r.event) & np.isfinite(loss))
+                if at.size:
+                    top.plot(r.event, loss[at[0]], "x", color=color, markersize=7)
+            margin = _series(r.run, "preconditioned_sharpness") / _series(
+                r.run, "threshold"
+            )
+            bottom.plot(steps, _series(r.run, "step_radius"), color=color)
+            bottom.plot(steps, margin, color=color, linestyle="--", linewidth=1.0)
+        bottom.axhline(1.0, color="black", linestyle=":", linewidth=0.9)
+        for a in (top, bottom):
+            a.set_yscale("log")
+            for t in (record.horizon, 10 * record.horizon):
+                if t <= max(r.run.checkpoints[-1].step for r in record.runs):
+                    a.axvline(t, color="0.6", linestyle=":", linewidth=0.9)
+        top.set_title(f"{task}: training loss (x: diverged or climbed 10x)")
+        bottom.set_title("step radius (solid), psharp / threshold (dashed)")
+        bottom.set_xlabel("step")
+        top.legend(loc="best", fontsize=6.5)
+    return ax
