@@ -217,13 +217,21 @@ def counterexample(claim: Claim, drop, *, kind=None, seed=0, budget=None):
     the budget runs out."""
     budget = claim.budget if budget is None else budget
     kind = check_search(claim.drops, drop, kind, budget)
-    draw = claim.searches[drop]
+
+    def found(inst):
+        return only_dropped(claim.hypotheses(inst), drop) and claim.breaks(inst, kind)
+
+    return first_found(claim.searches[drop], found, seed=seed, budget=budget)
+
+
+def first_found(draw: Callable, accept: Callable, *, seed, budget: int):
+    """The first of up to ``budget`` candidates ``draw(rng)`` (None: no candidate
+    this draw), ``rng = np.random.default_rng(seed)``, for which ``accept`` holds;
+    None if the budget runs out. The loop of every seeded search in the lemmas."""
     rng = np.random.default_rng(seed)
     for _ in range(int(budget)):
         inst = draw(rng)
-        if inst is None:
-            continue
-        if only_dropped(claim.hypotheses(inst), drop) and claim.breaks(inst, kind):
+        if inst is not None and accept(inst):
             return inst
     return None
 

@@ -71,7 +71,7 @@ from stability._validation import (
     check_square,
 )
 from stability.lemmas import _claim, _deprecated
-from stability.lemmas._claim import DEFAULT_BUDGET, MARGIN, SLACK, claim_of
+from stability.lemmas._claim import DEFAULT_BUDGET, MARGIN, SLACK, claim_of, first_found
 from stability.lemmas.samplers import commuting_matrix, random_hessian, sample_size
 from stability.lemmas.structure import (
     commutes,
@@ -103,6 +103,7 @@ disconnected so that a decay crosses an unstable window. The conclusion is check
 schedule's values."""
 
 _WINDOW_MARGIN = 1e-2  # a disconnected stable set, clearly: rho < 0.99 and > 1.01
+_WINDOW_GRID = np.linspace(0.0, 4.0, 81)  # the steps a disconnected set is sought on
 DEPTH = 4  # longest product the conclusion checks
 GRID = 33  # steps between the schedule's ends the conclusion checks
 MAX_WORDS = 2000  # cap on the number of products the conclusion forms
@@ -407,26 +408,32 @@ def disconnected_counterexample(*, seed=0, budget=5000):
     [True, False, True]
     """
     check_int("budget", budget, low=1)
-    rng = np.random.default_rng(seed)
-    grid = np.linspace(0.0, 4.0, 81)
-    for _ in range(int(budget)):
-        n = int(rng.integers(2, 4))
-        H, _, _ = random_hessian(rng, n, 10 ** rng.uniform(0, 2), 1.0)
-        P = rng.standard_normal((n, n)) * np.exp(rng.uniform(-2, 1))
-        r = _radius(_transitions(H, P, grid))
-        ok = np.flatnonzero(r < 1 - _WINDOW_MARGIN)
-        if ok.size < 2:
-            continue
-        inside = np.arange(ok[0], ok[-1] + 1)
-        bad = inside[r[inside] > 1 + _WINDOW_MARGIN]
-        if bad.size == 0:
-            continue
-        mid = bad[np.argmax(r[bad])]
-        hi, lo = ok[ok > mid][0], ok[ok < mid][-1]
-        inst = make_instance(H=H, P=P, alphas=grid[[hi, mid, lo]])
-        if hypotheses(inst)["ends_stable"] and not conclusion(inst):
-            return inst
-    return None
+
+    def disconnected(inst):
+        return hypotheses(inst)["ends_stable"] and not conclusion(inst)
+
+    return first_found(_window, disconnected, seed=seed, budget=budget)
+
+
+def _window(rng):
+    """A random non-normal ``P`` and, where its stable set on ``_WINDOW_GRID`` has
+    an unstable window between two stable steps, the schedule ``(a_hi, a_mid,
+    a_lo)`` across the window's worst point; None otherwise."""
+    n = int(rng.integers(2, 4))
+    H, _, _ = random_hessian(rng, n, 10 ** rng.uniform(0, 2), 1.0)
+    P = rng.standard_normal((n, n)) * np.exp(rng.uniform(-2, 1))
+    grid = _WINDOW_GRID
+    r = _radius(_transitions(H, P, grid))
+    ok = np.flatnonzero(r < 1 - _WINDOW_MARGIN)
+    if ok.size < 2:
+        return None
+    inside = np.arange(ok[0], ok[-1] + 1)
+    bad = inside[r[inside] > 1 + _WINDOW_MARGIN]
+    if bad.size == 0:
+        return None
+    mid = bad[np.argmax(r[bad])]
+    hi, lo = ok[ok > mid][0], ok[ok < mid][-1]
+    return make_instance(H=H, P=P, alphas=grid[[hi, mid, lo]])
 
 
 # ---------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ from stability.lemmas._claim import (
     SLACK,
     UNDECIDED,
     claim_of,
+    first_found,
     radius_breaks,
     verdict,
 )
@@ -405,18 +406,20 @@ def comparison_search(
             f"preconditioner: expected one of {PRECONDITIONERS}, got {preconditioner!r}"
         )
     check_int("budget", budget, low=1)
-    rng = np.random.default_rng(seed)
-    for _ in range(int(budget)):
-        cand = _draw_comparison(rng, preconditioner)
+
+    def wins(cand):
         cmp = input_vs_output(*cand)
         good, bad = (
             (cmp.rho_output, cmp.rho_input)
             if winner == "output"
             else (cmp.rho_input, cmp.rho_output)
         )
-        if good < 1 - MARGIN and bad > 1 + MARGIN:
-            return cand
-    return None
+        return good < 1 - MARGIN and bad > 1 + MARGIN
+
+    def draw(rng):
+        return _draw_comparison(rng, preconditioner)
+
+    return first_found(draw, wins, seed=seed, budget=budget)
 
 
 def looser_than_theorem1(L) -> bool:

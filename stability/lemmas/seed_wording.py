@@ -19,7 +19,7 @@ import numpy as np
 
 from stability._validation import check_scalar
 from stability.lemmas import samplers
-from stability.lemmas._claim import DEFAULT_BUDGET, MARGIN
+from stability.lemmas._claim import DEFAULT_BUDGET, MARGIN, first_found
 from stability.lemmas.nominal import (
     BOUND_RTOL,
     Instance,
@@ -103,9 +103,11 @@ def seed_counterexample(reading="literal", *, seed=0, budget=DEFAULT_BUDGET):
     """
     if reading not in SEED_READINGS:
         raise ValueError(f"reading: expected one of {SEED_READINGS}, got {reading!r}")
-    rng = np.random.default_rng(seed)
-    for _ in range(int(budget)):
-        inst = _search_seed(rng, reading)
-        if seed_premise(inst, reading) and radius(inst) > 1 + MARGIN:
-            return inst
-    return None
+
+    def draw(rng):
+        return _search_seed(rng, reading)
+
+    def breaks(inst):
+        return seed_premise(inst, reading) and radius(inst) > 1 + MARGIN
+
+    return first_found(draw, breaks, seed=seed, budget=budget)
