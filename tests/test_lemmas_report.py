@@ -110,6 +110,17 @@ def test_claims_are_the_claim_modules_each_with_its_claim():
         assert dict(m.CLAIM.families) == getattr(m, "HARD_FAMILIES", {})
 
 
+def test_each_claim_module_searches_through_the_one_driver():
+    from stability.lemmas import robust, weight_decay
+
+    for module, drop in ((robust, "commuting"), (weight_decay, "per_mode")):
+        found = lemmas.counterexample(module.CLAIM, drop, seed=1, budget=40)
+        same = module.counterexample(drop, seed=1, budget=40)
+        assert found is not None and repr(found) == repr(same)
+        status = lemmas.hypothesis_status(module, found)
+        assert status[drop] == "fails"
+
+
 def test_claims_raises_on_a_module_that_does_not_exist(monkeypatch):
     monkeypatch.setattr(lemmas, "CLAIM_MODULES", ("nominal", "no_such_claim"))
     with pytest.raises(ModuleNotFoundError, match="no_such_claim"):

@@ -1,6 +1,7 @@
 """The paper's claims as code: bounds, exact hypotheses, conclusions, counterexample
-searches and a report. See :mod:`stability.lemmas._claim` for the common shape and
-the one search driver; :mod:`~stability.lemmas.samplers` draws the random instances
+searches and a report. Each claim module ends with its :class:`Claim`, and
+:func:`counterexample` is the one search driver (:mod:`stability.lemmas._claim` gives
+the common shape); :mod:`~stability.lemmas.samplers` draws the random instances
 and :mod:`~stability.lemmas.structure` holds the linear algebra the claims share."""
 
 import importlib
@@ -9,7 +10,9 @@ import numpy as np
 
 from stability.lemmas._claim import FAILS, HOLDS, UNDECIDED, conclusion_status
 from stability.lemmas._claim import KINDS as KINDS
+from stability.lemmas._claim import Claim as Claim
 from stability.lemmas._claim import ClaimResult as ClaimResult
+from stability.lemmas._claim import counterexample as counterexample
 from stability.lemmas._claim import hypothesis_status as hypothesis_status
 
 # module names under stability.lemmas, in the paper's order
