@@ -120,15 +120,21 @@ def param_count(params: Params) -> int:
 #: name -> (builder in :mod:`stability.lopt.tasks._build`, its options); plain data,
 #: so that listing the tasks (the command line's help) loads neither JAX nor a dataset
 _REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
-    "digits_mlp": ("digits_mlp", {"hidden": (32,), "activation": "relu"}),
-    "digits_mlp_tanh": ("digits_mlp", {"hidden": (32,), "activation": "tanh"}),
-    "digits_mlp_gelu": ("digits_mlp", {"hidden": (32,), "activation": "gelu"}),
-    "digits_mlp_wide": ("digits_mlp", {"hidden": (256, 256), "activation": "relu"}),
-    "digits_mlp_deep": ("digits_mlp", {"hidden": (32,) * 5, "activation": "relu"}),
-    "mnist_mlp": ("mnist_mlp", {}),
-    "mnist_cnn": ("mnist_cnn", {}),
-    "mnist1d_mlp": ("mnist1d_mlp", {}),
-    "mnist1d_cnn": ("mnist1d_cnn", {}),
+    "digits_mlp": ("mlp", {"dataset": "digits", "hidden": (32,)}),
+    "digits_mlp_tanh": (
+        "mlp",
+        {"dataset": "digits", "hidden": (32,), "activation": "tanh"},
+    ),
+    "digits_mlp_gelu": (
+        "mlp",
+        {"dataset": "digits", "hidden": (32,), "activation": "gelu"},
+    ),
+    "digits_mlp_wide": ("mlp", {"dataset": "digits", "hidden": (256, 256)}),
+    "digits_mlp_deep": ("mlp", {"dataset": "digits", "hidden": (32,) * 5}),
+    "mnist_mlp": ("mlp", {"dataset": "mnist", "hidden": (128, 128)}),
+    "mnist_cnn": ("cnn", {"dataset": "mnist", "channels": (8, 16), "window": 3}),
+    "mnist1d_mlp": ("mlp", {"dataset": "mnist1d", "hidden": (100, 100)}),
+    "mnist1d_cnn": ("cnn", {"dataset": "mnist1d", "channels": (16,) * 3, "window": 5}),
     "text_lstm": ("text_lstm", {}),
     "text_transformer": ("text_transformer", {}),
 }

@@ -1,11 +1,14 @@
 """The registered tasks' builders: datasets to device arrays, networks to losses.
 
 :func:`stability.lopt.tasks.get_task` calls the builder its registry names, with the
-task's name, the registered options and an optional ``batch_size``. Classifiers and
-character language models share one closure each (:func:`_classifier`,
-:func:`_language_model`), so every task of a family has the same sampling,
-evaluation and dtype behaviour.
+task's name, the registered options and an optional ``batch_size``: :func:`mlp` and
+:func:`cnn` on one of the image datasets, :func:`text_lstm` and
+:func:`text_transformer` on the standard library's source. Classifiers and character
+language models share one closure each (:func:`_classifier`, :func:`_language_model`),
+so every task of a family has the same sampling, evaluation and dtype behaviour.
 """
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -80,64 +83,43 @@ def _classifier(name, description, split: _data.Split, in_shape, spec, apply, ba
     )
 
 
-def digits_mlp(name, hidden, activation, batch_size=128):
-    sizes = (64, *hidden, 10)
+#: dataset -> (its loader, the shape of one input, its name in descriptions)
+_DATASETS = {
+    "digits": (_data.digits, (8, 8, 1), "8x8 digits"),
+    "mnist": (_data.mnist, (28, 28, 1), "MNIST 5k"),
+    "mnist1d": (_data.mnist1d, (40, 1), "MNIST-1D"),
+}
+
+
+def mlp(name, dataset, hidden, activation="relu", batch_size=128):
+    """An MLP classifier on ``dataset``, hidden layers of widths ``hidden``."""
+    load, shape, label = _DATASETS[dataset]
+    sizes = (math.prod(shape), *hidden, 10)
     return _classifier(
         name,
-        f"8x8 digits, MLP {'-'.join(map(str, sizes))} {activation}",
-        _data.digits(),
-        (8, 8, 1),
+        f"{label}, MLP {'-'.join(map(str, sizes))} {activation}",
+        load(),
+        shape,
         _nets.mlp_spec(sizes),
         lambda p, x: _nets.mlp(p, x, activation),
         batch_size,
     )
 
 
-def mnist_mlp(name, batch_size=128):
-    sizes = (784, 128, 128, 10)
+def cnn(name, dataset, channels, window, batch_size=128):
+    """A classifier on ``dataset``: ReLU convolutions of stride 2 with ``channels``
+    and ``window`` wide kernels, then a dense readout."""
+    load, shape, label = _DATASETS[dataset]
+    spec = _nets.cnn_spec(shape, channels, 10, window, 2)
+    kernel = "x".join([str(window)] * (len(shape) - 1))
+    layers = "-".join(map(str, channels))
+    readout = spec["dense"]["w"].shape[0]
     return _classifier(
         name,
-        "MNIST 5k, MLP 784-128-128-10 relu",
-        _data.mnist(),
-        (28, 28, 1),
-        _nets.mlp_spec(sizes),
-        lambda p, x: _nets.mlp(p, x, "relu"),
-        batch_size,
-    )
-
-
-def mnist_cnn(name, batch_size=128):
-    return _classifier(
-        name,
-        "MNIST 5k, CNN conv3x3/2 8-16 relu, dense 784-10",
-        _data.mnist(),
-        (28, 28, 1),
-        _nets.cnn_spec((28, 28, 1), (8, 16), 10, 3, 2),
-        lambda p, x: _nets.cnn(p, x, 2),
-        batch_size,
-    )
-
-
-def mnist1d_mlp(name, batch_size=128):
-    sizes = (40, 100, 100, 10)
-    return _classifier(
-        name,
-        "MNIST-1D, MLP 40-100-100-10 relu",
-        _data.mnist1d(),
-        (40, 1),
-        _nets.mlp_spec(sizes),
-        lambda p, x: _nets.mlp(p, x, "relu"),
-        batch_size,
-    )
-
-
-def mnist1d_cnn(name, batch_size=128):
-    return _classifier(
-        name,
-        "MNIST-1D, CNN conv5/2 16-16-16 relu, dense 80-10",
-        _data.mnist1d(),
-        (40, 1),
-        _nets.cnn_spec((40, 1), (16, 16, 16), 10, 5, 2),
+        f"{label}, CNN conv{kernel}/2 {layers} relu, dense {readout}-10",
+        load(),
+        shape,
+        spec,
         lambda p, x: _nets.cnn(p, x, 2),
         batch_size,
     )
