@@ -8,6 +8,7 @@ population of short Adam runs whose outputs feed several tests.
 import functools
 import math
 import random
+import subprocess
 import sys
 
 import jax
@@ -103,6 +104,25 @@ def _member(tree, i):
 
 def _flat(tree):
     return np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+
+
+def test_listing_the_tasks_loads_no_jax():
+    """The registry is plain data: the command line lists the tasks in its help
+    without importing JAX; the lazily loaded ``stability.lopt.star`` stays the
+    factory once its submodule is imported."""
+    code = (
+        "import sys, types\n"
+        "from stability.lopt.tasks import task_names\n"
+        "assert task_names()[0] == 'digits_mlp'\n"
+        "print('jax' in sys.modules)\n"
+        "import stability.lopt.star\n"
+        "import stability.lopt as lopt\n"
+        "print(isinstance(lopt.star, types.FunctionType), lopt.star.__name__)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert res.stdout.split() == ["False", "True", "star"], res.stdout + res.stderr
 
 
 @pytest.mark.parametrize("name", ALL_TASKS)
