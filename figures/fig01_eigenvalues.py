@@ -1,7 +1,7 @@
 """Eigenvalues of the NQM closed loop (fig01).
 
 Thin wrapper around the package: the figure is computed and drawn by
-``stability.reproduce`` (``fig01_eigenvalues`` in its registry)::
+``stability.figures.fig01`` (registered as ``fig01_eigenvalues``)::
 
     python figures/fig01_eigenvalues.py [--quick] [--out DIR]
 

@@ -1,7 +1,7 @@
 """Stability regions with exact boundaries (fig02).
 
 Thin wrapper around the package: the figure is computed and drawn by
-``stability.reproduce`` (``fig02_regions`` in its registry)::
+``stability.figures.fig02`` (registered as ``fig02_regions``)::
 
     python figures/fig02_regions.py [--quick] [--out DIR]
 

@@ -1,7 +1,7 @@
 """Robust stability under multiplicative uncertainty (fig03).
 
 Thin wrapper around the package: the figure is computed and drawn by
-``stability.reproduce`` (``fig03_robust`` in its registry)::
+``stability.figures.fig03`` (registered as ``fig03_robust``)::
 
     python figures/fig03_robust.py [--quick] [--out DIR]
 

@@ -1,7 +1,7 @@
 """Meta-gradient growth with the horizon (fig04).
 
 Thin wrapper around the package: the figure is computed and drawn by
-``stability.reproduce`` (``fig04_meta_gradients`` in its registry)::
+``stability.figures.fig04`` (registered as ``fig04_meta_gradients``)::
 
     python figures/fig04_meta_gradients.py [--quick] [--out DIR]
 

@@ -1,7 +1,7 @@
 """Exact NQM losses against simulation (fig05).
 
 Thin wrapper around the package: the figure is computed and drawn by
-``stability.reproduce`` (``fig05_nqm_losses`` in its registry)::
+``stability.figures.fig05`` (registered as ``fig05_nqm_losses``)::
 
     python figures/fig05_nqm_losses.py [--quick] [--out DIR]
 

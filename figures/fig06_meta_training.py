@@ -1,7 +1,7 @@
 """Meta-training curves (fig06).
 
 Thin wrapper around the package: the figure is computed and drawn by
-``stability.reproduce`` (``fig06_meta_training`` in its registry)::
+``stability.figures.fig06`` (registered as ``fig06_meta_training``)::
 
     python figures/fig06_meta_training.py [--quick] [--out DIR]
 

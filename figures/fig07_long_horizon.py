@@ -1,7 +1,7 @@
 """Long-horizon stability of learned optimizers (fig07).
 
 Thin wrapper around the package: the figure is computed and drawn by
-``stability.reproduce`` (``fig07_long_horizon`` in its registry)::
+``stability.figures.fig07`` (registered as ``fig07_long_horizon``)::
 
     python figures/fig07_long_horizon.py [--quick] [--out DIR]
 

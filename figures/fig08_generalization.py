@@ -1,7 +1,7 @@
 """Out-of-distribution generalisation (fig08).
 
 Thin wrapper around the package: the figure is computed and drawn by
-``stability.reproduce`` (``fig08_generalization`` in its registry)::
+``stability.figures.fig08`` (registered as ``fig08_generalization``)::
 
     python figures/fig08_generalization.py [--quick] [--out DIR]
 

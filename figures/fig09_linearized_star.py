@@ -1,7 +1,7 @@
 """Linearised STAR against observed training (fig09).
 
 Thin wrapper around the package: the figure is computed and drawn by
-``stability.reproduce`` (``fig09_linearized_star`` in its registry)::
+``stability.figures.fig09`` (registered as ``fig09_linearized_star``)::
 
     python figures/fig09_linearized_star.py [--quick] [--out DIR]
 

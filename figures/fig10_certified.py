@@ -1,7 +1,7 @@
 """Certified convergence rates against quadratic stability (fig10).
 
 Thin wrapper around the package: the figure is computed and drawn by
-``stability.reproduce`` (``fig10_certified`` in its registry)::
+``stability.figures.fig10`` (registered as ``fig10_certified``)::
 
     python figures/fig10_certified.py [--quick] [--out DIR]
 

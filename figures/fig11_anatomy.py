@@ -1,7 +1,7 @@
 """STAR's update split into its blackbox and nominal terms (fig11).
 
 Thin wrapper around the package: the figure is computed and drawn by
-``stability.reproduce`` (``fig11_anatomy`` in its registry)::
+``stability.figures.fig11`` (registered as ``fig11_anatomy``)::
 
     python figures/fig11_anatomy.py [--quick] [--out DIR]
 

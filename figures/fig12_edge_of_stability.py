@@ -1,7 +1,7 @@
 """Gradient descent and Adam at the edge of stability on a real network (fig12).
 
 Thin wrapper around the package: the figure is computed and drawn by
-``stability.reproduce`` (``fig12_edge_of_stability`` in its registry)::
+``stability.figures.fig12`` (registered as ``fig12_edge_of_stability``)::
 
     python figures/fig12_edge_of_stability.py [--quick] [--out DIR]
 

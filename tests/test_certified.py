@@ -370,7 +370,7 @@ def test_plot_certified_region_and_the_figure():
     import matplotlib.pyplot as plt
 
     from stability import plotting
-    from stability.certified_figure import figure
+    from stability.figures import fig10
     from stability.plotting.certified import classes
 
     r = analyses.certified_region(
@@ -393,10 +393,13 @@ def test_plot_certified_region_and_the_figure():
         def pick(self, quick, full):
             return quick
 
-    fig, caption, numbers = figure(Quick())
-    assert "not_certified" in numbers[
-        "heavy ball, Polyak (kappa 25): quadratic rate, certified"
-    ]
+    record = fig10.compute(Quick())
+    fig10.draw(record)
+    numbers, caption = fig10.numbers(record), fig10.caption(record)
+    assert (
+        "not_certified"
+        in numbers["heavy ball, Polyak (kappa 25): quadratic rate, certified"]
+    )
     assert numbers["heavy-ball cycle: period, breakpoints, slopes"].startswith("3,")
     assert "certified" in caption
     plt.close("all")

@@ -45,17 +45,122 @@ def test_disagreement_counts_cells_wrong_either_way():
     assert checks.disagreement(exact, exact) == (0, 6)
 
 
-@pytest.mark.parametrize(
-    "old, new",
-    [
-        ("_disagreement", checks.disagreement),
-        ("_standard_scores", checks.standard_scores),
-        ("_first_spike", checks.first_spike),
-        ("_first_step", checks.first_step),
-    ],
-)
-def test_moved_reproduce_names_warn_and_still_work(old, new):
-    from stability import reproduce
+def test_every_registered_figure_has_the_four_functions():
+    from stability import figures
+
+    for fid, spec in figures.FIGURES.items():
+        assert spec.name.startswith(f"{fid}_") and spec.title
+        mod = spec.load()
+        for fn in ("compute", "draw", "numbers", "caption"):
+            assert callable(getattr(mod, fn)), (fid, fn)
+
+
+def test_figure_modules_stay_small():
+    """No module of the package over 700 lines, no function over 120."""
+    import ast
+    import pathlib
+
+    import stability
+
+    root = pathlib.Path(stability.__file__).parent
+    paths = [*sorted((root / "figures").glob("*.py")), root / "reproduce.py"]
+    for path in paths:
+        text = path.read_text()
+        assert len(text.splitlines()) <= 700, path
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                size = node.end_lineno - node.lineno + 1
+                assert size <= 120, (path.name, node.name, size)
+
+
+_MOVED = [  # (module, old name, new module, new name)
+    (
+        "stability.reproduce",
+        "_disagreement",
+        "stability.analyses.checks",
+        "disagreement",
+    ),
+    (
+        "stability.reproduce",
+        "_standard_scores",
+        "stability.analyses.checks",
+        "standard_scores",
+    ),
+    ("stability.reproduce", "_first_spike", "stability.analyses.checks", "first_spike"),
+    ("stability.reproduce", "_first_step", "stability.analyses.checks", "first_step"),
+    ("stability.reproduce", "_fmt", "stability.figures", "fmt"),
+    ("stability.reproduce", "NotAvailable", "stability.figures", "NotAvailable"),
+    ("stability.reproduce", "Drawn", "stability.figures", "Drawn"),
+    ("stability.reproduce", "FigureSpec", "stability.figures", "FigureSpec"),
+    (
+        "stability.reproduce",
+        "RECORD_FIGURES",
+        "stability.figures.records",
+        "RECORD_FIGURES",
+    ),
+    ("stability.reproduce", "LOPT_RUNS", "stability.figures.records", "LOPT_RUNS"),
+    (
+        "stability.reproduce",
+        "LOPT_META_ARGS",
+        "stability.figures.records",
+        "LOPT_META_ARGS",
+    ),
+    (
+        "stability.reproduce",
+        "LOPT_EVAL_ARGS",
+        "stability.figures.records",
+        "LOPT_EVAL_ARGS",
+    ),
+    (
+        "stability.reproduce",
+        "LOPT_EVAL_REST_ARGS",
+        "stability.figures.records",
+        "LOPT_EVAL_REST_ARGS",
+    ),
+    (
+        "stability.reproduce",
+        "ANATOMY_RUNS",
+        "stability.figures.records",
+        "ANATOMY_RUNS",
+    ),
+    (
+        "stability.reproduce",
+        "rerun_lopt_records",
+        "stability.figures.records",
+        "rerun_lopt_records",
+    ),
+    ("stability.reproduce", "_REST", "stability.figures.records", "REST"),
+    (
+        "stability.reproduce",
+        "_with_optimizers",
+        "stability.figures.records",
+        "with_optimizers",
+    ),
+    ("stability.certified_figure", "MU", "stability.figures.fig10", "MU"),
+    ("stability.certified_figure", "L", "stability.figures.fig10", "L"),
+]
+
+
+@pytest.mark.parametrize("module, old, new_module, new", _MOVED)
+def test_moved_names_warn_and_still_work(module, old, new_module, new):
+    import importlib
 
     with pytest.warns(DeprecationWarning, match=old):
-        assert getattr(reproduce, old) is new
+        value = getattr(importlib.import_module(module), old)
+    assert value is getattr(importlib.import_module(new_module), new)
+
+
+def test_the_old_certified_figure_builder_warns():
+    with pytest.warns(DeprecationWarning, match="fig10"):
+        from stability.certified_figure import figure
+    assert callable(figure)
+
+
+def test_reproduce_keeps_the_command_and_the_runner_names():
+    from stability import figures, reproduce
+
+    for name in ("run", "main", "script_main", "add_parser", "DEFAULT_OUT"):
+        assert hasattr(reproduce, name)
+    for name in ("Quality", "FIGURES", "FigureResult", "resolve", "render"):
+        assert getattr(reproduce, name) is getattr(figures, name)
+    assert reproduce.format_report is figures.format_report

@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from stability import reproduce
+from stability import figures, reproduce
+from stability.figures import records
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FIGURE_DIR = ROOT / "figures"
@@ -48,25 +49,25 @@ def _section(report: str, name: str) -> str:
 
 
 def test_registry_and_scripts_match():
-    ids = list(reproduce.FIGURES)
+    ids = list(figures.FIGURES)
     assert ids == [f"fig{i:02d}" for i in range(1, 13)]
     scripts = sorted(p.stem for p in FIGURE_DIR.glob("fig*.py"))
-    assert scripts == sorted(spec.name for spec in reproduce.FIGURES.values())
-    for spec in reproduce.FIGURES.values():
+    assert scripts == sorted(spec.name for spec in figures.FIGURES.values())
+    for spec in figures.FIGURES.values():
         assert (
             f'script_main("{spec.id}")' in (FIGURE_DIR / f"{spec.name}.py").read_text()
         )
 
 
 def test_resolve_names():
-    assert reproduce.resolve(None) == list(reproduce.FIGURES)
-    assert reproduce.resolve(["fig05", "fig01_eigenvalues", "fig05"]) == [
+    assert figures.resolve(None) == list(figures.FIGURES)
+    assert figures.resolve(["fig05", "fig01_eigenvalues", "fig05"]) == [
         "fig05",
         "fig01",
     ]
     for bad in ("fig99", "fig01_regions", "eigenvalues"):
         with pytest.raises(ValueError, match="--only"):
-            reproduce.resolve([bad])
+            figures.resolve([bad])
 
 
 def _keep_records(monkeypatch, *fids):
@@ -95,7 +96,7 @@ def test_quick_end_to_end(tmp_path, monkeypatch):
     assert rc == 0
     report = (tmp_path / "REPORT.md").read_text()
     assert "Quality: **quick**" in report
-    for spec in reproduce.FIGURES.values():
+    for spec in figures.FIGURES.values():
         section = _section(report, spec.name)
         for suffix in (".png", ".pdf"):
             _check_image(tmp_path / f"{spec.name}{suffix}")
@@ -115,11 +116,12 @@ def test_quick_end_to_end(tmp_path, monkeypatch):
 
 
 def test_failed_figure_sets_exit_status(tmp_path, monkeypatch, capsys):
+    from stability.figures import fig01
+
     def broken(quality):
         raise RuntimeError("deliberately broken")
 
-    spec = reproduce.FIGURES["fig01"]
-    monkeypatch.setitem(reproduce.FIGURES, "fig01", spec._replace(build=broken))
+    monkeypatch.setattr(fig01, "compute", broken)
     rc = reproduce.main(["--out", str(tmp_path), "--only", "fig01", "--no-lemmas"])
     assert rc == 1
     report = (tmp_path / "REPORT.md").read_text()
@@ -183,9 +185,9 @@ def _run_script(name, out):
     )
 
 
-@pytest.mark.parametrize("fid", list(reproduce.FIGURES))
+@pytest.mark.parametrize("fid", list(figures.FIGURES))
 def test_figure_script(fid, tmp_path):
-    spec = reproduce.FIGURES[fid]
+    spec = figures.FIGURES[fid]
     proc = _run_script(spec.name, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     first = proc.stdout.splitlines()[0]
@@ -200,31 +202,37 @@ def test_figure_script(fid, tmp_path):
     assert len(numbers) >= 3
 
 
-def test_learned_figures_report_the_shipped_records(tmp_path):
+def test_learned_figures_report_the_shipped_records(tmp_path, monkeypatch):
     """fig06-08 draw the shipped records and report their numbers, not others."""
+    from stability.figures import fig06, fig07, fig08
     from stability.lopt import _records
 
+    kept = _keep_records(monkeypatch, "fig06", "fig07", "fig08")
     rc = reproduce.main(
         ["--out", str(tmp_path), "--only", "fig06", "fig07", "fig08", "--no-lemmas"]
     )
     assert rc == 0
-    report = (tmp_path / "REPORT.md").read_text()
     mt = _records.load("meta_training")
-    fig06 = _section(report, "fig06_meta_training")
+    shown = fig06.numbers(kept["fig06"])
     for name, run in mt["runs"].items():
-        assert f"| {name}: wall time (s) for 3000 outer steps | " in fig06
-        assert f"(step {run['best_step']}, by {run['config']['select']}) |" in fig06
+        assert f"{name}: wall time (s) for 3000 outer steps" in shown
+        kept_key = [k for k in shown if k.startswith(f"{name}: held-out")]
+        assert kept_key[0].endswith(
+            f"(step {run['best_step']}, by {run['config']['select']})"
+        )
     ev = _records.load("evaluation")
-    fig07 = _section(report, "fig07_long_horizon")
+    shown = fig07.numbers(kept["fig07"])
     for row in ev["rows"]:
         if row["task"] != "digits_mlp":
             continue
-        value = reproduce._fmt(row["train_loss_mean"])
+        value = figures.fmt(row["train_loss_mean"])
         key = f"{row['optimizer']} at {row['multiple']}x"
-        assert f"| {key}: final train loss (diverged seeds) | {value} (" in fig07
-    fig08 = _section(report, "fig08_generalization")
+        assert shown[f"{key}: final train loss (diverged seeds)"].startswith(
+            f"{value} ("
+        )
+    shown = fig08.numbers(kept["fig08"])
     for task in ev["tasks"]:
-        assert f"| {task} 1x: STAR / small_fc_lopt / tuned Adam |" in fig08
+        assert f"{task} 1x: STAR / small_fc_lopt / tuned Adam" in shown
     for suffix in (".png", ".pdf"):
         for name in (
             "fig06_meta_training",
@@ -279,17 +287,17 @@ def test_full_reruns_meta_training_and_evaluation(tmp_path, monkeypatch):
     import jax
 
     jax.config.update("jax_enable_x64", True)  # as the analysis figures leave it
-    records = reproduce.rerun_lopt_records(folder)
+    kept_records = records.rerun_lopt_records(folder)
     assert jax.config.jax_enable_x64
-    names = [name for name, _ in reproduce.LOPT_RUNS]
+    names = [name for name, _ in records.LOPT_RUNS]
     n = len(names)
     assert [c[0] for c in calls] == ["meta-train"] * n + ["evaluate"] * 2
-    for call, (name, extra) in zip(calls[:n], reproduce.LOPT_RUNS, strict=True):
+    for call, (name, extra) in zip(calls[:n], records.LOPT_RUNS, strict=True):
         assert call[1 : 1 + len(extra)] == extra
         assert call[call.index("--out") + 1] == str(folder / "meta_training" / name)
         assert ("--resume" in call) == (name == "star_wd0")
     kept = [str(folder / "meta_training" / n / "best_theta.npz") for n in names]
-    rest = [k for k, name in zip(kept, names, strict=True) if name in reproduce._REST]
+    rest = [k for k, name in zip(kept, names, strict=True) if name in records.REST]
     assert len(rest) == 3
     for evaluate, thetas in zip(calls[n:], (kept, rest), strict=True):
         assert evaluate[evaluate.index("--theta") + 1] == thetas[0]
@@ -298,12 +306,12 @@ def test_full_reruns_meta_training_and_evaluation(tmp_path, monkeypatch):
     from stability.lopt import _records
     from stability.lopt.tasks import task_names
 
-    assert set(_records.load("meta_training", records)["runs"]) == set(names)
-    evaluation = _records.load("evaluation", records)
+    assert set(_records.load("meta_training", kept_records)["runs"]) == set(names)
+    evaluation = _records.load("evaluation", kept_records)
     assert sorted(evaluation["tasks"]) == sorted(task_names())  # every task, once
     assert len(evaluation["rows"]) == len(task_names())
     calls.clear()
-    assert reproduce.rerun_lopt_records(folder) == records
+    assert records.rerun_lopt_records(folder) == kept_records
     assert calls == []
 
 
@@ -326,28 +334,28 @@ def test_a_rerun_after_an_interruption_redoes_only_what_was_unfinished(
     monkeypatch.setattr(cli, "main", _fake_cli(calls, tmp_path))
     folder = tmp_path / "lopt_runs"
     (folder / "meta_training").mkdir(parents=True)
-    records = reproduce.rerun_lopt_records(folder)
-    shutil.rmtree(records)
+    kept_records = records.rerun_lopt_records(folder)
+    shutil.rmtree(kept_records)
     (folder / "meta_training" / "star_wd0" / "best_theta.npz").unlink()
     first = folder / "evaluation" / "eval.json"
     table = json.loads(first.read_text())
-    cheap = reproduce.LOPT_EVAL_ARGS[1].split(",")
+    cheap = records.LOPT_EVAL_ARGS[1].split(",")
     table["info"]["tasks"] = table["info"]["tasks"][:2]
     table["rows"] = [r for r in table["rows"] if r["task"] in cheap[:2]]
     first.write_text(json.dumps(table))
     shutil.rmtree(folder / "evaluation_rest")
     calls.clear()
 
-    assert reproduce.rerun_lopt_records(folder) == records
+    assert records.rerun_lopt_records(folder) == kept_records
     assert [c[0] for c in calls] == ["meta-train", "evaluate", "evaluate"]
     assert "--resume" in calls[0]
     assert calls[0][calls[0].index("--out") + 1].endswith("star_wd0")
     resumed, rest = calls[1:]
     assert resumed[resumed.index("--task") + 1] == ",".join(cheap[2:])
     assert resumed[resumed.index("--out") + 1] == str(folder / "evaluation-2")
-    assert rest[rest.index("--task") + 1] == reproduce.LOPT_EVAL_REST_ARGS[1]
+    assert rest[rest.index("--task") + 1] == records.LOPT_EVAL_REST_ARGS[1]
     assert rest[rest.index("--out") + 1] == str(folder / "evaluation_rest")
-    evaluation = _records.load("evaluation", records)
+    evaluation = _records.load("evaluation", kept_records)
     assert sorted(r["task"] for r in evaluation["rows"]) == sorted(task_names())
     assert evaluation["costs"]["total"] == 3.0  # 1 s per evaluation directory
 
@@ -355,7 +363,7 @@ def test_a_rerun_after_an_interruption_redoes_only_what_was_unfinished(
 def test_full_uses_the_rerun_records(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(
-        reproduce, "rerun_lopt_records", lambda folder: seen.append(folder) or 1 / 0
+        records, "rerun_lopt_records", lambda folder: seen.append(folder) or 1 / 0
     )
     rc = reproduce.main(
         ["--full", "--out", str(tmp_path), "--only", "fig06", "--no-lemmas"]
@@ -380,22 +388,22 @@ def test_full_uses_the_rerun_records(tmp_path, monkeypatch):
 def test_a_failed_rerun_is_tried_once_for_all_three_figures(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(
-        reproduce, "rerun_lopt_records", lambda folder: seen.append(folder) or 1 / 0
+        records, "rerun_lopt_records", lambda folder: seen.append(folder) or 1 / 0
     )
     argv = ["--full", "--out", str(tmp_path), "--no-lemmas", "--only"]
-    assert reproduce.main([*argv, *reproduce.RECORD_FIGURES]) == 1
+    assert reproduce.main([*argv, *records.RECORD_FIGURES]) == 1
     assert seen == [str(tmp_path / "lopt_runs")]
     report = (tmp_path / "REPORT.md").read_text()
     assert "3 failed" in report
-    for fid in reproduce.RECORD_FIGURES:
-        name = reproduce.FIGURES[fid].name
+    for fid in records.RECORD_FIGURES:
+        name = figures.FIGURES[fid].name
         assert f"`{name}` (failed): rerunning the records failed" in report
 
 
 @pytest.mark.slow
 def test_full_pipeline_for_real_on_a_tiny_budget(tmp_path, monkeypatch):
     monkeypatch.setattr(
-        reproduce,
+        records,
         "LOPT_META_ARGS",
         [
             "--steps",
@@ -416,7 +424,7 @@ def test_full_pipeline_for_real_on_a_tiny_budget(tmp_path, monkeypatch):
         ],
     )
     monkeypatch.setattr(
-        reproduce,
+        records,
         "LOPT_EVAL_ARGS",
         [
             "--task",
@@ -432,7 +440,7 @@ def test_full_pipeline_for_real_on_a_tiny_budget(tmp_path, monkeypatch):
         ],
     )
     monkeypatch.setattr(
-        reproduce,
+        records,
         "LOPT_EVAL_REST_ARGS",
         ["--task", "digits_mlp_tanh", "--horizons", "1", "--seeds", "1"]
         + ["--tuning-seeds", "1", "--grid", "0.1"],
@@ -462,6 +470,7 @@ def test_fig06_reports_the_first_window_and_the_final_totals(tmp_path, monkeypat
     a record with some is made from them)."""
     import json
 
+    from stability.figures import fig06
     from stability.lopt import _records
 
     shipped = json.loads((_records.RECORDS_DIR / _records.META_TRAINING).read_text())
@@ -469,22 +478,20 @@ def test_fig06_reports_the_first_window_and_the_final_totals(tmp_path, monkeypat
     n = len(curve["step"])
     curve["skipped_total"] = [0] * (n // 2) + [2] * (n - n // 2 - 1) + [3]
     curve["diverged_total"] = [1] * (n - 1) + [5]
-    records = tmp_path / "records"
-    records.mkdir()
-    (records / _records.META_TRAINING).write_text(json.dumps(shipped))
-    monkeypatch.setattr(reproduce, "rerun_lopt_records", lambda folder: records)
-    argv = ["--full", "--out", str(tmp_path), "--only", "fig06", "--no-lemmas"]
-    assert reproduce.main(argv) == 0
-    fig06 = _section((tmp_path / "REPORT.md").read_text(), "fig06_meta_training")
-    assert "| star: meta-gradients skipped / inner runs reset | 3 / 5 |" in fig06
+    folder = tmp_path / "records"
+    folder.mkdir()
+    (folder / _records.META_TRAINING).write_text(json.dumps(shipped))
+    monkeypatch.setattr(records, "rerun_lopt_records", lambda runs: folder)
+    rec = fig06.compute(figures.Quality(full=True, lopt_runs=str(tmp_path)))
+    shown = fig06.numbers(rec)
+    assert shown["star: meta-gradients skipped / inner runs reset"] == "3 / 5"
     window = shipped["window"]
-    for name, run in _records.load("meta_training", records)["runs"].items():
+    for name, run in _records.load("meta_training", folder)["runs"].items():
         c = run["curve"]
         (first,) = c["meta_loss_smooth"][c["step"] == window]
         last = c["meta_loss_smooth"][-1]
         key = f"{name}: meta-loss, mean of first / last {window} steps"
-        value = f"{reproduce._fmt(first)} / {reproduce._fmt(last)}"
-        assert f"| {key} | {value} |" in fig06
+        assert shown[key] == f"{figures.fmt(first)} / {figures.fmt(last)}"
 
 
 def test_an_extra_evaluation_adds_only_its_own_optimizers():
@@ -497,7 +504,7 @@ def test_an_extra_evaluation_adds_only_its_own_optimizers():
 
     main = rec(["star", "adam"], ["a", "b"])
     extra = rec(["star_bounded", "adam"], ["a", "c"])
-    out = reproduce._with_optimizers(main, extra)
+    out = records.with_optimizers(main, extra)
     assert sorted((r["task"], r["optimizer"]) for r in out["rows"]) == [
         ("a", "adam"),
         ("a", "star"),

@@ -12,7 +12,7 @@ exposes four functions::
 :data:`FIGURES` maps a figure id to its :class:`FigureSpec`; :func:`render` builds
 one figure and saves it, :func:`format_report` writes ``REPORT.md``. The command
 ``stability reproduce`` (:mod:`stability.reproduce`) runs them; the learned-
-optimizer records the figures draw are found or rerun by :mod:`._records`.
+optimizer records the figures draw are found or rerun by :mod:`.records`.
 
 A new figure is a module ``figNN.py`` with those four functions and one line in
 :data:`FIGURES` (plus a thin ``figures/figNN_name.py`` script).
@@ -27,6 +27,10 @@ from stability.figures._base import Drawn as Drawn
 from stability.figures._base import NotAvailable as NotAvailable
 from stability.figures._base import Quality as Quality
 from stability.figures._base import fmt as fmt
+from stability.figures._runner import FigureResult as FigureResult
+from stability.figures._runner import format_report as format_report
+from stability.figures._runner import lemma_report as lemma_report
+from stability.figures._runner import render as render
 
 
 class FigureSpec(NamedTuple):
@@ -59,5 +63,44 @@ FIGURES: dict[str, FigureSpec] = dict(
         _spec("fig03", "robust", "Robust stability under multiplicative uncertainty"),
         _spec("fig04", "meta_gradients", "Meta-gradient growth with the horizon"),
         _spec("fig05", "nqm_losses", "Exact NQM losses against simulation"),
+        _spec("fig06", "meta_training", "Meta-training curves"),
+        _spec("fig07", "long_horizon", "Long-horizon stability of learned optimizers"),
+        _spec("fig08", "generalization", "Out-of-distribution generalisation"),
+        _spec("fig09", "linearized_star", "Linearised STAR against observed training"),
+        _spec(
+            "fig10",
+            "certified",
+            "Certified convergence on F(mu, L) against quadratics",
+        ),
+        _spec(
+            "fig11",
+            "anatomy",
+            "STAR's update split into its two terms along training",
+        ),
+        _spec(
+            "fig12",
+            "edge_of_stability",
+            "Gradient descent and Adam at the edge of stability on a real network",
+        ),
     ]
 )
+
+
+def resolve(names) -> list[str]:
+    """Figure ids for ``--only`` names (``fig01`` or ``fig01_eigenvalues``); all of
+    them when ``names`` is empty.
+
+    >>> resolve(["fig05_nqm_losses", "fig01"])
+    ['fig05', 'fig01']
+    """
+    if not names:
+        return list(FIGURES)
+    ids = []
+    for name in names:
+        fid = name.split("_", 1)[0]
+        if fid not in FIGURES or name not in (fid, FIGURES[fid].name):
+            known = ", ".join(FIGURES)
+            raise ValueError(f"--only: unknown figure {name!r} (known: {known})")
+        if fid not in ids:
+            ids.append(fid)
+    return ids

@@ -56,3 +56,16 @@ def fmt(x, digits=4) -> str:
     if x != 0 and (abs(x) >= 1e4 or abs(x) < 1e-3):
         return f"{x:.{digits - 1}e}"
     return f"{x:.{digits}g}"
+
+
+def optional_module(name, needed_for):
+    """Import ``name``, or raise :class:`NotAvailable` if it is not installed (an
+    optional extra)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name and name.startswith(err.name):
+            raise NotAvailable(f"{needed_for} needs {name}, not in this build") from err
+        raise
