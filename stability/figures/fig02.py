@@ -222,63 +222,52 @@ def compute(quality: Quality) -> Record:
     return Record(m, panels, exact, checks, checked)
 
 
-def _draw_nominal(axes, record: Record) -> None:
+# (b) and (c): (panel, axes position, title, the dotted reference and its label)
+_BANDS = (
+    (
+        "nominal",
+        (0, 1),
+        f"(b) nominal + learned term, α = {ALPHA}",
+        ("no_nominal", "no nominal term: $0 < p < 2/h$"),
+    ),
+    (
+        "preconditioned",
+        (1, 0),
+        f"(c) output-preconditioned by $H^{{-1/2}}$, α = {ALPHA}",
+        ("no_precond", "no preconditioner: $p < 2/h - \\alpha$"),
+    ),
+)
+
+
+def _draw_bands(axes, record: Record) -> None:
     from stability import plotting
 
-    nom, pre = record.panels["nominal"], record.panels["preconditioned"]
-    ax = plotting.region(
-        nom.region,
-        axes[0, 1],
-        x="curvature",
-        y="p",
-        xscale="log",
-        title=f"(b) nominal + learned term, α = {ALPHA}",
-        colorbar=False,
-    )
-    plotting.boundary(
-        ax, *nom.curves["upper"], label=f"exact: $p <$ {nom.tex['upper']}"
-    )
-    plotting.boundary(
-        ax,
-        *nom.curves["lower"],
-        label=f"exact: $p >$ {nom.tex['lower']}",
-        linestyle="--",
-    )
-    plotting.boundary(
-        ax,
-        *nom.curves["no_nominal"],
-        color="black",
-        linestyle=":",
-        label="no nominal term: $0 < p < 2/h$",
-    )
-    ax.axhline(0.0, color="black", linestyle=":", linewidth=1.6)
-    ax.legend(loc="upper right")
-    ax = plotting.region(
-        pre.region,
-        axes[1, 0],
-        x="curvature",
-        y="p",
-        xscale="log",
-        title=f"(c) output-preconditioned by $H^{{-1/2}}$, α = {ALPHA}",
-        colorbar=False,
-    )
-    plotting.boundary(
-        ax, *pre.curves["upper"], label=f"exact: $p <$ {pre.tex['upper']}"
-    )
-    plotting.boundary(
-        ax,
-        *pre.curves["lower"],
-        linestyle="--",
-        label=f"exact: $p >$ {pre.tex['lower']}",
-    )
-    plotting.boundary(
-        ax,
-        *pre.curves["no_precond"],
-        color="black",
-        linestyle=":",
-        label="no preconditioner: $p < 2/h - \\alpha$",
-    )
-    ax.legend(loc="upper right")
+    for key, (i, j), title, (other, other_label) in _BANDS:
+        panel = record.panels[key]
+        ax = plotting.region(
+            panel.region,
+            axes[i, j],
+            x="curvature",
+            y="p",
+            xscale="log",
+            title=title,
+            colorbar=False,
+        )
+        plotting.boundary(
+            ax, *panel.curves["upper"], label=f"exact: $p <$ {panel.tex['upper']}"
+        )
+        plotting.boundary(
+            ax,
+            *panel.curves["lower"],
+            label=f"exact: $p >$ {panel.tex['lower']}",
+            linestyle="--",
+        )
+        plotting.boundary(
+            ax, *panel.curves[other], color="black", linestyle=":", label=other_label
+        )
+        if key == "nominal":
+            ax.axhline(0.0, color="black", linestyle=":", linewidth=1.6)
+        ax.legend(loc="upper right")
 
 
 def _draw_aggmo(ax, panel: Panel) -> None:
@@ -336,7 +325,7 @@ def draw(record: Record):
             ax, *gd.curves["exact"], label=f"exact: $ah = {gd.tex['exact']}$"
         )
         ax.legend(loc="lower left")
-        _draw_nominal(axes, record)
+        _draw_bands(axes, record)
         for (i, j), family, _, scale, name in MOMENTUM:
             panel = record.panels[family]
             ax = plotting.region(
