@@ -5,8 +5,10 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from stability import analyses, operators
 from stability.lopt import dynamics as dy
 from stability.lopt import star
 from stability.lopt.tasks import Evaluation
@@ -116,16 +118,20 @@ def test_arnoldi_matches_dense_eig_on_a_tiny_task():
         return jax.lax.scan(step, (params, opt.init(params)), None, length=3)[0]
 
     params, state = three_steps(task.init(jax.random.key(0)))
-    fn, z = dy.step_map(task, opt, params, state, batch)
+    fn, z = operators.training_step(task.loss, opt, params, state, batch)
     dense = np.linalg.eigvals(np.asarray(jax.jit(jax.jacfwd(fn))(z), np.float64))
     dense = dense[np.argsort(-np.abs(dense))]
-    vals, matvecs = dy.top_eigenvalues(fn, z, k=4, tol=1e-8)
+    jac, _ = operators.step_jacobian(task.loss, opt, params, state, batch)
+    pairs = analyses.arnoldi(jac, k=4, tol=1e-8)
+    vals, matvecs = pairs.eigenvalues, pairs.matvecs
     assert z.size > 40 and matvecs > 0
     np.testing.assert_allclose(np.abs(vals), np.abs(dense[:4]), rtol=1e-4)
 
     rec = dy.top_eigenvalues_along_training(task, opt, [0, 3], k=4, tol=1e-8)
     assert rec.eigenvalues.shape == (2, 4) and rec.dim == z.size
     np.testing.assert_allclose(rec.rho[1], np.abs(dense[0]), rtol=1e-4)
+    assert rec.residuals.shape == (2, 4)
+    assert np.all(rec.residuals <= 1e-4 * np.abs(rec.eigenvalues))  # float32 JVPs
 
 
 def test_metagrad_variance_grows_with_the_horizon_when_unstable(problem):
@@ -240,8 +246,45 @@ def test_top_eigenvalues_of_a_small_linear_map():
     lam = np.array([3.0, -2.5, 2.0, 1.0, 0.5, 0.25, 0.1, 0.05])
     q = np.linalg.qr(np.random.default_rng(0).standard_normal((8, 8)))[0]
     a = jnp.asarray(q @ np.diag(lam) @ q.T)
-    vals, matvecs = dy.top_eigenvalues(lambda z: a @ z, jnp.ones(8), k=3, tol=1e-10)
+    op = operators.linear_operator(lambda z: a @ z, jnp.ones(8))
+    pairs = analyses.arnoldi(op, k=3, tol=1e-10)
+    np.testing.assert_allclose(pairs.eigenvalues, [3.0, -2.5, 2.0], atol=1e-8)
+    assert pairs.matvecs > 0 and pairs.converged
+    # the deprecated dynamics.top_eigenvalues: the same numbers, its own bound on k
+    with pytest.warns(DeprecationWarning, match="analyses.arnoldi"):
+        top_eigenvalues = dy.top_eigenvalues
+    vals, matvecs = top_eigenvalues(lambda z: a @ z, jnp.ones(8), k=3, tol=1e-10)
     np.testing.assert_allclose(vals, [3.0, -2.5, 2.0], atol=1e-8)
     assert matvecs > 0
     with pytest.raises(ValueError, match="k"):
-        dy.top_eigenvalues(lambda z: a @ z, jnp.ones(8), k=7)
+        top_eigenvalues(lambda z: a @ z, jnp.ones(8), k=7)
+    nan_map = lambda z: jnp.sqrt(-jnp.abs(z))  # noqa: E731  (no finite JVP)
+    vals, matvecs = top_eigenvalues(nan_map, jnp.ones(8), k=3)
+    assert np.all(np.isnan(vals)) and matvecs == 0
+
+
+def test_joint_state_moved_to_operators_and_freezes_hyperparameters():
+    opt = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1, momentum=0.9)
+    params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+    state = opt.init(params)
+    z, unravel, ravel = operators.joint_state(params, state)
+    assert z.size == 2 * 9  # params and the momentum; not the learning rate
+    p, s = unravel(2 * z)
+    np.testing.assert_array_equal(p["w"], 2 * params["w"])
+    assert s.hyperparams == state.hyperparams and s.count == state.count
+    np.testing.assert_array_equal(ravel(p, s), 2 * z)
+    with pytest.warns(DeprecationWarning, match="operators.joint_state"):
+        old = dy.joint_state(params, state)
+    np.testing.assert_array_equal(old[0], z)
+    # step_map: operators.training_step on task.loss
+    task = _tiny_task()
+    opt = star(dy.nominal_theta(), nominal_stepsize=0.05)
+    params = task.init(jax.random.key(0))
+    state, batch = opt.init(params), task.sample_batch(None)
+    fn, z = operators.training_step(task.loss, opt, params, state, batch)
+    with pytest.warns(DeprecationWarning, match="operators.training_step"):
+        old_fn, old_z = dy.step_map(task, opt, params, state, batch)
+    np.testing.assert_array_equal(old_z, z)
+    np.testing.assert_array_equal(old_fn(z), fn(z))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        dy.nothing  # noqa: B018

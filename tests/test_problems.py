@@ -1,5 +1,6 @@
 import jax
 import numpy as np
+import optax
 import pytest
 
 from stability import operators, optimizers, problems
@@ -69,6 +70,44 @@ def test_simulate_shapes_and_determinism():
         problems.simulate(p, opt, 3, key=jax.random.split(jax.random.key(0)))
     legacy = problems.simulate(p, opt, 3, key=jax.random.PRNGKey(3))
     assert legacy.losses.shape == (1, 3)
+
+
+def test_rollout_is_simulate_per_seed_and_keeps_the_trajectory():
+    p = dense_problem()
+    opt = optimizers.heavy_ball(0.5, 0.5)
+    sim = problems.simulate(p, opt, 7, key=jax.random.key(3), num_seeds=2)
+    keys = jax.random.split(jax.random.key(3), 2)
+    runs = jax.jit(jax.vmap(lambda k: problems.rollout(p, opt, 7, k, every=3)))(keys)
+    np.testing.assert_array_equal(runs.losses, sim.losses)
+    np.testing.assert_array_equal(runs.params, sim.final_params)
+    params, state = runs.trajectory  # the states before steps 0, 3 and 6
+    assert params.shape == (2, 3, 4) and state.momenta[0].shape == (2, 3, 4)
+    np.testing.assert_array_equal(params[:, 0], np.broadcast_to(p.x0, (2, 4)))
+    np.testing.assert_allclose(
+        runs.clean_losses[:, ::3],
+        0.5 * np.einsum("sti,ij,stj->st", params, p.hessian, params),
+        rtol=1e-12,
+    )
+    key = keys[0]
+    assert problems.rollout(p, opt, 2, key).trajectory is None
+    with pytest.raises(ValueError, match="every: must be an integer >= 1"):
+        problems.rollout(p, opt, 2, key, every=0)
+    with pytest.raises(ValueError, match="num_steps"):
+        problems.rollout(p, opt, 0, key)
+
+
+def test_rollout_is_differentiable_through_the_optimizer():
+    # gradient descent on the noiseless h = 1: phi_t = (1 - a)^t, so the mean loss
+    # over T steps is sum_t (1 - a)^(2t) / (2T); its derivative in a is known
+    p = NoisyQuadratic.from_eigenvalues([1.0], noise_var=0.0, x0=[1.0])
+    key, num_steps = jax.random.key(0), 5
+
+    def meta_loss(a):
+        return problems.rollout(p, optax.sgd(a), num_steps, key).losses.mean()
+
+    a, t = 0.3, np.arange(num_steps)
+    expected = np.sum(-2 * t * (1 - a) ** (2 * t - 1)) / (2 * num_steps)
+    np.testing.assert_allclose(jax.grad(meta_loss)(a), expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize(

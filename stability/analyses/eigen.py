@@ -204,6 +204,7 @@ def arnoldi(
     v0=None,
     tol: float = 1e-8,
     max_iter: int | None = None,
+    ncv: int | None = None,
 ) -> Eigenpairs:
     r"""The ``k`` eigenvalues of largest modulus of a (non-symmetric) operator, by
     ARPACK's implicitly restarted Arnoldi on its products, with each pair's residual
@@ -214,11 +215,12 @@ def arnoldi(
     ``max(k + 2, 64)`` are formed densely (ARPACK needs ``k < n - 1``).
 
     Args:
-      op: a ``LinearOperator`` or array, shape ``(n, n)``.
+      op: a ``LinearOperator`` (real or complex) or a real array, shape ``(n, n)``.
       k: eigenvalues wanted.
       v0: ARPACK's start vector, shape ``(n,)`` (default: ARPACK's random one).
       tol: ARPACK's relative accuracy of the Ritz values.
       max_iter: ARPACK's restarts (default ``50 n``).
+      ncv: ARPACK's basis size (default ``min(n, max(2k + 1, 20))``).
     Returns:
       :class:`Eigenpairs` sorted by decreasing modulus (complex); if ARPACK does
       not converge, the pairs it did converge, with ``converged`` False.
@@ -235,19 +237,23 @@ def arnoldi(
         raise ValueError(f"k: at most the dimension {n}, got {k}")
     tol = check_scalar("tol", tol, low=0.0)
     max_iter = 50 * n if max_iter is None else check_int("max_iter", max_iter, low=1)
+    if ncv is not None:
+        ncv = check_int("ncv", ncv, low=1)
     with _one_blas_thread():
-        return _arnoldi(op, n, k, v0, tol, max_iter)
+        return _arnoldi(op, n, k, v0, tol, max_iter, ncv)
 
 
-def _arnoldi(op, n, k, v0, tol, max_iter) -> Eigenpairs:
+def _arnoldi(op, n, k, v0, tol, max_iter, ncv) -> Eigenpairs:
     count = [0]
+    real = not np.issubdtype(op.dtype, np.complexfloating)
+    dtype = np.float64 if real else np.complex128
 
     def matvec(v):
         count[0] += 1
-        return np.asarray(op.matvec(v), dtype=float).reshape(-1)
+        return np.asarray(op.matvec(v), dtype=dtype).reshape(-1)
 
-    def apply(x):  # the real operator on a complex vector
-        if np.iscomplexobj(x):
+    def apply(x):  # a real operator on a complex vector: two real products
+        if real and np.iscomplexobj(x):
             return matvec(x.real) + 1j * matvec(x.imag)
         return matvec(x)
 
@@ -257,12 +263,10 @@ def _arnoldi(op, n, k, v0, tol, max_iter) -> Eigenpairs:
         vals, vecs = np.linalg.eig(dense)
     else:
         start = None if v0 is None else _start(v0, n, 0)
-        counted = scipy.sparse.linalg.LinearOperator(
-            (n, n), matvec=matvec, dtype=np.float64
-        )
+        counted = scipy.sparse.linalg.LinearOperator((n, n), matvec, dtype=dtype)
         try:
             vals, vecs = scipy.sparse.linalg.eigs(
-                counted, k=k, which="LM", v0=start, tol=tol, maxiter=max_iter
+                counted, k=k, which="LM", v0=start, tol=tol, maxiter=max_iter, ncv=ncv
             )
         except scipy.sparse.linalg.ArpackNoConvergence as err:
             vals, vecs, converged = err.eigenvalues, err.eigenvectors, False

@@ -34,6 +34,7 @@ import scipy.sparse.linalg
 from stability._rounding import MARGIN as MARGIN
 from stability._rounding import _entries, marginal_tolerance
 from stability._validation import check_int, check_scalar
+from stability.analyses.eigen import arnoldi
 from stability.optimizers.modes import quadratic_radius
 
 _METHODS = ("auto", "closed_form", "eig", "arnoldi")
@@ -82,18 +83,23 @@ _jax_classify = jax.jit(partial(_classify, xp=jnp), static_argnames="eig")
 
 
 def _arnoldi(op, k):
+    """rho of an operator by :func:`stability.analyses.arnoldi`; any ``k >= 1``
+    (ARPACK itself needs ``k < n - 1``; small operators go dense)."""
     n = op.shape[0]
-    if n <= max(k + 2, 64):  # ARPACK needs k < n - 1; small operators go dense
-        dense = op.matmat(np.eye(n))
-        if not np.all(np.isfinite(dense)):
+
+    def matvec(v):
+        out = np.asarray(op.matvec(v))
+        if not np.all(np.isfinite(out)):
             raise ValueError("m: the operator gives non-finite values (NaN or inf)")
-        return float(np.max(np.abs(np.linalg.eigvals(dense))))
-    vals = scipy.sparse.linalg.eigs(
-        op, k=k, which="LM", return_eigenvectors=False, tol=_ARNOLDI_TOL, maxiter=50 * n
-    )
-    if not np.all(np.isfinite(vals)):
-        raise ValueError("m: the operator gives non-finite values (NaN or inf)")
-    return float(np.max(np.abs(vals)))
+        return out
+
+    checked = scipy.sparse.linalg.LinearOperator((n, n), matvec, dtype=op.dtype)
+    pairs = arnoldi(checked, min(k, n), tol=_ARNOLDI_TOL)
+    if not pairs.converged:
+        raise scipy.sparse.linalg.ArpackNoConvergence(
+            "ARPACK did not converge", pairs.eigenvalues, pairs.eigenvectors
+        )
+    return float(np.max(np.abs(pairs.eigenvalues)))
 
 
 def _as_matrices(m):

@@ -12,11 +12,16 @@ Four analyses, each returning a record (NumPy arrays; plotting lives elsewhere):
   training diverges; compare the predicted per-step growth ``rho`` with the loss
   growth actually observed, and flag where they disagree.
 * :func:`top_eigenvalues_along_training` — on a real task (``digits_mlp``), the
-  largest-magnitude eigenvalues of the step map's Jacobian with a fixed minibatch,
-  by Arnoldi (ARPACK) on Jacobian-vector products: no dense matrix is formed.
+  largest-magnitude eigenvalues of the step map's Jacobian with a fixed minibatch
+  (:func:`stability.operators.step_jacobian`), by Arnoldi
+  (:func:`stability.analyses.arnoldi`) on Jacobian-vector products: no dense matrix
+  is formed.
 * :func:`metagrad_variance_vs_rho` — on the NQM, the variance over noise draws of
   the meta-gradient :math:`\nabla_\theta L`, ``L`` the mean loss over a horizon,
   against ``rho`` of the optimizer.
+
+The NQM runs are :func:`stability.problems.rollout`; the joint state is
+:func:`stability.operators.joint_state`'s.
 
 Why the linearisation can mislead: STAR's steps are divided by
 :math:`\sqrt{v + 10^{-6}}` and ``v`` shrinks with the gradients, so the linearised
@@ -41,15 +46,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import scipy.sparse.linalg
-from jax.flatten_util import ravel_pytree
 
-from stability.analyses import spectral_radius
+from stability.analyses import arnoldi, spectral_radius
+from stability.analyses.growth import log_slope
+from stability.lopt import _dynamics_deprecated
 from stability.lopt.star import star
 from stability.lopt.tasks import get_task
 from stability.lopt.theta import init_theta, validate_theta, zero_output_layer
-from stability.operators import closed_loop
-from stability.problems import NoisyQuadratic
+from stability.operators import closed_loop, step_jacobian
+from stability.problems import NoisyQuadratic, rollout
 
 __all__ = [
     "DivergenceSweep",
@@ -57,15 +62,16 @@ __all__ = [
     "MetagradRecord",
     "TrajectoryRecord",
     "default_problem",
-    "joint_state",
     "linearized_star_along_trajectory",
     "metagrad_variance_vs_rho",
     "nominal_theta",
     "push_until_divergence",
-    "step_map",
-    "top_eigenvalues",
     "top_eigenvalues_along_training",
 ]
+
+
+def __getattr__(name):  # joint_state, step_map, top_eigenvalues: deprecated
+    return _dynamics_deprecated.moved(name)
 
 
 def default_problem(
@@ -101,38 +107,6 @@ def _dtype():
     return jnp.zeros(()).dtype  # float64 under x64 (analyses), float32 otherwise
 
 
-# -- joint states ----------------------------------------------------------------------
-
-
-def joint_state(params, state):
-    """Ravel ``(params, floating leaves of state)`` into a vector ``z``.
-
-    Integer leaves (step counters) are held fixed. Returns ``(z, unravel, rebuild)``
-    with ``unravel(z) -> (params, state)`` (the frozen integers put back).
-    """
-    leaves, treedef = jax.tree.flatten(state)
-    is_float = [jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact) for x in leaves]
-    floats = [x for x, f in zip(leaves, is_float, strict=True) if f]
-    z, unravel_flat = ravel_pytree((params, floats))
-
-    def rebuild(new_floats):
-        it = iter(new_floats)
-        return jax.tree.unflatten(
-            treedef,
-            [next(it) if f else x for x, f in zip(leaves, is_float, strict=True)],
-        )
-
-    def unravel(z):
-        p, fl = unravel_flat(z)
-        return p, rebuild(fl)
-
-    def ravel(p, s):
-        fl = [x for x, f in zip(jax.tree.leaves(s), is_float, strict=True) if f]
-        return ravel_pytree((p, fl))[0]
-
-    return z, unravel, ravel
-
-
 # -- STAR on the NQM along a trajectory --------------------------------------------
 
 
@@ -165,29 +139,12 @@ class TrajectoryRecord(NamedTuple):
 
 
 def _nqm_rollout(opt_of, problem, num_steps, keys, values, every):
-    """Trajectories for each ``(value, key)`` member; states every ``every`` steps."""
-    dtype = _dtype()
-    h = jnp.asarray(problem.hessian, dtype)
-    factor = jnp.asarray(problem.noise_factor(), dtype)
-    x0 = jnp.asarray(problem.x0, dtype)
+    """Rollouts for each ``(value, key)`` member, one vmapped program: sampled and
+    clean losses ``(M, T)`` and the states before every ``every``-th step."""
 
     def run(value, key):
-        opt = opt_of(value)
-
-        def step(carry, key_t):
-            params, state = carry
-            xi = factor @ jax.random.normal(key_t, x0.shape, dtype)
-            d = params - xi
-            loss = 0.5 * d @ (h @ d)
-            clean = 0.5 * params @ (h @ params)
-            updates, new_state = opt.update(h @ d, state, params)
-            new = (optax.apply_updates(params, updates), new_state)
-            return new, (loss, clean, (params, state))
-
-        keys_t = jax.random.split(key, num_steps)
-        _, (loss, clean, traj) = jax.lax.scan(step, (x0, opt.init(x0)), keys_t)
-        points = jax.tree.map(lambda x: x[::every], traj)
-        return loss, clean, points
+        out = rollout(problem, opt_of(value), num_steps, key, every=every)
+        return out.losses, out.clean_losses, out.trajectory
 
     return jax.jit(jax.vmap(run))(values, keys)
 
@@ -224,15 +181,19 @@ def _transitions(opt_of, problem, values, points) -> np.ndarray:
     return out
 
 
-def _radii(m: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    m = np.asarray(m, np.float64)
+def _radii(opt_of, problem, values, points):
+    """``(rho, rho_params, d)``: spectral radii ``(M, K)`` of the joint transitions
+    at the stacked points and of their parameter blocks, and the joint size ``d``;
+    NaN where a transition is not finite."""
+    m = np.asarray(_transitions(opt_of, problem, values, points), np.float64)
+    n = problem.dim
     with np.errstate(all="ignore"):
         finite = np.all(np.isfinite(m), axis=(-1, -2))
         safe = np.where(finite[..., None, None], m, 0.0)
         rho = np.where(finite, spectral_radius(safe, method="eig"), np.nan)
         block = safe[..., :n, :n]
         rho_p = np.where(finite, spectral_radius(block, method="eig"), np.nan)
-    return rho, rho_p
+    return rho, rho_p, int(m.shape[-1])
 
 
 def _star_of(theta, dtype, **star_kwargs) -> Callable:
@@ -284,15 +245,14 @@ def linearized_star_along_trajectory(
     keys = jax.random.split(jax.random.key(seed), num_seeds)
     values = jnp.full((num_seeds,), nominal_stepsize, dtype)
     loss, clean, points = _nqm_rollout(opt_of, problem, num_steps, keys, values, every)
-    trans = _transitions(opt_of, problem, values, points)
-    rho, rho_p = _radii(trans, problem.dim)
+    rho, rho_p, dim = _radii(opt_of, problem, values, points)
     return TrajectoryRecord(
         np.arange(0, num_steps, every),
         rho,
         rho_p,
         np.asarray(loss, np.float64),
         np.asarray(clean, np.float64),
-        int(trans.shape[-1]),
+        dim,
         float(nominal_stepsize),
         np.asarray(points[1].second_moment, np.float64),
     )
@@ -455,7 +415,7 @@ def push_until_divergence(
         _, clean, points = _nqm_rollout(
             opt_of, problem, num_steps, all_keys, vals, every
         )
-        rho, _ = _radii(_transitions(opt_of, problem, vals, points), problem.dim)
+        rho = _radii(opt_of, problem, vals, points)[0]
         rho = _nan_reduce(np.nanmean, rho.reshape(n_v, num_seeds, -1), 1)
         clean = np.asarray(clean, np.float64).reshape(n_v, num_seeds, -1)
         with np.errstate(all="ignore"):  # a blown-up run overflows the mean: inf
@@ -468,7 +428,7 @@ def push_until_divergence(
     steps = int(horizons.max())
     vals = jnp.full((num_seeds,), nominal_stepsize, dtype)
     _, clean, points = _nqm_rollout(opt_of, problem, steps, keys, vals, every)
-    rho, _ = _radii(_transitions(opt_of, problem, vals, points), problem.dim)
+    rho = _radii(opt_of, problem, vals, points)[0]
     rho = _nan_reduce(np.nanmean, rho, 0)  # (K,)
     with np.errstate(all="ignore"):
         clean = np.mean(np.asarray(clean, np.float64), axis=0)  # (T,)
@@ -488,95 +448,33 @@ def push_until_divergence(
 # -- Arnoldi on a real task ----------------------------------------------------------
 
 
-def top_eigenvalues(
-    fn: Callable,
-    z,
-    k: int = 6,
-    *,
-    tol: float = 1e-6,
-    ncv: int | None = None,
-    maxiter: int | None = None,
-) -> tuple[np.ndarray, int]:
-    """The ``k`` largest-magnitude eigenvalues of the Jacobian of ``fn`` at ``z``.
-
-    ARPACK (``scipy.sparse.linalg.eigs``, implicitly restarted Arnoldi) on
-    Jacobian-vector products (``jax.jvp`` in one jitted program, which recomputes
-    the primal but compiles once, where ``jax.linearize`` runs the primal op by op):
-    the Jacobian is never formed.
-
-    Args:
-      fn: a map ``R^d -> R^d`` (jittable).
-      z: the point, shape ``(d,)``.
-      k: eigenvalues wanted; needs ``k < d - 1``.
-      tol: ARPACK's relative accuracy.
-      ncv: Arnoldi basis size (default ``max(2k + 1, 20)``, at most ``d``).
-      maxiter: restarts allowed (default ``100 d``).
-    Returns:
-      ``(eigenvalues sorted by decreasing magnitude, matvecs used)``; NaNs and 0
-      matvecs when a Jacobian-vector product is not finite (the map is not
-      differentiable there, e.g. Adam's :math:`\\sqrt{\\hat v}` at ``v = 0``).
-    """
-    z = jnp.asarray(z)
-    d = int(z.size)
-    if not 0 < k < d - 1:
-        raise ValueError(f"k: ARPACK needs 0 < k < d - 1 = {d - 1}, got {k}")
-    # one compiled program; jax.linearize would run the primal op by op
-    jvp = jax.jit(lambda v: jax.jvp(fn, (z,), (v,))[1])
-    count = [0]
-
-    def matvec(v):
-        count[0] += 1
-        v = jnp.asarray(np.asarray(v).real.reshape(z.shape), z.dtype)
-        return np.asarray(jvp(v), np.float64).reshape(-1)
-
-    probe = matvec(np.random.default_rng(0).standard_normal(d))
-    count[0] = 0
+def _top_pairs(jac, k, tol, ncv, max_iter=None):
+    r""":func:`stability.analyses.arnoldi` on a Jacobian operator, or ``None`` where
+    its products are not finite (the map is not differentiable there, e.g. Adam's
+    :math:`\sqrt{\hat v}` at ``v = 0``)."""
+    d = jac.shape[0]
+    try:
+        probe = jac.matvec(np.random.default_rng(0).standard_normal(d))
+    except ValueError:  # step_jacobian refuses a non-finite product
+        return None
     if not np.all(np.isfinite(probe)):
-        nan = np.full(k, np.nan + 0j)
-        return nan, 0  # not differentiable here (e.g. Adam's sqrt at v = 0)
-    op = scipy.sparse.linalg.LinearOperator((d, d), matvec=matvec, dtype=np.float64)
-    ncv = min(d, max(2 * k + 1, 20)) if ncv is None else ncv
-    vals = scipy.sparse.linalg.eigs(
-        op,
-        k=k,
-        which="LM",
-        return_eigenvectors=False,
-        tol=tol,
-        ncv=ncv,
-        maxiter=maxiter or 100 * d,
-    )
-    return vals[np.argsort(-np.abs(vals), kind="stable")], count[0]
-
-
-def step_map(task, optimizer, params, state, batch):
-    """One training step with a fixed minibatch as a map of the joint state.
-
-    Returns ``(fn, z)``: ``z`` ravels ``(params, floating leaves of state)`` and
-    ``fn(z)`` is the same raveling after one step of ``optimizer`` on
-    ``task.loss(., batch)``; the step count is frozen.
-    """
-    z, unravel, ravel = joint_state(params, state)
-
-    def fn(z):
-        p, s = unravel(z)
-        grads = jax.grad(task.loss)(p, batch)
-        updates, s = optimizer.update(grads, s, p)
-        return ravel(optax.apply_updates(p, updates), s)
-
-    return fn, z
+        return None
+    return arnoldi(jac, k, tol=tol, ncv=ncv, max_iter=max_iter or 100 * d)
 
 
 class EigenRecord(NamedTuple):
-    """Top eigenvalues of the step map's Jacobian over training.
+    r"""Top eigenvalues of the step map's Jacobian over training.
 
     Attributes:
       steps: ``(K,)`` training steps at which the map was linearised.
       eigenvalues: ``(K, k)`` complex, by decreasing magnitude.
       rho: ``(K,)`` their largest magnitude.
       loss: ``(K,)`` minibatch loss at the point (the fixed batch).
-      matvecs: ``(K,)`` Jacobian-vector products ARPACK used.
+      matvecs: ``(K,)`` Jacobian-vector products the eigen-solve used (ARPACK's
+        and one per residual).
       seconds: ``(K,)`` wall time of each eigen-solve.
       dim: size of the joint state.
+      residuals: ``(K, k)`` :math:`\|J x - \lambda x\|` of each eigenpair.
     """
 
     steps: np.ndarray
@@ -586,6 +484,7 @@ class EigenRecord(NamedTuple):
     matvecs: np.ndarray
     seconds: np.ndarray
     dim: int
+    residuals: np.ndarray
 
 
 def top_eigenvalues_along_training(
@@ -603,8 +502,10 @@ def top_eigenvalues_along_training(
     The task is trained with ``optimizer`` (float32, minibatches drawn from
     ``seed``); at each step in ``steps`` the step map ``z -> z'`` over the joint
     state (parameters and every floating accumulator), with the minibatch of that
-    step held fixed, is linearised (Jacobian-vector products) and ARPACK finds its
-    ``k`` largest-magnitude eigenvalues from Jacobian-vector products.
+    step held fixed, is linearised (:func:`stability.operators.step_jacobian`) and
+    :func:`stability.analyses.arnoldi` finds its ``k`` largest-magnitude eigenvalues
+    from Jacobian-vector products; NaNs (and 0 products) where the step is not
+    differentiable.
 
     Args:
       task: a :class:`~stability.lopt.tasks.Task` or its name (``digits_mlp``:
@@ -615,7 +516,7 @@ def top_eigenvalues_along_training(
       k: eigenvalues per point.
       seed: root of the initial parameters and minibatches.
       tol: ARPACK's tolerance.
-      ncv: Arnoldi basis size.
+      ncv: Arnoldi basis size (default ``min(d, max(2k + 1, 20))``).
     Returns:
       an :class:`EigenRecord`.
     """
@@ -638,19 +539,22 @@ def top_eigenvalues_along_training(
         return optax.apply_updates(params, updates), state
 
     batch_loss = jax.jit(lambda p, t: task.loss(p, batch_at(t)))
-    out: dict[str, list] = {k_: [] for k_ in ("eig", "loss", "mv", "sec")}
+    out: dict[str, list] = {k_: [] for k_ in ("eig", "loss", "mv", "sec", "res")}
     t, dim = 0, 0
     for target in steps:
         while t < target:
             params, state = train_step(params, state, jnp.int32(t))
             t += 1
-        fn, z = step_map(task, optimizer, params, state, batch_at(jnp.int32(t)))
+        batch = batch_at(jnp.int32(t))
+        jac, z = step_jacobian(task.loss, optimizer, params, state, batch)
         dim = int(z.size)
         t0 = time.perf_counter()
-        vals, mv = top_eigenvalues(fn, z, k, tol=tol, ncv=ncv)
+        pairs = _top_pairs(jac, k, tol, ncv)
         out["sec"].append(time.perf_counter() - t0)
-        out["eig"].append(vals)
-        out["mv"].append(mv)
+        nan = np.full(k, np.nan + 0j)
+        out["eig"].append(nan if pairs is None else pairs.eigenvalues)
+        out["res"].append(nan.real if pairs is None else pairs.residuals)
+        out["mv"].append(0 if pairs is None else pairs.matvecs)
         out["loss"].append(float(batch_loss(params, jnp.int32(t))))
     eig = np.asarray(out["eig"])
     return EigenRecord(
@@ -661,6 +565,7 @@ def top_eigenvalues_along_training(
         np.asarray(out["mv"]),
         np.asarray(out["sec"]),
         dim,
+        np.asarray(out["res"]),
     )
 
 
@@ -740,25 +645,12 @@ def metagrad_variance_vs_rho(
     horizons = np.asarray(horizons, np.int64).reshape(-1)
     if values.size == 0 or np.any(values <= 0) or np.any(horizons < 1):
         raise ValueError("values, horizons: expected positive numbers")
-    h = jnp.asarray(problem.hessian, dtype)
-    factor = jnp.asarray(problem.noise_factor(), dtype)
-    x0 = jnp.asarray(problem.x0, dtype)
-
     num_steps = int(horizons.max())
 
     def prefix_losses(th, value, key):
         """Meta-losses of every horizon from one unroll, shape ``(H,)``."""
         opt = star(th, nominal_stepsize=value, **star_kwargs)
-
-        def step(carry, key_t):
-            params, state = carry
-            xi = factor @ jax.random.normal(key_t, x0.shape, dtype)
-            d = params - xi
-            updates, state = opt.update(h @ d, state, params)
-            return (optax.apply_updates(params, updates), state), 0.5 * d @ (h @ d)
-
-        keys_t = jax.random.split(key, num_steps)
-        _, losses = jax.lax.scan(step, (x0, opt.init(x0)), keys_t)
+        losses = rollout(problem, opt, num_steps, key).losses
         return (jnp.cumsum(losses)[horizons - 1]) / horizons.astype(dtype)
 
     keys = jax.random.split(jax.random.key(seed), samples)
@@ -771,32 +663,25 @@ def metagrad_variance_vs_rho(
         flat = [x.reshape(samples, horizons.size, -1) for x in jax.tree.leaves(g)]
         return jnp.concatenate(flat, axis=-1)  # (samples, H, theta size)
 
-    variance = np.zeros((values.size, horizons.size))
-    mean_norm = np.zeros_like(variance)
+    variance = np.full((values.size, horizons.size), np.inf)  # inf: < 2 finite
+    mean_norm = np.full_like(variance, np.inf)
     nonfinite = np.zeros(variance.shape, np.int64)
     for i, v in enumerate(values):
         g_all = np.asarray(grads(jnp.asarray(v, dtype)), np.float64)
         for j in range(horizons.size):
-            g = g_all[:, j]
-            ok = np.all(np.isfinite(g), axis=1)
+            ok = np.all(np.isfinite(g_all[:, j]), axis=1)
             nonfinite[i, j] = int(np.sum(~ok))
             if np.sum(ok) >= 2:
-                gs = g[ok]
+                gs = g_all[ok, j]
                 variance[i, j] = float(np.sum(np.var(gs, axis=0, ddof=1)))
                 mean_norm[i, j] = float(np.linalg.norm(np.mean(gs, axis=0)))
-            else:
-                variance[i, j] = mean_norm[i, j] = np.inf
     opt_of = _star_of(theta, dtype, **star_kwargs)
     vals = jnp.asarray(values, dtype)
     ks = jnp.stack([jax.random.key(seed + 1)] * values.size)
     _, _, points = _nqm_rollout(opt_of, problem, num_steps, ks, vals, every)
-    rho, _ = _radii(_transitions(opt_of, problem, vals, points), problem.dim)
+    rho = _radii(opt_of, problem, vals, points)[0]
     rho_med = _nan_reduce(np.nanmedian, rho, 1)
-    rates = np.full(values.size, np.nan)
-    for i in range(values.size):
-        ok = np.isfinite(variance[i]) & (variance[i] > 0)
-        if np.sum(ok) >= 2:
-            rates[i] = np.polyfit(horizons[ok], np.log(variance[i, ok]), 1)[0]
+    rates = np.array([log_slope(horizons, var) for var in variance])
     with np.errstate(all="ignore"):
         predicted = np.where(rho_med > 1, 4 * np.log(rho_med), 0.0)
     return MetagradRecord(

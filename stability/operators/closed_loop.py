@@ -80,6 +80,41 @@ def _split_state(state):
     return floats, rebuild, select
 
 
+def joint_state(params, state):
+    """The joint state ``z``: ``params`` and the optimizer state's dynamic leaves,
+    raveled into one vector (parameters first).
+
+    Integer leaves (step counters) and the hyperparameters that
+    ``optax.inject_hyperparams`` keeps in its state are constants of the loop, not
+    part of ``z``: they stay at their value in ``state``. Every closed loop and step
+    map in :mod:`stability.operators` flattens states this way.
+
+    Returns:
+      ``(z, unravel, ravel)``: the flat point, ``unravel(z) -> (params, state)``
+      (the constants put back) and ``ravel(params, state) -> z`` for a state of the
+      same structure.
+
+    >>> import jax.numpy as jnp, optax
+    >>> opt = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1, momentum=0.9)
+    >>> z, unravel, ravel = joint_state(jnp.ones(3), opt.init(jnp.ones(3)))
+    >>> z.shape                                  # params and the momentum only
+    (6,)
+    >>> bool(jnp.all(ravel(*unravel(2 * z)) == 2 * z))
+    True
+    """
+    floats, rebuild, select = _split_state(state)
+    z, unravel_flat = ravel_pytree((params, floats))
+
+    def unravel(z):
+        p, fl = unravel_flat(z)
+        return p, rebuild(fl)
+
+    def ravel(p, s):
+        return ravel_pytree((p, select(s)))[0]
+
+    return z, unravel, ravel
+
+
 def step_function(
     optimizer: optax.GradientTransformation,
     problem: NoisyQuadratic,
@@ -112,14 +147,13 @@ def step_function(
     if not jnp.issubdtype(params.dtype, jnp.floating):
         raise ValueError(f"params: expected a floating dtype, got {params.dtype}")
     state = optimizer.init(params) if state is None else state
-    floats, rebuild, select = _split_state(state)
-    z, unravel = ravel_pytree((params, floats))
+    z, unravel, ravel = joint_state(params, state)
     h = jnp.asarray(problem.hessian, params.dtype)
 
     def step(z, xi):
-        p, fl = unravel(z)
-        updates, new_state = optimizer.update(h @ (p - xi), rebuild(fl), p)
-        return ravel_pytree((optax.apply_updates(p, updates), select(new_state)))[0]
+        p, s = unravel(z)
+        updates, new_state = optimizer.update(h @ (p - xi), s, p)
+        return ravel(optax.apply_updates(p, updates), new_state)
 
     return step, z
 

@@ -40,7 +40,7 @@ import scipy.sparse.linalg
 from jax.flatten_util import ravel_pytree
 
 from stability._validation import check_betas, check_scalar
-from stability.operators.closed_loop import _split_state
+from stability.operators.closed_loop import joint_state
 
 __all__ = [
     "THRESHOLD_FAMILIES",
@@ -375,8 +375,9 @@ def training_step(
     """One training step ``z -> z'`` on the raveled joint state ``z = (params,
     state's floating leaves)``, and the point ``z``.
 
-    As in :func:`stability.operators.step_function`, integer leaves (step counters)
-    and injected hyperparameters are frozen at their value in ``state``. The step
+    As in :func:`stability.operators.step_function` (both flatten by
+    :func:`stability.operators.joint_state`), integer leaves (step counters) and
+    injected hyperparameters are frozen at their value in ``state``. The step
     is ``grads = grad(loss_fn)(params, batch)``, ``optimizer.update(grads, state,
     params)``, ``optax.apply_updates``.
 
@@ -384,15 +385,13 @@ def training_step(
       ``(step, z)``: a pure function of a flat vector, and the flat point.
     """
     _check_loss(loss_fn, params, batch)
-    floats, rebuild, select = _split_state(state)
-    z, unravel = ravel_pytree((params, floats))
+    z, unravel, ravel = joint_state(params, state)
 
     def step(z):
-        p, fl = unravel(z)
+        p, s = unravel(z)
         grads = jax.grad(loss_fn)(p, batch)
-        updates, new_state = optimizer.update(grads, rebuild(fl), p)
-        new_p = optax.apply_updates(p, updates)
-        return ravel_pytree((new_p, select(new_state)))[0]
+        updates, new_state = optimizer.update(grads, s, p)
+        return ravel(optax.apply_updates(p, updates), new_state)
 
     return step, z
 
@@ -412,7 +411,7 @@ def step_jacobian(
 
     Works for any optax optimizer whose ``update(grads, state, params)`` needs
     nothing else, learned ones (:func:`stability.lopt.star`) included; the state is
-    flattened as in :func:`stability.operators.closed_loop`. Its spectral radius
+    flattened by :func:`stability.operators.joint_state`. Its spectral radius
     (:func:`stability.analyses.arnoldi`) is the linearised stability of real
     training at this point: the loss's curvature and the optimizer's own dynamics
     together, with no frozen preconditioner.

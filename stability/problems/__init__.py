@@ -9,5 +9,7 @@ from stability.problems.quadratic import NoisyQuadratic as NoisyQuadratic
 from stability.problems.quadratic import noisy_quadratic as noisy_quadratic
 from stability.problems.quadratic import random_rotation as random_rotation
 from stability.problems.quadratic import rotated as rotated
+from stability.problems.rollout import Rollout as Rollout
+from stability.problems.rollout import rollout as rollout
 from stability.problems.simulate import SimulationRecord as SimulationRecord
 from stability.problems.simulate import simulate as simulate

@@ -1,14 +1,14 @@
-"""Sampled training on a noisy quadratic: any optax optimizer, ``lax.scan`` over
-steps, ``vmap`` over seeds, one jitted program."""
+"""Sampled training on a noisy quadratic over many seeds: :func:`rollout` under
+``vmap`` over seeds, one jitted program."""
 
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from stability._validation import check_int, check_key
 from stability.problems.quadratic import NoisyQuadratic
+from stability.problems.rollout import rollout
 
 
 class SimulationRecord(NamedTuple):
@@ -40,23 +40,10 @@ def simulate(
     num_steps = check_int("num_steps", num_steps, low=1)
     num_seeds = check_int("num_seeds", num_seeds, low=1)
     check_key("key", key)
-    dtype = jnp.zeros(()).dtype  # float64 under x64, float32 otherwise
-    h = jnp.asarray(problem.hessian, dtype)
-    factor = jnp.asarray(problem.noise_factor(), dtype)
-    x0 = jnp.asarray(problem.x0, dtype)
 
     def run(key):
-        def step(carry, key_t):
-            params, state = carry
-            xi = factor @ jax.random.normal(key_t, x0.shape, dtype)
-            d = params - xi
-            loss = 0.5 * d @ (h @ d)
-            updates, state = optimizer.update(h @ d, state, params)
-            return (optax.apply_updates(params, updates), state), loss
-
-        keys = jax.random.split(key, num_steps)
-        (params, _), losses = jax.lax.scan(step, (x0, optimizer.init(x0)), keys)
-        return losses, params
+        out = rollout(problem, optimizer, num_steps, key)
+        return out.losses, out.params
 
     losses, params = jax.jit(jax.vmap(run))(jax.random.split(key, num_seeds))
     return SimulationRecord(losses, params)
