@@ -54,24 +54,20 @@ def _draw_rates(ax, rates) -> None:
         linestyle=":",
         label="4 log max(ρ, 1)",
     )
-    ax.plot(
-        rates.rhos,
-        rates.rates,
-        marker="o",
-        linestyle="none",
-        markersize=3.5,
-        color=plotting.CYCLE[0],
-        label="fitted, ‖dL/dP‖",
+    fitted = (
+        (rates.rates, "o", "fitted, ‖dL/dP‖"),
+        (rates.variance_rates, "s", "fitted, variance"),
     )
-    ax.plot(
-        rates.rhos,
-        rates.variance_rates,
-        marker="s",
-        linestyle="none",
-        markersize=3.5,
-        color=plotting.CYCLE[1],
-        label="fitted, variance",
-    )
+    for k, (values, marker, label) in enumerate(fitted):
+        ax.plot(
+            rates.rhos,
+            values,
+            marker=marker,
+            linestyle="none",
+            markersize=3.5,
+            color=plotting.CYCLE[k],
+            label=label,
+        )
     ax.axvline(1.0, color="0.6", linewidth=0.8)
     ax.set_xlabel("ρ (one mode, eigenvalue −ρ)")
     ax.set_ylabel("growth rate per step")
