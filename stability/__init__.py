@@ -3,7 +3,8 @@
 Subpackages follow the data flow: ``problems`` and ``optimizers`` feed ``operators``
 (closed-loop maps), which feed ``analyses`` (spectral radius, regions, robustness),
 which feed ``lemmas`` (the paper's claims as code). ``lopt`` holds the STAR learned
-optimizer and its meta-training; ``plotting`` draws records.
+optimizer and its meta-training; ``plotting`` draws records; ``figures`` turns records
+into the report's figures, and ``reproduce`` is its command.
 
 Importing the package never changes JAX's global configuration: enable float64 yourself
 (``jax.config.update("jax_enable_x64", True)``) before running analyses; the CLI and the
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 
 _SUBPACKAGES = (
     "analyses",
+    "figures",
     "lemmas",
     "lopt",
     "operators",

@@ -72,8 +72,6 @@ def lemma_report(quality: Quality) -> tuple[str, str]:
     except Exception as err:
         traceback.print_exc()
         return "", f"{type(err).__name__}: {err}"
-    if not rows:
-        return "# Lemma report\n\nNo claim module exists yet.\n", ""
     return lemmas.format_report(rows), ""
 
 
