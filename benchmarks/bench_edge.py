@@ -7,9 +7,8 @@ batch 128, float32):
    ``LinearOperator`` the eigen-solvers call (float64 NumPy in and out);
 2. the top eigenvalue of the Hessian and of Adam's preconditioned Hessian to 1e-3
    relative residual by Lanczos along training (every ``--every`` steps), warm-started
-   from the previous checkpoint's vector, against a cold (random) start, and warm
-   started by the jitted, restarted Lanczos of ``stability.lopt.edge_lanczos``, in
-   gradient evaluations' time (each solve best of ``--rounds``);
+   from the previous checkpoint's vector, against a cold (random) start, in gradient
+   evaluations' time (each solve best of ``--rounds``);
 3. the overhead of tracking both sharpnesses every ``--every`` steps
    (``stability.lopt.edge.track``) over the same jitted training loop without the
    measurements.
@@ -32,7 +31,6 @@ from stability._machine import cpu_name
 from stability.analyses import lanczos
 from stability.cli import ArgumentParser, positive_int
 from stability.lopt.edge import _train, track
-from stability.lopt.edge_lanczos import top_hessian_eigenpair
 from stability.lopt.tasks import get_task, param_count
 from stability.operators import diagonal_preconditioner, hessian_operator
 from stability.operators.network import _hvp_flat
@@ -137,9 +135,9 @@ def main(argv=None):
         t_tracked = min(t_tracked, time.perf_counter() - t0)
 
     # warm against cold Lanczos at the checkpoints of a plain run
-    warm_h, cold_h, warm_p, cold_p, jit_h, jit_p = [], [], [], [], [], []
+    warm_h, cold_h, warm_p, cold_p = [], [], [], []
     p, s = params, opt.init(params)
-    prev_h = prev_p = jprev_h = jprev_p = None
+    prev_h = prev_p = None
     for start in range(0, args.steps, args.every):
         p, s, _ = _train(
             loss_fn, opt, batches, args.every, p, s, None, jnp.int32(start)
@@ -168,21 +166,6 @@ def main(argv=None):
                 prev_h = pairs.eigenvectors
             else:
                 prev_p = pairs.eigenvectors
-        d = diagonal_preconditioner(s, "adam")
-        for cond, key, rows in ((None, "h", jit_h), (d, "p", jit_p)):
-            v0 = jprev_h if key == "h" else jprev_p
-            t_jit = float("inf")
-            for _ in range(args.rounds):
-                t0 = time.perf_counter()
-                jpairs = top_hessian_eigenpair(
-                    loss_fn, p, batch, preconditioner=cond, v0=v0, tol=1e-3
-                )
-                t_jit = min(t_jit, time.perf_counter() - t0)
-            rows.append((t_jit, jpairs.matvecs, jpairs.converged))
-            if key == "h":
-                jprev_h = jpairs.eigenvectors
-            else:
-                jprev_p = jpairs.eigenvectors
 
     def summary(rows):
         rows = rows[1:] if len(rows) > 1 else rows  # the first has no warm vector
@@ -207,18 +190,12 @@ def main(argv=None):
         f"| HVP through the LinearOperator | {t_op * 1e3:.3f} ms | "
         f"{t_op / t_grad:.2f}x gradient | |"
     )
-    for name, warm, cold, jitted in (
-        ("sharpness", warm_h, cold_h, jit_h),
-        ("preconditioned sharpness", warm_p, cold_p, jit_p),
+    for name, warm, cold in (
+        ("sharpness", warm_h, cold_h),
+        ("preconditioned sharpness", warm_p, cold_p),
     ):
         tw, mw, okw, k = summary(warm)
         tc, mc, okc, _ = summary(cold)
-        tj, mj, okj, _ = summary(jitted)
-        print(
-            f"| {name} to 1e-3 residual, warm start, jitted Lanczos (median of {k}) "
-            f"| {tj * 1e3:.1f} ms, {mj:.0f} HVPs, {okj}/{k} converged | "
-            f"{tj / t_grad:.1f} gradients | <= 20 |"
-        )
         print(
             f"| {name} to 1e-3 residual, warm start (median of {k}) | "
             f"{tw * 1e3:.1f} ms, {mw:.0f} HVPs, {okw}/{k} converged | "
