@@ -3,12 +3,16 @@
 :func:`stability.lopt.tasks.get_task` calls the builder its registry names, with the
 task's name, the registered options and an optional ``batch_size``: :func:`mlp` and
 :func:`cnn` on one of the image datasets, :func:`text_lstm` and
-:func:`text_transformer` on the standard library's source. Classifiers and character
-language models share one closure each (:func:`_classifier`, :func:`_language_model`),
-so every task of a family has the same sampling, evaluation and dtype behaviour.
+:func:`text_transformer` on the standard library's source. A dataset becomes a
+:class:`_Source` (its device arrays, batch sampling and whole splits) and every task
+is :func:`_task` of a source and a network, so all tasks share one sampling,
+evaluation and dtype behaviour.
 """
 
+import functools
 import math
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +39,52 @@ def _uniform_indices(key, size: int, n: int):
     return (jax.random.bits(key, (size,), jnp.uint32) % n).astype(jnp.int32)
 
 
-def _classifier(name, description, split: _data.Split, in_shape, spec, apply, batch):
-    """A classifier; ``apply(params, x)`` maps ``(N, *in_shape)`` inputs to logits."""
+class _Source(NamedTuple):
+    """A dataset on the device, as a task trains and evaluates on it."""
+
+    num_classes: int
+    data: dict[str, jax.Array]
+    sample_batch: Callable  # key -> a batch drawn from the training split
+    train: Callable  # () -> the whole training split as one batch
+    test: Callable  # () -> the held-out split as one batch
+
+
+def _task(name, description, spec, apply, batch, source: _Source) -> Task:
+    """The :class:`Task` of the model ``apply(params, x) -> logits`` (parameters from
+    ``spec``) under the cross-entropy on ``source``."""
+
+    def loss(params, b):
+        x, y = b
+        return _cross_entropy(apply(params, x), y).loss
+
+    @jax.jit
+    def evaluate(params):
+        x, y = source.test()
+        return _cross_entropy(apply(params, x), y)
+
+    @jax.jit
+    def train_loss(params):
+        x, y = source.train()
+        return _cross_entropy(apply(params, x), y).loss
+
+    return Task(
+        name=name,
+        init=lambda key: _nets.init(key, spec),
+        loss=loss,
+        sample_batch=source.sample_batch,
+        evaluate=evaluate,
+        train_loss=train_loss,
+        batch_size=batch,
+        num_classes=source.num_classes,
+        description=description,
+        data=source.data,
+        logits=apply,
+        train_batch=source.train,
+    )
+
+
+def _images(split: _data.Split, in_shape, batch) -> _Source:
+    """A classification split, each input of shape ``in_shape``."""
     x_train = jnp.asarray(split.x_train.reshape(-1, *in_shape))
     y_train = jnp.asarray(split.y_train, jnp.int32)
     x_test = jnp.asarray(split.x_test.reshape(-1, *in_shape))
@@ -51,35 +99,13 @@ def _classifier(name, description, split: _data.Split, in_shape, spec, apply, ba
         idx = _uniform_indices(key, batch, n_train)
         return inputs(x_train[idx]), y_train[idx]
 
-    def loss(params, b):
-        x, y = b
-        return _cross_entropy(apply(params, x), y).loss
-
-    @jax.jit
-    def evaluate(params):
-        return _cross_entropy(apply(params, inputs(x_test)), y_test)
-
-    @jax.jit
-    def train_loss(params):
-        return _cross_entropy(apply(params, inputs(x_train)), y_train).loss
-
-    def init(key):
-        return _nets.init(key, spec)
-
     data = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-    return Task(
-        name=name,
-        init=init,
-        loss=loss,
-        sample_batch=sample_batch,
-        evaluate=evaluate,
-        train_loss=train_loss,
-        batch_size=batch,
-        num_classes=10,
-        description=description,
-        data=data,
-        logits=apply,
-        train_batch=lambda: (inputs(x_train), y_train),
+    return _Source(
+        10,
+        data,
+        sample_batch,
+        lambda: (inputs(x_train), y_train),
+        lambda: (inputs(x_test), y_test),
     )
 
 
@@ -95,15 +121,10 @@ def mlp(name, dataset, hidden, activation="relu", batch_size=128):
     """An MLP classifier on ``dataset``, hidden layers of widths ``hidden``."""
     load, shape, label = _DATASETS[dataset]
     sizes = (math.prod(shape), *hidden, 10)
-    return _classifier(
-        name,
-        f"{label}, MLP {'-'.join(map(str, sizes))} {activation}",
-        load(),
-        shape,
-        _nets.mlp_spec(sizes),
-        lambda p, x: _nets.mlp(p, x, activation),
-        batch_size,
-    )
+    description = f"{label}, MLP {'-'.join(map(str, sizes))} {activation}"
+    source = _images(load(), shape, batch_size)
+    apply = functools.partial(_nets.mlp, activation=activation)
+    return _task(name, description, _nets.mlp_spec(sizes), apply, batch_size, source)
 
 
 def cnn(name, dataset, channels, window, batch_size=128):
@@ -114,15 +135,10 @@ def cnn(name, dataset, channels, window, batch_size=128):
     kernel = "x".join([str(window)] * (len(shape) - 1))
     layers = "-".join(map(str, channels))
     readout = spec["dense"]["w"].shape[0]
-    return _classifier(
-        name,
-        f"{label}, CNN conv{kernel}/2 {layers} relu, dense {readout}-10",
-        load(),
-        shape,
-        spec,
-        lambda p, x: _nets.cnn(p, x, 2),
-        batch_size,
-    )
+    description = f"{label}, CNN conv{kernel}/2 {layers} relu, dense {readout}-10"
+    source = _images(load(), shape, batch_size)
+    apply = functools.partial(_nets.cnn, stride=2)
+    return _task(name, description, spec, apply, batch_size, source)
 
 
 _VOCAB = 128  # 7-bit ASCII; every non-ASCII byte becomes token 0 (NUL never occurs)
@@ -144,7 +160,8 @@ def _windows(tokens: np.ndarray, n: int) -> np.ndarray:
     return tokens[starts[:, None] + np.arange(_SEQ_LEN + 1)]
 
 
-def _language_model(name, description, spec, apply, batch):
+def _text(batch) -> _Source:
+    """Next-character windows over the standard library's source."""
     train, test, _ = _data.stdlib_text()
     train_tokens = _tokens(train)
     stream = jnp.asarray(train_tokens)
@@ -162,59 +179,30 @@ def _language_model(name, description, spec, apply, batch):
             stream[starts[:, None] + jnp.arange(_SEQ_LEN + 1, dtype=jnp.int32)]
         )
 
-    def loss(params, b):
-        x, y = b
-        return _cross_entropy(apply(params, x), y).loss
-
-    @jax.jit
-    def evaluate(params):
-        x, y = split(test_windows)
-        return _cross_entropy(apply(params, x), y)
-
-    @jax.jit
-    def train_loss(params):
-        x, y = split(train_windows)
-        return _cross_entropy(apply(params, x), y).loss
-
-    def init(key):
-        return _nets.init(key, spec)
-
     data = {
         "train": stream,
         "train_windows": train_windows,
         "test_windows": test_windows,
     }
-    return Task(
-        name=name,
-        init=init,
-        loss=loss,
-        sample_batch=sample_batch,
-        evaluate=evaluate,
-        train_loss=train_loss,
-        batch_size=batch,
-        num_classes=_VOCAB,
-        description=description,
-        data=data,
-        logits=apply,
-        train_batch=lambda: split(train_windows),
+    return _Source(
+        _VOCAB,
+        data,
+        sample_batch,
+        lambda: split(train_windows),
+        lambda: split(test_windows),
     )
 
 
 def text_lstm(name, batch_size=32):
-    return _language_model(
-        name,
-        "stdlib source, char LSTM embed 32 hidden 64",
-        _nets.lstm_spec(_VOCAB, 32, 64),
-        _nets.lstm,
-        batch_size,
-    )
+    """A character LSTM (embedding 32, hidden 64)."""
+    spec = _nets.lstm_spec(_VOCAB, 32, 64)
+    description = "stdlib source, char LSTM embed 32 hidden 64"
+    return _task(name, description, spec, _nets.lstm, batch_size, _text(batch_size))
 
 
 def text_transformer(name, batch_size=32):
-    return _language_model(
-        name,
-        "stdlib source, char transformer 2 layers width 64 4 heads",
-        _nets.transformer_spec(_VOCAB, _SEQ_LEN, 64, 2, 256),
-        lambda p, x: _nets.transformer(p, x, 4),
-        batch_size,
-    )
+    """A causal character transformer (2 layers, width 64, 4 heads)."""
+    spec = _nets.transformer_spec(_VOCAB, _SEQ_LEN, 64, 2, 256)
+    description = "stdlib source, char transformer 2 layers width 64 4 heads"
+    apply = functools.partial(_nets.transformer, n_heads=4)
+    return _task(name, description, spec, apply, batch_size, _text(batch_size))
