@@ -184,19 +184,24 @@ def hessian_operator(
     return _hessian_operator(loss_fn, params, batch, preconditioner)
 
 
+def _preconditioner_scale(preconditioner, params, dtype):
+    """``D^{-1/2}`` as a flat vector (a scalar 1 without a preconditioner): the
+    symmetric scaling of ``D^{-1/2} H D^{-1/2}``; ``D`` must be positive and finite."""
+    if preconditioner is None:
+        return jnp.ones((), dtype)
+    d = _flat_like("preconditioner", preconditioner, params)
+    if not np.all(np.isfinite(d)) or np.any(d <= 0):
+        raise ValueError("preconditioner: entries must be positive and finite")
+    return jnp.asarray(1 / np.sqrt(d), dtype)
+
+
 def _hessian_operator(loss_fn, params, batch, preconditioner):
     """:func:`hessian_operator` without checking the loss on the batch again (the
     tracker checks it once per run: tracing the loss costs more than a product)."""
     leaves = jax.tree.leaves(params)
     n = sum(int(np.size(x)) for x in leaves)
     dtype = jnp.result_type(*leaves)  # ravel_pytree's dtype, without the copy
-    if preconditioner is None:
-        scale = jnp.ones((), dtype)
-    else:
-        d = _flat_like("preconditioner", preconditioner, params)
-        if not np.all(np.isfinite(d)) or np.any(d <= 0):
-            raise ValueError("preconditioner: entries must be positive and finite")
-        scale = jnp.asarray(1 / np.sqrt(d), dtype)
+    scale = _preconditioner_scale(preconditioner, params, dtype)
 
     def matvec(v):
         v = np.asarray(v, np.float64).reshape(-1)
