@@ -77,7 +77,7 @@ def test_summary_splits_the_checkpoints_at_the_event():
 
 def test_edge_horizon_draws_one_column_per_task():
     axes = edge_horizon(_record())
-    assert axes.shape == (2, 1)
+    assert axes.shape == (3, 1)
     assert len(axes[0, 0].get_lines()) >= 2  # two losses and the event's cross
     assert axes[0, 0].get_yscale() == "log"
     plt.close("all")

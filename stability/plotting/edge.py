@@ -121,45 +121,49 @@ def edge_loss(record, ax=None):
 
 def edge_horizon(record, ax=None):
     """STAR and its nominal term past the meta-training horizon, one column per
-    task: the loss on the training split (top; a cross at each run's event), and
-    below, per run, the step radius (solid) and the preconditioned sharpness over
-    the nominal term's threshold (dashed), both against 1 (dotted black); grey
-    dotted verticals at the horizon ``T`` and ``10 T``.
+    task, three rows: the loss on the training split (a cross at each run's event);
+    the step radius minus 1 against the flag ``1/T`` (dotted); the preconditioned
+    sharpness over the nominal term's threshold against 1 (dotted). Log scales; grey
+    dotted verticals at the horizon ``T`` and ``10 T`` where the runs reach them.
 
     Args:
       record: a ``HorizonRecord`` of :mod:`stability.lopt.edge_horizon`.
-      ax: a ``(2, tasks)`` array of Axes (default: a new figure's).
+      ax: a ``(3, tasks)`` array of Axes (default: a new figure's).
     Returns:
       the array of Axes.
     """
     tasks = list(dict.fromkeys(r.task for r in record.runs))
     if ax is None:
-        ax = plt.subplots(2, len(tasks), squeeze=False, layout="constrained")[1]
-    ax = np.asarray(ax).reshape(2, len(tasks))
+        ax = plt.subplots(3, len(tasks), squeeze=False, layout="constrained")[1]
+    ax = np.asarray(ax).reshape(3, len(tasks))
     labels = list(dict.fromkeys(r.label for r in record.runs))
+    last = max(r.run.checkpoints[-1].step for r in record.runs)
     for col, task in enumerate(tasks):
-        top, bottom = ax[0, col], ax[1, col]
         for r in (r for r in record.runs if r.task == task):
             color = CYCLE[labels.index(r.label) % len(CYCLE)]
             steps, loss = _series(r.run, "step"), _series(r.run, "loss")
-            top.plot(steps, loss, color=color, label=r.label)
+            ax[0, col].plot(steps, loss, color=color, label=r.label)
             if r.event is not None:
                 at = np.flatnonzero((steps == r.event) & np.isfinite(loss))
                 if at.size:
-                    top.plot(r.event, loss[at[0]], "x", color=color, markersize=7)
+                    ax[0, col].plot(r.event, loss[at[0]], "x", color=color)
+            rho = _series(r.run, "step_radius")
             margin = _series(r.run, "preconditioned_sharpness") / _series(
                 r.run, "threshold"
             )
-            bottom.plot(steps, _series(r.run, "step_radius"), color=color)
-            bottom.plot(steps, margin, color=color, linestyle="--", linewidth=1.0)
-        bottom.axhline(1.0, color="black", linestyle=":", linewidth=0.9)
-        for a in (top, bottom):
+            ax[1, col].plot(steps, rho - 1, color=color, marker=".", markersize=3)
+            ax[2, col].plot(steps, margin, color=color, marker=".", markersize=3)
+        ax[1, col].axhline(1 / record.horizon, color="black", linestyle=":")
+        ax[2, col].axhline(1.0, color="black", linestyle=":")
+        ax[2, col].set_ylim(bottom=1e-4)
+        for a in ax[:, col]:
             a.set_yscale("log")
             for t in (record.horizon, 10 * record.horizon):
-                if t <= max(r.run.checkpoints[-1].step for r in record.runs):
+                if t <= last:
                     a.axvline(t, color="0.6", linestyle=":", linewidth=0.9)
-        top.set_title(f"{task}: training loss (x: diverged or climbed 10x)")
-        bottom.set_title("step radius (solid), psharp / threshold (dashed)")
-        bottom.set_xlabel("step")
-        top.legend(loc="best", fontsize=6.5)
+        ax[0, col].set_title(f"{task}: training loss (x: diverged or climbed 10x)")
+        ax[1, col].set_title("step radius - 1 (dotted: 1/T)")
+        ax[2, col].set_title("preconditioned sharpness / threshold")
+        ax[2, col].set_xlabel("step")
+        ax[0, col].legend(loc="best", fontsize=6.5)
     return ax
