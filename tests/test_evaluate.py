@@ -11,8 +11,8 @@ import optax
 import pytest
 
 from stability import cli, optimizers
+from stability.lopt import _engine, baselines, init_theta, star, zero_output_layer
 from stability.lopt import evaluate as ev
-from stability.lopt import init_theta, star, zero_output_layer
 from stability.lopt.io import save_theta
 from stability.lopt.tasks import get_task
 from stability.lopt.theta import MOMENTUM_DECAYS, RMS_DECAYS
@@ -107,7 +107,7 @@ def test_tuning_scores_are_means_over_the_tuning_seeds(task, adam, monkeypatch):
     loss is non-finite scores inf and ranks last."""
     tuned = ev.tune_adam(task, 10, seeds=[0, 1, 2], grid=(1e-2,), record_every=10)
     held = ev.inner_train(task, adam, 10, seed=[0, 1, 2], record_every=10)
-    monkeypatch.setattr(ev, "HELD_OUT_ROOT", ev.TUNING_ROOT)
+    monkeypatch.setattr(_engine, "HELD_OUT_ROOT", ev.TUNING_ROOT)
     runs = ev.inner_train(task, adam, 10, seed=[0, 1, 2], record_every=10)
     losses = runs.final_train_loss().astype(np.float64)
     np.testing.assert_allclose(tuned.scores[0, 0], np.mean(losses), rtol=1e-6)
@@ -151,7 +151,7 @@ def test_evaluate_runs_the_documented_seeds_and_horizons(task, monkeypatch):
         raise _Stop
 
     monkeypatch.setattr(ev, "inner_train", inner_train)
-    monkeypatch.setattr(ev, "_tune", tune)
+    monkeypatch.setattr(baselines, "tune", tune)
     main = ev.LearnedOptimizer("main", optax.sgd(0.1), {}, {}, 7)
     other = ev.LearnedOptimizer("other", optax.sgd(0.1), {}, {}, 11)
     with pytest.raises(_Stop):
@@ -204,7 +204,7 @@ def test_tune_learned_tunes_stars_nominal_step_like_adams_lr(task, tmp_path):
 
 def _fake_runs(initial, windows, record_every=5):
     """A finished population of runs: per window (mean, max, non-finite, train)."""
-    runs = object.__new__(ev._Runs)
+    runs = object.__new__(_engine.Runs)
     runs.runner = types.SimpleNamespace(record_every=record_every)
     runs.initial = np.asarray(initial, np.float32)
     runs.windows = [tuple(np.asarray(v) for v in w) for w in windows]
@@ -262,10 +262,10 @@ def test_row_statistics_at_a_horizon():
 
 
 def test_default_record_every_gives_about_50_windows_on_the_shortest_horizon():
-    assert ev._default_record_every((500, 1000)) == 10
-    assert ev._default_record_every((1000, 500, 10000)) == 10
-    assert ev._default_record_every((120, 300)) == 2  # divides 120 and 300
-    assert ev._default_record_every((30,)) == 1
+    assert _engine.default_record_every((500, 1000)) == 10
+    assert _engine.default_record_every((1000, 500, 10000)) == 10
+    assert _engine.default_record_every((120, 300)) == 2  # divides 120 and 300
+    assert _engine.default_record_every((30,)) == 1
 
 
 def test_profile_settings_fill_in_defaults():

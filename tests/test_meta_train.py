@@ -517,7 +517,7 @@ def test_es_and_pes_match_a_member_by_member_reference():
     for pes in (True, False):
         s = state
         for k in range(2):
-            key = jax.random.fold_in(mt._keys(c.seed)["eps"], k)
+            key = jax.random.fold_in(_unroll.key_streams(c.seed)["eps"], k)
             eps[k] = _unroll.perturbations(key, s.theta, c.population, c.sigma)
             expected = _reference_gradient(
                 program, s.theta, eps[k], s.population, s.accumulator, pes

@@ -1,13 +1,14 @@
 r"""Population unrolls of a learned optimizer and the ES / PES meta-gradient estimators.
 
-Private kernel of :mod:`stability.lopt.meta_train`. A population of ``P`` antithetic
-pairs trains ``2P`` copies of a task, member ``(i, s)`` with meta-parameters
-:math:`\theta + s\,\epsilon_i`, :math:`s = \pm 1`, :math:`\epsilon_i \sim
-\mathcal N(0, \sigma^2 I)` drawn afresh for every truncation. The two members of a
-pair share their random numbers (initial parameters, minibatches): the difference of
-their losses is then due to the perturbation alone. Array layout: every leaf of the
-population carries leading axes ``(P, 2)`` (pair, sign); the pair axis is the one that
-is sharded over devices.
+Private kernel of :mod:`stability.lopt.meta_train`, built on the inner-training
+engine :class:`stability.lopt._engine.Inner` (one member's steps, minibatches and
+meta-loss). A population of ``P`` antithetic pairs trains ``2P`` copies of a task,
+member ``(i, s)`` with meta-parameters :math:`\theta + s\,\epsilon_i`, :math:`s =
+\pm 1`, :math:`\epsilon_i \sim \mathcal N(0, \sigma^2 I)` drawn afresh for every
+truncation. The two members of a pair share their random numbers (initial parameters,
+minibatches): the difference of their losses is then due to the perturbation alone.
+Array layout: every leaf of the population carries leading axes ``(P, 2)`` (pair,
+sign); the pair axis is the one that is sharded over devices.
 
 One truncation of ``K`` inner steps for the whole population is one ``lax.scan`` over
 steps of a step vmapped over pairs and signs, minibatch sampling included. An episode
@@ -45,11 +46,44 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax import lax
 
+from stability.lopt._engine import LOSS_FLOOR as LOSS_FLOOR
+from stability.lopt._engine import Inner, unwrap, wrap
+
+__all__ = [
+    "DIVERGED_LOSS_FACTOR",
+    "LOSS_FLOOR",
+    "InnerLoop",
+    "Population",
+    "Truncation",
+    "eval_keys",
+    "key_streams",
+    "unwrap",
+    "wrap",
+]
+
 F32 = jnp.float32
-LOSS_FLOOR = 1e-6  # the log's floor; float32 cross-entropy is not resolved far below
+# An inner run whose loss exceeds this times log(classes) has diverged.
+DIVERGED_LOSS_FACTOR = 30.0
+
+
+def key_streams(seed: int) -> dict:
+    """Independent key streams of a meta-training run: ``theta`` (its start),
+    ``eps`` (perturbations), ``population`` and ``eval`` (held-out episodes)."""
+    root = jax.random.key(seed)
+    return {
+        name: jax.random.fold_in(root, i)
+        for i, name in enumerate(("theta", "eps", "population", "eval"))
+    }
+
+
+def eval_keys(seed: int, episodes: int) -> jax.Array:
+    """Raw keys of the held-out episodes ``0 .. episodes - 1`` of a run's seed."""
+    base = key_streams(seed)["eval"]
+    return jax.vmap(lambda i: unwrap(jax.random.fold_in(base, i)))(
+        jnp.arange(episodes, dtype=jnp.int32)
+    )
 
 
 class Population(NamedTuple):
@@ -85,19 +119,9 @@ class Truncation(NamedTuple):
     diverged: jax.Array
 
 
-def wrap(raw: jax.Array) -> jax.Array:
-    """A typed key from raw ``uint32`` key data."""
-    return jax.random.wrap_key_data(raw)
-
-
-def unwrap(key: jax.Array) -> jax.Array:
-    """Raw ``uint32`` key data of a typed key."""
-    return jax.random.key_data(key)
-
-
-class InnerLoop:
-    """Inner training of a task by a learned optimizer, for single runs and
-    populations.
+class InnerLoop(Inner):
+    """Inner training of a task by a learned optimizer in episodes of a horizon, for
+    populations of antithetic pairs (one member's steps are :class:`Inner`'s).
 
     Args:
       task: a :class:`~stability.lopt.tasks.Task`.
@@ -124,12 +148,10 @@ class InnerLoop:
         horizon_min: int | None = None,
         final_weight: float = 0.0,
     ) -> None:
-        self.task = task
-        self.make_opt = make_opt
+        super().__init__(task, make_opt)
         self.horizon = int(horizon)
         self.horizon_min = None if horizon_min is None else int(horizon_min)
         self.final_weight = float(final_weight)
-        self.loss_max = float(1.5 * task.chance_loss)
         self.diverged_loss = float(diverged_loss)
 
     def length(self, episode_key: jax.Array) -> jax.Array:
@@ -140,49 +162,6 @@ class InnerLoop:
         u = jax.random.uniform(jax.random.fold_in(wrap(episode_key), 2), (), F32)
         steps = jnp.round(jnp.exp(lo + (hi - lo) * u))
         return jnp.clip(steps, self.horizon_min, self.horizon).astype(jnp.int32)
-
-    # -- one member ------------------------------------------------------------------
-    def fresh(self, meta, episode_key: jax.Array):
-        """Initial task parameters and optimizer state of an episode."""
-        params = self.task.init(jax.random.fold_in(wrap(episode_key), 0))
-        return params, self.make_opt(meta).init(params)
-
-    def batch(self, episode_key: jax.Array, step: jax.Array):
-        """The minibatch of inner step ``step`` of an episode."""
-        data_key = jax.random.fold_in(wrap(episode_key), 1)
-        return self.task.sample_batch(jax.random.fold_in(data_key, step))
-
-    def update(self, meta, params, opt_state, batch):
-        """Loss at ``params`` on ``batch``, then one optimizer step."""
-        loss, grads = jax.value_and_grad(self.task.loss)(params, batch)
-        updates, opt_state = self.make_opt(meta).update(grads, opt_state, params)
-        return loss.astype(F32), optax.apply_updates(params, updates), opt_state
-
-    def normalize(self, loss: jax.Array) -> jax.Array:
-        """Per-step meta-loss: log of the clipped loss (NaN/inf count as the max)."""
-        hi = self.loss_max
-        loss = jnp.nan_to_num(loss, nan=hi, posinf=hi, neginf=hi)
-        return jnp.log(jnp.clip(loss, LOSS_FLOOR, hi)).astype(F32)
-
-    def run(self, meta, episode_key: jax.Array, num_steps: int):
-        """A fresh episode of ``num_steps`` steps with no reset.
-
-        Returns:
-          ``(raw losses (num_steps,), normalised losses (num_steps,), final params)``.
-        """
-        params, opt_state = self.fresh(meta, episode_key)
-
-        def body(carry, t):
-            params, opt_state = carry
-            loss, params, opt_state = self.update(
-                meta, params, opt_state, self.batch(episode_key, t)
-            )
-            return (params, opt_state), loss
-
-        (params, _), losses = lax.scan(
-            body, (params, opt_state), jnp.arange(num_steps, dtype=jnp.int32)
-        )
-        return losses, self.normalize(losses), params
 
     # -- a population of antithetic pairs --------------------------------------------
     def init_population(self, meta, key: jax.Array, pairs: int) -> Population:
