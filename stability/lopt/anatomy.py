@@ -144,6 +144,54 @@ def _cos(a, b):
     return jnp.vdot(unit(a), unit(b))
 
 
+def _splitter(theta, task, inner, star_kwargs):
+    """``(params, state, key, t) -> {quantity: value}``: STAR's step at step ``t``
+    of a seed split into its nominal and blackbox terms, with their gains."""
+    full = star(theta, **star_kwargs)
+    unbounded = {k: v for k, v in star_kwargs.items() if k != "blackbox_bound"}
+    free = star(theta, **unbounded)
+    blackbox = star(theta, **{**unbounded, "nominal": False})
+    nominal_on = star_kwargs.get("nominal", True)
+    alpha = float(star_kwargs.get("nominal_stepsize", 1e-3))
+    step_mult = float(star_kwargs.get("step_mult", 1e-3))
+
+    def split(params, state, key, t):
+        g = jax.grad(task.loss)(params, inner.batch(key, t))
+        u_full, new_state = full.update(g, state, params)
+        u_free, _ = free.update(g, state, params)
+        u_black, _ = blackbox.update(g, state, params)
+        gv, f = _flat(g), -_flat(u_full)
+        # the nominal term: the unbounded step less its blackbox term; the blackbox
+        # term taken (bounded or not): the step less the nominal term
+        f_g = _flat(u_black) - _flat(u_free)
+        f_b = f - f_g
+        gain = _flat(jax.lax.rsqrt(_flat(new_state.second_moment) + 1e-6))
+        g_hat = sum(_flat(m) for m in new_state.momentum) / 3 * gain
+        with jax.numpy_dtype_promotion("standard"):
+            nb, ng = jnp.linalg.norm(f_b), jnp.linalg.norm(f_g)
+            precond = gain if star_kwargs.get("precondition", True) else 1.0
+            direction = f_b / (step_mult * precond)
+            magnitude = jnp.where(g_hat != 0, f_g / (alpha * g_hat), jnp.nan)
+        return {
+            "loss": task.train_loss(params),
+            "grad_norm": jnp.linalg.norm(gv),
+            "param_norm": jnp.linalg.norm(_flat(params)),
+            "blackbox_norm": nb,
+            "nominal_norm": ng,
+            "total_norm": jnp.linalg.norm(f),
+            "ratio": nb / ng if nominal_on else jnp.inf,
+            "cos_blackbox": _cos(f_b, gv),
+            "cos_nominal": _cos(f_g, gv),
+            "cos_total": _cos(f, gv),
+            "gain_median": jnp.median(gain),
+            "gain_max": jnp.max(gain),
+            "blackbox_direction": jnp.sqrt(jnp.mean(direction**2)),
+            "nominal_magnitude": jnp.nanmedian(magnitude),
+        }
+
+    return split
+
+
 def update_anatomy(
     theta: dict,
     task="digits_mlp",
@@ -190,14 +238,8 @@ def update_anatomy(
     seeds = _check_seeds(seeds)
     theta = jax.tree.map(lambda x: jnp.asarray(x, F32), dict(theta))
     full = star(theta, **star_kwargs)
-    unbounded = {k: v for k, v in star_kwargs.items() if k != "blackbox_bound"}
-    free = star(theta, **unbounded)
-    blackbox = star(theta, **{**unbounded, "nominal": False})
     inner = _unroll.InnerLoop(task, lambda _: full, 1, np.inf)
-    nominal_on = star_kwargs.get("nominal", True)
-    alpha = float(star_kwargs.get("nominal_stepsize", 1e-3))
-    step_mult = float(star_kwargs.get("step_mult", 1e-3))
-
+    split = _splitter(theta, task, inner, star_kwargs)
     keys = _unroll.unwrap(_run_keys(HELD_OUT_ROOT, seeds))
 
     def advance(params, state, key, start, stop):
@@ -207,40 +249,6 @@ def update_anatomy(
             return params, state
 
         return jax.lax.fori_loop(start, stop, body, (params, state))
-
-    def split(params, state, key, t):
-        g = jax.grad(task.loss)(params, inner.batch(key, t))
-        u_full, new_state = full.update(g, state, params)
-        u_free, _ = free.update(g, state, params)
-        u_black, _ = blackbox.update(g, state, params)
-        gv, f = _flat(g), -_flat(u_full)
-        # the nominal term: the unbounded step less its blackbox term; the blackbox
-        # term taken (bounded or not): the step less the nominal term
-        f_g = _flat(u_black) - _flat(u_free)
-        f_b = f - f_g
-        gain = _flat(jax.lax.rsqrt(_flat(new_state.second_moment) + 1e-6))
-        g_hat = sum(_flat(m) for m in new_state.momentum) / 3 * gain
-        with jax.numpy_dtype_promotion("standard"):
-            nb, ng = jnp.linalg.norm(f_b), jnp.linalg.norm(f_g)
-            precond = gain if star_kwargs.get("precondition", True) else 1.0
-            direction = f_b / (step_mult * precond)
-            magnitude = jnp.where(g_hat != 0, f_g / (alpha * g_hat), jnp.nan)
-        return {
-            "loss": task.train_loss(params),
-            "grad_norm": jnp.linalg.norm(gv),
-            "param_norm": jnp.linalg.norm(_flat(params)),
-            "blackbox_norm": nb,
-            "nominal_norm": ng,
-            "total_norm": jnp.linalg.norm(f),
-            "ratio": nb / ng if nominal_on else jnp.inf,
-            "cos_blackbox": _cos(f_b, gv),
-            "cos_nominal": _cos(f_g, gv),
-            "cos_total": _cos(f, gv),
-            "gain_median": jnp.median(gain),
-            "gain_max": jnp.max(gain),
-            "blackbox_direction": jnp.sqrt(jnp.mean(direction**2)),
-            "nominal_magnitude": jnp.nanmedian(magnitude),
-        }
 
     advance_all = jax.jit(jax.vmap(advance, (0, 0, 0, None, None)))
     split_all = jax.jit(jax.vmap(split, (0, 0, 0, None)))
