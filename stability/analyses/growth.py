@@ -1,6 +1,6 @@
 r"""Growth with the horizon: :func:`fit_growth` (exponential rate and polynomial
-degree over the upper half of the horizons, also used by
-:mod:`stability.lopt.dynamics`) and the meta-gradients of a linear learned term on the
+degree over the upper half of the horizons; :mod:`stability.lopt.dynamics` fits all
+of them with :func:`log_slope`) and the meta-gradients of a linear learned term on the
 noisy quadratic it is applied to, exact (``jax.grad`` through
 :func:`stability.problems.expected_losses`) and from sampled unrolls, with their
 growth records. Why they grow like :math:`\rho^{2T}` is proved in
