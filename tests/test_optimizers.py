@@ -363,3 +363,20 @@ def test_modes_families_tuple_is_a_deprecated_alias():
     assert {"gd", "heavy_ball", "ema_momentum", "nesterov", "aggmo"} <= set(families)
     with pytest.raises(AttributeError):
         modes.NOT_A_NAME  # noqa: B018
+
+
+def test_family_names_elsewhere_are_registry_names():
+    # the lists that keep their own extra members (STAR's AdamAggMo, Adam, a learned
+    # momentum) spell every linear family as the registry does
+    from stability.analyses import regions, robust, symbolic
+    from stability.cli import region
+    from stability.lemmas import joint
+    from stability.operators import network
+
+    names = set(optimizers.FAMILIES)
+    assert set(regions.FAMILY_ARGS) == names
+    assert set(region.REGION_FAMILIES) == names
+    assert set(robust.ENDPOINT_FAMILIES) <= names
+    assert set(symbolic.FAMILIES) == names
+    assert set(joint.FAMILIES) - {"adam_aggmo", "learned_momentum"} <= names
+    assert set(network.THRESHOLD_FAMILIES) - {"adam"} <= names

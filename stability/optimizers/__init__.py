@@ -4,6 +4,7 @@ registry :data:`FAMILIES` of the linear families."""
 from stability.optimizers import modes as modes
 from stability.optimizers.families import FAMILIES as FAMILIES
 from stability.optimizers.families import Family as Family
+from stability.optimizers.learned import learned_momentum as learned_momentum
 from stability.optimizers.linear import AdamAggMoState as AdamAggMoState
 from stability.optimizers.linear import MomentumState as MomentumState
 from stability.optimizers.linear import adam_aggmo as adam_aggmo
