@@ -204,7 +204,9 @@ def test_help_and_argument_errors_import_no_heavy_module():
     assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout + res.stderr
 
 
-@pytest.mark.parametrize("command", ["reproduce", "evaluate", "edge", "bench"])
+@pytest.mark.parametrize(
+    "command", ["reproduce", "evaluate", "edge", "bench", "meta-train"]
+)
 def test_command_help_imports_no_jax(command):
     """``stability COMMAND --help`` builds its parser (the task list included)
     without importing JAX."""

@@ -8,8 +8,8 @@ can). An interrupted command exits with code 130.
 
 Start-up is kept light: the parser imports only the module of the command given,
 and JAX, NumPy and matplotlib load when a command runs, so ``--help`` and argument
-errors answer at once (all but meta-train's: its defaults come from
-:class:`~stability.lopt.meta_train.MetaTrainConfig`, whose module imports JAX).
+errors answer at once (meta-train reads its defaults from
+:class:`~stability.lopt.config.MetaTrainConfig`, whose module loads no JAX).
 
 This package owns :func:`main` and the command table; each command is a module with
 ``add_parser(subparsers)``, which registers the command and its ``run(args)``:

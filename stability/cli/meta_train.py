@@ -57,7 +57,7 @@ def _defaults():
     import dataclasses
     import types
 
-    from stability.lopt.meta_train import MetaTrainConfig
+    from stability.lopt.config import MetaTrainConfig
 
     fields = dataclasses.fields(MetaTrainConfig)
     return types.SimpleNamespace(**{f.name: f.default for f in fields})
@@ -74,7 +74,7 @@ def _option(p, d, flag: str, kind, text: str, **kwargs) -> None:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``meta-train`` sub-command to an ``add_subparsers()`` object."""
-    from stability.lopt.meta_train import (
+    from stability.lopt.config import (
         DEFAULT_BLACKBOX_BOUND,
         ESTIMATORS,
         OPTIMIZERS,
@@ -171,7 +171,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace):
     """The :class:`~stability.lopt.meta_train.MetaTrainConfig` of parsed arguments
     (raises ValueError naming the bad field)."""
-    from stability.lopt.meta_train import MetaTrainConfig
+    from stability.lopt.config import MetaTrainConfig
 
     return MetaTrainConfig(
         task=args.task,
