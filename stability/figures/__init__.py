@@ -82,6 +82,11 @@ FIGURES: dict[str, FigureSpec] = dict(
             "edge_of_stability",
             "Gradient descent and Adam at the edge of stability on a real network",
         ),
+        _spec(
+            "fig13",
+            "star_past_horizon",
+            "STAR's real training step past its horizon",
+        ),
     ]
 )
 

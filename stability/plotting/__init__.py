@@ -25,6 +25,7 @@ from stability.plotting.curves import loss_band as loss_band
 from stability.plotting.curves import radius_trace as radius_trace
 from stability.plotting.curves import shade as shade
 from stability.plotting.edge import edge as edge
+from stability.plotting.edge import edge_horizon as edge_horizon
 from stability.plotting.edge import edge_loss as edge_loss
 from stability.plotting.regions import axis_label as axis_label
 from stability.plotting.regions import boundary as boundary

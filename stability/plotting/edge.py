@@ -161,7 +161,7 @@ def edge_horizon(record, ax=None):
             for t in (record.horizon, 10 * record.horizon):
                 if t <= last:
                     a.axvline(t, color="0.6", linestyle=":", linewidth=0.9)
-        ax[0, col].set_title(f"{task}: training loss (x: diverged or climbed 10x)")
+        ax[0, col].set_title(f"{task}: training loss (x: its event)")
         ax[1, col].set_title("step radius - 1 (dotted: 1/T)")
         ax[2, col].set_title("preconditioned sharpness / threshold")
         ax[2, col].set_xlabel("step")
