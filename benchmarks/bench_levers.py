@@ -49,6 +49,19 @@ RUNS = {
         "blackbox bounded, c = 1",
         ["--blackbox-bound", "1", "--seed", "2"],
     ),
+    # screens of the bounded recipe (the meta-train default since c = 1 won)
+    "n01_bound": ("bounded, nominal step 0.01", ["--nominal-stepsize", "0.01"]),
+    "w0_bound": ("bounded, weight decay 0", ["--weight-decay", "0"]),
+    "w05_bound": ("bounded, weight decay 0.5", ["--weight-decay", "0.5"]),
+    "w1_bound": ("bounded, weight decay 1", ["--weight-decay", "1.0"]),
+    "w1_bound_seed1": (
+        "bounded, weight decay 1",
+        ["--weight-decay", "1.0", "--seed", "1"],
+    ),
+    "w1_bound_seed2": (
+        "bounded, weight decay 1",
+        ["--weight-decay", "1.0", "--seed", "2"],
+    ),
 }
 COMMON = ["--steps", "3000", "--eval-seeds", "8", "--no-progress"]
 
