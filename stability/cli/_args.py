@@ -109,18 +109,7 @@ def writable_file(flag: str, path) -> pathlib.Path:
 def write_atomic(path, write, mode: str = "w") -> None:
     """``write(f)`` into a temporary file beside ``path``, then put it in place: an
     interrupted or failed write leaves the old file as it was. Creates the
-    missing folders."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            os.fchmod(f.fileno(), 0o644)
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    missing folders (:func:`stability._files.atomic_write`, text mode by default)."""
+    from stability._files import atomic_write
+
+    atomic_write(path, write, mode)

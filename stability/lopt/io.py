@@ -24,18 +24,16 @@ Both files are written atomically (a temporary file in the same directory, then
 
 import inspect
 import json
-import os
 import pathlib
-import tempfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 import jax
 import numpy as np
 
+from stability._files import atomic_write as atomic_write
 from stability.lopt.star import small_fc_lopt, star
 from stability.lopt.theta import validate_theta
 
@@ -58,27 +56,6 @@ __all__ = [
 #: ablations' kept thetas), each with its sidecar; the README there says how each
 #: was meta-trained.
 SHIPPED_THETAS = pathlib.Path(__file__).resolve().parent / "thetas"
-
-
-def atomic_write(path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write ``path`` atomically: ``write(f)`` fills a temporary file, then
-    ``os.replace`` puts it in place (after an ``fsync``)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            os.fchmod(f.fileno(), 0o644)  # not mkstemp's 0o600: results are shared
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def sidecar_path(path) -> pathlib.Path:
