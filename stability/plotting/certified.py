@@ -10,7 +10,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.patches import Patch
 
 from stability.plotting._style import PALETTE, UNSTABLE
-from stability.plotting.regions import axis_label
+from stability.plotting.regions import axis_label, grid_axes
 
 # cell classes, in drawing order
 CLASSES = (
@@ -47,16 +47,9 @@ def certified_region(record, ax=None, *, x=None, y=None, title=None, legend=True
       the Axes.
     """
     ax = plt.gca() if ax is None else ax
-    names = list(record.axes)
-    if len(names) != 2:
-        raise ValueError(f"record: expected a 2-D region, got axes {names}")
-    y = names[0] if y is None else y
-    x = names[1] if x is None else x
-    if {x, y} != set(names):
-        raise ValueError(f"x, y: must name the record's axes {names}, got {x}, {y}")
+    x, y, transpose = grid_axes(record, x, y)
     cls = classes(record)
-    if names.index(x) == 0:
-        cls = cls.T  # rows must follow y
+    cls = cls.T if transpose else cls
     xs, ys = np.asarray(record.axes[x]), np.asarray(record.axes[y])
     cmap = ListedColormap([c for _, c in CLASSES])
     norm = BoundaryNorm(np.arange(len(CLASSES) + 1) - 0.5, cmap.N)
@@ -74,9 +67,7 @@ def certified_region(record, ax=None, *, x=None, y=None, title=None, legend=True
     ax.set_title(title)
     if legend:
         present = np.unique(cls)
-        handles = [
-            Patch(facecolor=CLASSES[i][1], label=CLASSES[i][0]) for i in present
-        ]
+        handles = [Patch(facecolor=CLASSES[i][1], label=CLASSES[i][0]) for i in present]
         ax.legend(
             handles=handles,
             loc="upper right",

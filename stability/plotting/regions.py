@@ -34,6 +34,20 @@ def _norm():
     return LogNorm(vmin=GAP_FLOOR, vmax=1.0, clip=True)
 
 
+def grid_axes(record, x=None, y=None) -> tuple[str, str, bool]:
+    """``(x, y, transpose)`` for drawing a 2-D record's grid: the axis names on the
+    horizontal and vertical axes (default: the second and the first) and whether its
+    ``(axis_0, axis_1)`` arrays must be transposed so that rows follow ``y``."""
+    names = list(record.axes)
+    if len(names) != 2:
+        raise ValueError(f"record: expected a 2-D region, got axes {names}")
+    y = names[0] if y is None else y
+    x = names[1] if x is None else x
+    if {x, y} != set(names):
+        raise ValueError(f"x, y: must name the record's axes {names}, got {x}, {y}")
+    return x, y, names.index(x) == 0
+
+
 def region(
     record,
     ax=None,
@@ -65,16 +79,9 @@ def region(
       the Axes.
     """
     ax = plt.gca() if ax is None else ax
-    names = list(record.axes)
-    if len(names) != 2:
-        raise ValueError(f"record: expected a 2-D region, got axes {names}")
-    y = names[0] if y is None else y
-    x = names[1] if x is None else x
-    if {x, y} != set(names):
-        raise ValueError(f"x, y: must name the record's axes {names}, got {x}, {y}")
+    x, y, transpose = grid_axes(record, x, y)
     rho = np.asarray(record.rho, float)
-    if names.index(x) == 0:
-        rho = rho.T  # rows must follow y
+    rho = rho.T if transpose else rho
     stable = rho < 1.0
     xs, ys = np.asarray(record.axes[x]), np.asarray(record.axes[y])
     grey = ax.pcolormesh(
