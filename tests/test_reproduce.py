@@ -185,7 +185,19 @@ def _run_script(name, out):
     )
 
 
-@pytest.mark.parametrize("fid", list(figures.FIGURES))
+# Every script is the same two lines (test_registry_and_scripts_match checks that each
+# names its figure) and test_quick_end_to_end computes every figure, so the default
+# run executes two cheap scripts; `pytest -m slow` runs them all.
+_SCRIPTS_BY_DEFAULT = ("fig01", "fig06")
+
+
+@pytest.mark.parametrize(
+    "fid",
+    [
+        pytest.param(f, marks=() if f in _SCRIPTS_BY_DEFAULT else pytest.mark.slow)
+        for f in figures.FIGURES
+    ],
+)
 def test_figure_script(fid, tmp_path):
     spec = figures.FIGURES[fid]
     proc = _run_script(spec.name, tmp_path)

@@ -10,10 +10,10 @@ import numpy as np
 from stability.figures._base import Quality, fmt
 
 ALPHA = 0.5  # the nominal step of panels (b) and (c)
-# (d) and (e): (axes position, family, symbolic family, lr scale, title)
+# (d) and (e): (axes position, family, lr scale, title)
 MOMENTUM = (
-    ((1, 1), "heavy_ball", "heavy_ball", "linear", "(d) heavy ball"),
-    ((2, 0), "ema_momentum", "ema", "log", "(e) EMA momentum"),
+    ((1, 1), "heavy_ball", "linear", "(d) heavy ball"),
+    ((2, 0), "ema_momentum", "log", "(e) EMA momentum"),
 )
 
 
@@ -99,7 +99,12 @@ def _nominal(m, exact, checks) -> tuple[Panel, Panel]:
     out = []
     for family, precondition in (("nominal", False), ("preconditioned", True)):
         bd = symbolic.stability_boundary(
-            family, alpha=a_sym, p=p_sym, h=h_sym, variable=p_sym
+            "nominal",
+            alpha=a_sym,
+            p=p_sym,
+            h=h_sym,
+            precondition=precondition,
+            variable=p_sym,
         )
         upper = _lambdified(bd.x_star, a_sym, h_sym)
         reg = analyses.stability_region(
@@ -140,10 +145,10 @@ def _momentum(m, exact, checks) -> dict:
         "ema_momentum": (np.geomspace(0.1, 1e3, m), np.linspace(0.0, 0.99, m)),
     }
     panels = {}
-    for _, family, sym_family, _, _ in MOMENTUM:
+    for _, family, _, _ in MOMENTUM:
         lr_axis, betas = grids[family]
         reg = analyses.stability_region(family, lr=lr_axis, curvature=1.0, beta=betas)
-        bd = symbolic.stability_boundary(sym_family)
+        bd = symbolic.stability_boundary(family)
         xs = _lambdified(bd.x_star, symbolic.BETA)(betas)
         checks[family] = check.disagreement(reg.stable, lr_axis[:, None] < xs[None, :])
         exact[f"{family}: exact x* = a h"] = str(sympy.factor(bd.x_star))
@@ -326,7 +331,7 @@ def draw(record: Record):
         )
         ax.legend(loc="lower left")
         _draw_bands(axes, record)
-        for (i, j), family, _, scale, name in MOMENTUM:
+        for (i, j), family, scale, name in MOMENTUM:
             panel = record.panels[family]
             ax = plotting.region(
                 panel.region,
