@@ -530,3 +530,28 @@ def test_an_extra_evaluation_adds_only_its_own_optimizers():
     )
     assert set(out["tasks"]["a"]["learned"]) == {"star", "adam", "star_bounded"}
     assert main["rows"] != out["rows"]  # the shipped record itself is untouched
+
+
+def test_an_extra_meta_training_record_adds_only_its_own_runs():
+    main = {"every": 10, "window": 50, "runs": {"star": 1, "star_wd0": 2}}
+    extra = {"every": 10, "window": 50, "runs": {"star": 9, "star_bounded": 3}}
+    out = records.with_runs(main, extra)
+    assert out["runs"] == {"star": 1, "star_wd0": 2, "star_bounded": 3}
+    assert main["runs"] == {"star": 1, "star_wd0": 2}  # untouched
+    with pytest.raises(ValueError, match="extra"):
+        records.with_runs(main, dict(extra, window=20))
+
+
+def test_fig06_draws_the_bounded_run_beside_the_shipped_ones():
+    from stability.figures import fig06
+
+    rec = fig06.compute(figures.Quality())
+    assert set(rec.meta_training["runs"]) == {
+        "star",
+        "small_fc_lopt",
+        "star_no_nominal",
+        "star_no_precond",
+        "star_wd0",
+        "star_bounded",
+    }
+    assert "star_bounded: 8 episodes, blackbox term bounded" in fig06.caption(rec)

@@ -97,6 +97,23 @@ def numbers(record: Record) -> dict:
     return out
 
 
+def _others(runs, cfg) -> str:
+    """The runs whose held-out episodes or blackbox bound differ from ``cfg``'s."""
+    notes = []
+    for name, run in runs.items():
+        c = run["config"]
+        diff = []
+        if c.get("eval_seeds") != cfg.get("eval_seeds"):
+            diff.append(f"{c['eval_seeds']} episodes")
+        if c.get("blackbox_bound") != cfg.get("blackbox_bound"):
+            diff.append(
+                f"blackbox term bounded by {c['blackbox_bound']:g}x the nominal"
+            )
+        if diff:
+            notes.append(f"{name}: {', '.join(diff)}")
+    return f" ({'; '.join(notes)})" if notes else ""
+
+
 def caption(record: Record) -> str:
     runs = record.meta_training["runs"]
     cfg = (runs["star"] if "star" in runs else next(iter(runs.values())))["config"]
@@ -108,7 +125,8 @@ def caption(record: Record) -> str:
         f"ablation), nominal step {fmt(cfg['nominal_stepsize'], 3)}. Meta-loss: "
         "mean log training loss over each truncation. Held-out: mean over "
         f"{cfg['eval_seeds']} held-out episodes every {cfg['eval_every']} outer "
-        "steps. Each run keeps (★) the theta with the lowest held-out training loss "
+        f"steps{_others(runs, cfg)}. Each run keeps (★) the theta with the lowest "
+        "held-out training loss "
         "at T (runs older than that rule kept the lowest held-out meta-loss); the "
         "shipped thetas are these kept thetas." + record.note
     )

@@ -186,12 +186,23 @@ def lopt_record(name, q: Quality, what):
             f"{what} needs stability/lopt/records/{name}.json (see "
             "python -m stability.lopt._records); it is not there"
         ) from None
-    if name == "evaluation":  # the bounded STAR was evaluated on its own, later
+    # the bounded STAR was meta-trained and evaluated on its own, later
+    merge = {"evaluation": with_optimizers, "meta_training": with_runs}.get(name)
+    if merge is not None:
         try:
-            record = with_optimizers(record, _records.load("evaluation_bounded"))
+            record = merge(record, _records.load(f"{name}_bounded"))
         except FileNotFoundError:
             pass
     return record
+
+
+def with_runs(record: dict, extra: dict) -> dict:
+    """A meta-training ``record`` plus ``extra``'s runs that it lacks (both condensed
+    with the same spacing)."""
+    if (record["every"], record["window"]) != (extra["every"], extra["window"]):
+        raise ValueError("extra: condensed with another spacing than record")
+    runs = {k: v for k, v in extra["runs"].items() if k not in record["runs"]}
+    return dict(record, runs={**record["runs"], **runs})
 
 
 def with_optimizers(record: dict, extra: dict) -> dict:

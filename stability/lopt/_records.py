@@ -29,6 +29,7 @@ RECORDS_DIR = pathlib.Path(__file__).with_name("records")
 META_TRAINING = "meta_training.json"
 EVALUATION = "evaluation.json"
 EVALUATION_BOUNDED = "evaluation_bounded.json"
+META_TRAINING_BOUNDED = "meta_training_bounded.json"
 
 
 def _write_json(obj, path) -> None:
@@ -44,9 +45,9 @@ def _array(values) -> np.ndarray:
 
 
 def load(name: str, directory=None) -> dict:
-    """A shipped record (``"meta_training"``, ``"evaluation"`` or
-    ``"evaluation_bounded"``) as a dict, with its curves as float64 arrays (``null``
-    -> NaN).
+    """A shipped record (``"meta_training"``, ``"evaluation"``, or the bounded
+    STAR's ``"meta_training_bounded"`` and ``"evaluation_bounded"``) as a dict,
+    with its curves as float64 arrays (``null`` -> NaN).
 
     Raises:
       FileNotFoundError: if the record is not there.
@@ -55,6 +56,7 @@ def load(name: str, directory=None) -> dict:
         "meta_training": META_TRAINING,
         "evaluation": EVALUATION,
         "evaluation_bounded": EVALUATION_BOUNDED,
+        "meta_training_bounded": META_TRAINING_BOUNDED,
     }
     if name not in files:
         raise ValueError(f"name must be one of {sorted(files)}, got {name!r}")
