@@ -205,6 +205,7 @@ def arnoldi(
     tol: float = 1e-8,
     max_iter: int | None = None,
     ncv: int | None = None,
+    seed: int = 0,
 ) -> Eigenpairs:
     r"""The ``k`` eigenvalues of largest modulus of a (non-symmetric) operator, by
     ARPACK's implicitly restarted Arnoldi on its products, with each pair's residual
@@ -217,10 +218,12 @@ def arnoldi(
     Args:
       op: a ``LinearOperator`` (real or complex) or a real array, shape ``(n, n)``.
       k: eigenvalues wanted.
-      v0: ARPACK's start vector, shape ``(n,)`` (default: ARPACK's random one).
+      v0: start vector, shape ``(n,)`` (default: a random one drawn with ``seed``,
+        so that repeated calls agree; ARPACK's own is random each call).
       tol: ARPACK's relative accuracy of the Ritz values.
       max_iter: ARPACK's restarts (default ``50 n``).
       ncv: ARPACK's basis size (default ``min(n, max(2k + 1, 20))``).
+      seed: for the random start.
     Returns:
       :class:`Eigenpairs` sorted by decreasing modulus (complex); if ARPACK does
       not converge, the pairs it did converge, with ``converged`` False.
@@ -240,10 +243,10 @@ def arnoldi(
     if ncv is not None:
         ncv = check_int("ncv", ncv, low=1)
     with _one_blas_thread():
-        return _arnoldi(op, n, k, v0, tol, max_iter, ncv)
+        return _arnoldi(op, n, k, _start(v0, n, seed), tol, max_iter, ncv)
 
 
-def _arnoldi(op, n, k, v0, tol, max_iter, ncv) -> Eigenpairs:
+def _arnoldi(op, n, k, start, tol, max_iter, ncv) -> Eigenpairs:
     count = [0]
     real = not np.issubdtype(op.dtype, np.complexfloating)
     dtype = np.float64 if real else np.complex128
@@ -262,7 +265,6 @@ def _arnoldi(op, n, k, v0, tol, max_iter, ncv) -> Eigenpairs:
         dense = np.stack([matvec(e) for e in np.eye(n)], axis=1)
         vals, vecs = np.linalg.eig(dense)
     else:
-        start = None if v0 is None else _start(v0, n, 0)
         counted = scipy.sparse.linalg.LinearOperator((n, n), matvec, dtype=dtype)
         try:
             vals, vecs = scipy.sparse.linalg.eigs(

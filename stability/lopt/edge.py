@@ -433,10 +433,7 @@ def _measure(how, params, state, step, loss, bad, precondition, vectors):
             p, s = _cast(params, how.radius_dtype), _cast(state, how.radius_dtype)
         jac, _ = step_jacobian(how.loss_fn, how.optimizer, p, s, how.batch)
         k = min(how.radius_k, jac.shape[0])
-        # a fixed start vector: ARPACK's own is random, and the radius of a far from
-        # normal Jacobian near 1 depends on it at a loose tolerance
-        v0 = np.random.default_rng(0).standard_normal(jac.shape[0]).astype(jac.dtype)
-        pairs = arnoldi(jac, k=k, tol=how.radius_tol, v0=v0)
+        pairs = arnoldi(jac, k=k, tol=how.radius_tol)
         radius = float(np.max(np.abs(pairs.eigenvalues)))
     return EdgeCheckpoint(
         step, loss, sharp, psharp, how.threshold, radius, bool(bad), sharp_res, pres
