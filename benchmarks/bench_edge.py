@@ -4,7 +4,7 @@ batch 128, float32):
 
 1. one Hessian-vector product (forward-over-reverse, jitted) against one gradient
    (jitted), both on the same batch: the raw kernels, and the HVP through the
-   ``LinearOperator`` the eigen-solvers call (float64 NumPy in and out);
+   ``LinearOperator`` the eigen-solvers call (NumPy in and out, float32 here);
 2. the top eigenvalue of the Hessian and of Adam's preconditioned Hessian to 1e-3
    relative residual by Lanczos along training (every ``--every`` steps), warm-started
    from the previous checkpoint's vector, against a cold (random) start, in gradient

@@ -109,8 +109,8 @@ def test_blackbox_bound_scales_the_blackbox_term_per_tensor():
             )
             if c < 1:
                 assert scale < 1  # the bound binds in this example
-    for bad, match in ((0.0, "> 0"), (-1.0, ">= 0"), (float("nan"), "")):
-        with pytest.raises(ValueError, match="^blackbox_bound:"):
+    for bad, match in ((0.0, "> 0"), (-1.0, ">= 0"), (float("nan"), "finite")):
+        with pytest.raises(ValueError, match=f"^blackbox_bound: must be {match}"):
             star(THETA, blackbox_bound=bad)
     with pytest.raises(ValueError, match="^blackbox_bound:"):
         star(THETA, blackbox_bound=1.0, nominal=False)

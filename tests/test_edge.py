@@ -208,6 +208,30 @@ def test_lanczos_matches_eigh_with_true_residuals_and_warm_start():
     )
 
 
+def test_lanczos_works_in_a_float32_operators_precision():
+    import scipy.sparse.linalg
+
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.standard_normal((300, 300)))
+    lam = np.concatenate([[10.0, 9.0], rng.uniform(-3, 8, 298)])
+    a = (q * lam) @ q.T
+    op = scipy.sparse.linalg.aslinearoperator(a.astype(np.float32))
+    pairs = lanczos(op, k=2, tol=1e-4)
+    assert pairs.converged and pairs.eigenvectors.dtype == np.float32
+    np.testing.assert_allclose(pairs.eigenvalues, [10.0, 9.0], rtol=1e-5)
+    # the residual read off the tridiagonal matrix is the true one, to float32
+    # rounding, and within the tolerance
+    x = pairs.eigenvectors.astype(float)
+    true = np.linalg.norm(a @ x - x * pairs.eigenvalues, axis=0)
+    np.testing.assert_allclose(pairs.residuals, true, rtol=0.05, atol=1e-5)
+    assert np.all(true <= 1e-4 * pairs.eigenvalues + 1e-5)
+    # the Hessian of float32 parameters is a float32 operator, of float64 ones float64
+    params, batch = _problem()
+    assert hessian_operator(_mlp_loss, params, batch).dtype == np.float64
+    params32, batch32 = _problem(dtype=jnp.float32)
+    assert hessian_operator(_mlp_loss, params32, batch32).dtype == np.float32
+
+
 def test_lanczos_stops_at_max_iter_unconverged():
     a = np.diag(np.linspace(1.0, 2.0, 200))
     pairs = lanczos(a, tol=1e-12, max_iter=3)

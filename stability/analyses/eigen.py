@@ -4,9 +4,10 @@ operators (the Hessian, the preconditioned Hessian) and Arnoldi for non-symmetri
 
 Both take a SciPy ``LinearOperator`` (e.g. from
 :func:`stability.operators.hessian_operator` or
-:func:`stability.operators.step_jacobian`) or a dense square array, run in float64
-NumPy around the operator's (jitted) products, and return an :class:`Eigenpairs`
-record. Calling pattern along training, warm-starting from the last vectors::
+:func:`stability.operators.step_jacobian`) or a dense square array, run in NumPy
+around the operator's (jitted) products (Lanczos in the operator's precision, float32
+or float64; Arnoldi in float64), and return an :class:`Eigenpairs` record. Calling
+pattern along training, warm-starting from the last vectors::
 
     pairs = lanczos(hessian_operator(loss_fn, params, batch))
     ...  # train
@@ -117,6 +118,10 @@ def lanczos(
     The residual of a Ritz pair :math:`(\theta_i, V s_i)` after ``j`` steps is
     :math:`|\beta_j\, s_{j,i}|`, read off the tridiagonal matrix at no extra
     product; with full reorthogonalisation it equals the true residual to rounding.
+    The Lanczos vectors are kept in the operator's precision (a float32 operator,
+    such as the Hessian of float32 parameters, gives float32 vectors and
+    eigenvectors; the tridiagonal eigenproblem is float64 either way), so a
+    ``tol`` near float32 rounding (``1e-6``) is out of reach of a float32 operator.
 
     Args:
       op: a symmetric ``LinearOperator`` or array, shape ``(n, n)``.
@@ -145,29 +150,44 @@ def lanczos(
         return _lanczos(op, n, k, v0, tol, max_iter, seed)
 
 
+def _product(op, v, dtype) -> np.ndarray:
+    """``op v`` as a fresh writable vector of ``dtype``."""
+    w = np.asarray(op.matvec(v), dtype=dtype).reshape(-1)
+    return w.copy() if not w.flags.writeable or np.shares_memory(w, v) else w
+
+
 def _lanczos(op, n, k, v0, tol, max_iter, seed) -> Eigenpairs:
     if max_iter is not None:
         max_iter = check_int("max_iter", max_iter, low=1)
     max_iter = max(min(300 if max_iter is None else max_iter, n), k)
-    # one Lanczos vector per row: the rows in use are contiguous, and rows not
-    # reached are never touched (no page faults on a large unused basis)
-    basis = np.empty((max_iter, n))
+    # the vectors in the operator's precision (float32 products gain nothing from
+    # a float64 basis, and the vector work is memory-bound); the tridiagonal
+    # matrix and its eigenproblem in float64
+    dtype = np.float32 if op.dtype == np.float32 else np.float64
+    # one Lanczos vector per row, the rows in use contiguous; the basis starts
+    # small and doubles when full: a small block is reused from the heap on the
+    # next call, while fresh memory costs a page fault per 4 KiB written
+    basis = np.empty((min(max_iter, 16), n), dtype)
     alpha, beta = np.zeros(max_iter), np.zeros(max_iter)
     basis[0] = _start(v0, n, seed)
     vals = vecs = res = None
     j = 0
     for j in range(max_iter):
-        w = np.array(op.matvec(basis[j]), dtype=float).reshape(-1)
+        w = _product(op, basis[j], dtype)
+        # the three-term recurrence, then one full reorthogonalisation pass
+        # (classical Gram-Schmidt against the whole basis), which keeps the
+        # residual estimate exact; a second pass only when the first cancelled
+        # most of what was left (Daniel, Gragg, Kaufman & Stewart, 1976)
+        if j:
+            w -= dtype(beta[j - 1]) * basis[j - 1]
         alpha[j] = basis[j] @ w
-        # full reorthogonalisation (classical Gram-Schmidt against the whole
-        # basis) keeps the residual estimate exact; a second pass only when the
-        # first cancelled most of w (Daniel, Gragg, Kaufman & Stewart, 1976)
-        before = np.linalg.norm(w)
-        w -= (basis[: j + 1] @ w) @ basis[: j + 1]
-        beta[j] = np.linalg.norm(w)
-        if beta[j] < 0.7071 * before:
+        w -= dtype(alpha[j]) * basis[j]
+        for _ in range(2):
+            before = np.linalg.norm(w)
             w -= (basis[: j + 1] @ w) @ basis[: j + 1]
             beta[j] = np.linalg.norm(w)
+            if beta[j] >= 0.7071 * before:
+                break
         m = j + 1
         if m >= k:
             theta, s = scipy.linalg.eigh_tridiagonal(alpha[:m], beta[: m - 1])
@@ -177,10 +197,12 @@ def _lanczos(op, n, k, v0, tol, max_iter, seed) -> Eigenpairs:
             scale = np.maximum(np.abs(vals), np.finfo(float).tiny)
             if np.all(res <= tol * scale):
                 break
-        if beta[j] <= 1e-14 * max(1.0, np.max(np.abs(alpha[:m]))):
+        if beta[j] <= 50 * np.finfo(dtype).eps * max(1.0, np.max(np.abs(alpha[:m]))):
             break  # an invariant subspace: the Ritz pairs are exact
         if m < max_iter:
-            basis[m] = w / beta[j]
+            if m == len(basis):
+                basis = np.concatenate([basis, np.empty_like(basis)])[:max_iter]
+            np.divide(w, beta[j], out=basis[m], casting="same_kind")
     m = j + 1
     if vals is None or m < k:
         raise ValueError(
@@ -190,7 +212,7 @@ def _lanczos(op, n, k, v0, tol, max_iter, seed) -> Eigenpairs:
     scale = np.maximum(np.abs(vals), np.finfo(float).tiny)
     return Eigenpairs(
         vals,
-        basis[:m].T @ vecs,
+        basis[:m].T @ vecs.astype(dtype),
         res,
         m,
         bool(np.all(res <= tol * scale)),

@@ -153,8 +153,9 @@ def hessian_operator(
     loss_fn, params, batch, *, preconditioner=None
 ) -> scipy.sparse.linalg.LinearOperator:
     r"""The Hessian of ``loss_fn`` at ``params`` on ``batch`` as a symmetric SciPy
-    ``LinearOperator`` on flat vectors (float64 in and out; the product runs in the
-    parameters' dtype), or the preconditioned Hessian
+    ``LinearOperator`` on flat vectors in the parameters' dtype (float32 parameters
+    give a float32 operator: a float64 vector would only be rounded on the way
+    in), or the preconditioned Hessian
     :math:`D^{-1/2} H D^{-1/2}` when ``preconditioner`` gives the diagonal
     :math:`D`.
 
@@ -204,14 +205,13 @@ def _hessian_operator(loss_fn, params, batch, preconditioner):
     scale = _preconditioner_scale(preconditioner, params, dtype)
 
     def matvec(v):
-        v = np.asarray(v, np.float64).reshape(-1)
+        v = np.asarray(v).reshape(-1)
         _finite("v", v, "the vector")
-        out = _hvp_flat(loss_fn, params, batch, scale, jnp.asarray(v, dtype))
-        out = np.asarray(out, np.float64)
+        out = np.asarray(_hvp_flat(loss_fn, params, batch, scale, v))
         return _finite("params", out, "the Hessian-vector product here")
 
     return scipy.sparse.linalg.LinearOperator(
-        (n, n), matvec=matvec, rmatvec=matvec, dtype=np.float64
+        (n, n), matvec=matvec, rmatvec=matvec, dtype=np.dtype(dtype)
     )
 
 
