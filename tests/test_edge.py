@@ -232,6 +232,24 @@ def test_lanczos_works_in_a_float32_operators_precision():
     assert hessian_operator(_mlp_loss, params32, batch32).dtype == np.float32
 
 
+def test_lanczos_keeps_its_vectors_semi_orthogonal_on_a_long_run():
+    # the top eigenvalue converges in a few steps, the next two need over a
+    # hundred: without reorthogonalisation the top one comes back as ghost copies
+    # (10, 10, 10); kept semi-orthogonal, the three are right and their vectors
+    # orthonormal to sqrt(eps)
+    rng = np.random.default_rng(2)
+    q, _ = np.linalg.qr(rng.standard_normal((500, 500)))
+    lam = np.concatenate([[10.0], np.linspace(0.0, 1.0, 499)])
+    a = (q * lam) @ q.T
+    pairs = lanczos(a, k=3, tol=1e-10, max_iter=400)
+    assert pairs.converged and pairs.matvecs > 100
+    np.testing.assert_allclose(
+        pairs.eigenvalues, [10.0, 1.0, 1.0 - 1 / 498], rtol=1e-12
+    )
+    gram = pairs.eigenvectors.T @ pairs.eigenvectors
+    np.testing.assert_allclose(gram, np.eye(3), atol=np.sqrt(np.finfo(float).eps))
+
+
 def test_lanczos_stops_at_max_iter_unconverged():
     a = np.diag(np.linspace(1.0, 2.0, 200))
     pairs = lanczos(a, tol=1e-12, max_iter=3)
