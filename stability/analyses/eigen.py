@@ -118,8 +118,9 @@ def lanczos(
     The residual of a Ritz pair :math:`(\theta_i, V s_i)` after ``j`` steps is
     :math:`|\beta_j\, s_{j,i}|`, read off the tridiagonal matrix at no extra
     product; the Lanczos vectors are kept semi-orthogonal (every new one checked
-    against the whole basis, and reorthogonalised where a component exceeds
-    :math:`\sqrt{\epsilon}`), so it equals the true residual to rounding.
+    against the whole basis, and reorthogonalised when a component exceeds
+    :math:`\sqrt{\epsilon}` of its norm), so it equals the true residual to within
+    a relative :math:`\sqrt{\epsilon}` and rounding.
     The Lanczos vectors are kept in the operator's precision (a float32 operator,
     such as the Hessian of float32 parameters, gives float32 vectors and
     eigenvectors; the tridiagonal eigenproblem is float64 either way), so a
@@ -179,9 +180,9 @@ def _lanczos(op, n, k, v0, tol, max_iter, seed) -> Eigenpairs:
         w = _product(op, basis[j], dtype)
         # the three-term recurrence; then the new vector's components along the
         # whole basis are measured, and removed (classical Gram-Schmidt, at most
-        # twice) only where one exceeds sqrt(eps) of its norm. Semi-orthogonal
+        # twice) only when one exceeds sqrt(eps) of its norm. Semi-orthogonal
         # Lanczos vectors give Ritz values and residual estimates as accurate as
-        # orthogonal ones (Simon, 1984), and the check is half a pass
+        # orthogonal ones (Simon, 1984), and the check costs half a pass
         if j:
             w -= dtype(beta[j - 1]) * basis[j - 1]
         alpha[j] = basis[j] @ w
