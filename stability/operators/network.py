@@ -205,7 +205,7 @@ def _hessian_operator(loss_fn, params, batch, preconditioner):
     scale = _preconditioner_scale(preconditioner, params, dtype)
 
     def matvec(v):
-        v = np.asarray(v).reshape(-1)
+        v = np.asarray(v, dtype).reshape(-1)  # one compiled kernel: the params' dtype
         _finite("v", v, "the vector")
         out = np.asarray(_hvp_flat(loss_fn, params, batch, scale, v))
         return _finite("params", out, "the Hessian-vector product here")
